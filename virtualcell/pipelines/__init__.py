@@ -1,0 +1,6 @@
+"""Pipelines: named sets of components, AnnData in and AnnData out."""
+
+from .perturbation import PerturbationPipeline
+from .pipeline import Pipeline
+
+__all__ = ["Pipeline", "PerturbationPipeline"]

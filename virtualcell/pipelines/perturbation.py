@@ -1,0 +1,218 @@
+"""PerturbationPipeline: encoder + manipulator + decoder, AnnData in and AnnData out."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import torch
+
+from ..component import Condition, Decoder, Encoder, Manipulator
+from ..data.checks import DataError
+from ..data.fields import condition_labels, context_vocabulary, covariate_tensors, make_condition, require_obs
+from ..data.preprocess import Preprocessing
+from ..data.vocabulary import Vocabulary
+from ..execution import as_tensor, batched_apply, make_generator, resolve_device
+from .pipeline import Pipeline, resolve_component
+
+__all__ = ["PerturbationPipeline"]
+
+
+def _data_fingerprint(adata: ad.AnnData) -> str:
+    digest = hashlib.sha256()
+    digest.update(str(adata.shape).encode())
+    digest.update("\n".join(map(str, adata.obs_names[:1000])).encode())
+    digest.update("\n".join(map(str, adata.var_names)).encode())
+    return digest.hexdigest()
+
+
+class PerturbationPipeline(Pipeline):
+    """Predict how cells respond to a condition they were not measured in.
+
+    >>> pipe = PerturbationPipeline(encoder="pca", manipulator="latent-arithmetic")
+    >>> pipe.fit(train, condition_key="condition", control="control", context_key="cell_type")
+    >>> predicted = pipe.predict(control_cells, target="stimulated")   # AnnData, log-normalised
+
+    Args:
+        encoder: registered name, ``{"name": ..., **kwargs}`` or an ``Encoder`` (default ``"pca"``).
+        manipulator: likewise a ``Manipulator`` (default ``"latent-arithmetic"``).
+        decoder: likewise a ``Decoder``; None uses the encoder's paired decoder (its inverse).
+        preprocess: ``None`` (X is log-normalised already), a preset (``"log1p"``, ``"kang-full"``) or
+            a dict of ``Preprocessing`` options; recorded and re-applied at prediction.
+        device: ``"cpu"`` (default), ``"cuda"``, ``"mps"`` or ``"auto"``.
+    """
+
+    roles = ("encoder", "manipulator", "decoder")
+
+    def __init__(self, encoder: Any = "pca", manipulator: Any = "latent-arithmetic", decoder: Any = None, *,
+                 preprocess: Any = None, device: str | torch.device = "cpu") -> None:
+        super().__init__(encoder=resolve_component(encoder, "encoder"),
+                         manipulator=resolve_component(manipulator, "manipulator"),
+                         decoder=resolve_component(decoder, "decoder"))
+        self.preprocessing = Preprocessing.from_spec(preprocess)
+        self.device = resolve_device(device)
+        self.batch_size = 4096
+
+    # -- fitting ---------------------------------------------------------------------------------
+    def fit(self, adata: ad.AnnData, *, condition_key: str = "condition", control: str = "control",
+            context_key: str | None = None, covariate_keys: Sequence[str] = (), layer: str | None = None,
+            seed: int = 0, progress: bool = True) -> "PerturbationPipeline":
+        """Fit encoder (unless already fitted), manipulator and decoder on ``adata``.
+
+        Args:
+            condition_key: obs column with each cell's condition.
+            control: the label of unperturbed cells in that column.
+            context_key: optional obs column of contexts (cell types); None hides it from the model.
+            covariate_keys: numeric obs columns (dose, time) handed to the manipulator.
+            layer: where the expression is (default ``X``).
+            seed: seeds every stochastic step.
+        """
+        labels = condition_labels(adata, condition_key)
+        conditions = Vocabulary.from_values(adata.obs[condition_key], first=[control], what=f"{condition_key} value")
+        if control not in conditions:
+            raise DataError(f"Control label {control!r} is not in adata.obs[{condition_key!r}]; "
+                            f"found {conditions.labels}. Pass control=<the label of unperturbed cells>.")
+        if len(conditions) < 2:
+            raise DataError(f"adata.obs[{condition_key!r}] has only {conditions.labels}; fitting needs control and "
+                            "at least one perturbed condition.")
+        contexts = context_vocabulary(adata, context_key) if context_key else None
+        if self.manipulator.requires_context and contexts is None:
+            raise DataError(f"{type(self.manipulator).__name__} needs context_key (e.g. 'cell_type').")
+
+        if self.encoder.is_fitted:  # a pre-trained encoder fixes the genes
+            self.preprocessing.genes = self.encoder.input_features
+        else:
+            self.preprocessing.fit(adata, layer=layer)
+        x_np = self.preprocessing.transform(adata, layer=layer)
+        x = torch.from_numpy(x_np).to(self.device)
+        self.encoder.to(self.device)
+        if not self.encoder.is_fitted:
+            self.encoder.fit(x, self.preprocessing.genes, seed=seed, progress=progress)
+        z = self._encode(x)
+
+        condition_ids = conditions.encode(labels)
+        context_ids = contexts.encode(adata.obs[context_key]) if contexts else None
+        target = make_condition(condition_ids, context_ids=context_ids,
+                                covariates=covariate_tensors(adata, covariate_keys)).to(self.device)
+        self.manipulator.to(self.device)
+        self.manipulator.fit(z, target, n_conditions=len(conditions), n_contexts=len(contexts) if contexts else 0,
+                             seed=seed, progress=progress)
+        if self.decoder is None:
+            decoder = self.encoder.paired_decoder()
+            if decoder is None:
+                raise ValueError(f"{type(self.encoder).__name__} has no paired decoder; pass decoder=...")
+            self.components["decoder"] = decoder
+        elif not self.decoder.is_fitted:
+            self.decoder.to(self.device).fit(z, x, self.preprocessing.genes, seed=seed, progress=progress)
+        self.decoder.to(self.device)
+
+        self.metadata = {
+            "condition_key": condition_key, "control": control, "conditions": conditions.labels,
+            "context_key": context_key, "contexts": contexts.labels if contexts else None,
+            "covariate_keys": list(covariate_keys), "layer": layer,
+            "preprocessing": self.preprocessing.to_dict(),
+            "training": {"n_cells": int(adata.n_obs), "n_genes": int(adata.n_vars), "seed": seed,
+                         "data_fingerprint": _data_fingerprint(adata),
+                         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
+        }
+        return self
+
+    def _after_load(self) -> None:
+        self.preprocessing = Preprocessing.from_spec(self.metadata["preprocessing"])
+        self.batch_size = 4096
+
+    def _check_fitted(self) -> None:
+        if not self.metadata:
+            raise RuntimeError("This pipeline is not fitted; call .fit(adata, ...) or PerturbationPipeline.load(path).")
+
+    @property
+    def conditions(self) -> Vocabulary:
+        self._check_fitted()
+        return Vocabulary(self.metadata["conditions"], what=f"{self.metadata['condition_key']} value")
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        return batched_apply(self.encoder.encode, x, batch_size=self.batch_size)
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        return batched_apply(self.decoder.decode, z, batch_size=self.batch_size)
+
+    # -- prediction ------------------------------------------------------------------------------
+    def prepare(self, adata: ad.AnnData, layer: str | None = None) -> torch.Tensor:
+        """Preprocess ``adata`` as at fit time and align genes: [n, genes] on the pipeline's device."""
+        self._check_fitted()
+        layer = self.metadata["layer"] if layer is None else layer
+        return torch.from_numpy(self.preprocessing.transform(adata, layer=layer)).to(self.device)
+
+    def predict(self, adata: ad.AnnData, *, target: str, source: str | None = None, n_samples: int = 1,
+                seed: int = 0, covariates: Mapping[str, float] | None = None, layer: str | None = None,
+                key_added: str = "virtualcell", quantiles: tuple[float, float] = (0.05, 0.95)) -> ad.AnnData:
+        """Predict ``adata``'s cells under condition ``target``; returns a new AnnData.
+
+        Each cell's current condition is read from the fitted condition column when ``adata`` has it,
+        otherwise ``source`` (default: the control label) is used. With ``n_samples > 1``, ``X`` holds
+        the predictive mean and ``layers`` hold ``variance`` and the central interval
+        (``q05``/``q95`` for the default ``quantiles``). Provenance goes to ``uns[key_added]``.
+        """
+        self._check_fitted()
+        meta = self.metadata
+        if adata.n_obs == 0:
+            raise DataError("No cells to predict from (the AnnData is empty).")
+        conditions = self.conditions
+        target_id = conditions.id(target)
+        key = meta["condition_key"]
+        if source is None and key in adata.obs:
+            source_ids = conditions.encode(condition_labels(adata, key))
+        else:
+            source_ids = np.full(adata.n_obs, conditions.id(source or meta["control"]), dtype=np.int64)
+        context_ids = None
+        if meta["context_key"] and meta["context_key"] in adata.obs:
+            known = Vocabulary(meta["contexts"])
+            values = adata.obs[meta["context_key"]].astype(str)
+            if values.isin(known.labels).all():
+                context_ids = known.encode(values)
+        if self.manipulator.requires_context and context_ids is None:
+            raise DataError(f"{type(self.manipulator).__name__} needs every cell's {meta['context_key']!r} "
+                            f"among the fitted ones {meta['contexts']}.")
+        condition = make_condition(np.full(adata.n_obs, target_id), source_ids=source_ids, context_ids=context_ids,
+                                   covariates=covariate_tensors(adata, meta["covariate_keys"], dict(covariates or {})))
+        x = self.prepare(adata, layer)
+        z = self._encode(x)
+        generator = make_generator(seed, "cpu")
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            moved = self.manipulator.manipulate(z, condition.to(self.device), n_samples=n_samples, generator=generator)
+        samples = moved.unsqueeze(0) if n_samples == 1 else moved             # [S, n, d]
+        decoded = torch.stack([self._decode(s) for s in samples])             # [S, n, genes]
+        if self.decoder.output_type == "expression":
+            decoded = decoded.clamp_min(0)
+        return self._to_anndata(adata, decoded, samples, target, quantiles, key_added,
+                                {"target": target, "n_samples": n_samples, "seed": seed,
+                                 "covariates": dict(covariates or {})})
+
+    def _to_anndata(self, adata, decoded, samples, target, quantiles, key_added, call) -> ad.AnnData:
+        meta = self.metadata
+        mean = decoded.mean(0).float().cpu().numpy()
+        obs = adata.obs.copy()
+        key = meta["condition_key"]
+        if key in obs:
+            obs[f"{key}_source"] = obs[key].astype(str)
+        obs[key] = pd.Categorical([target] * adata.n_obs, categories=meta["conditions"])
+        out = ad.AnnData(X=mean, obs=obs, var=pd.DataFrame(index=pd.Index(self.decoder.output_features, dtype=str)))
+        out.obsm[f"X_{key_added}"] = samples.mean(0).float().cpu().numpy()
+        if decoded.shape[0] > 1:
+            lo, hi = torch.quantile(decoded.float(), torch.tensor(quantiles, device=decoded.device), dim=0)
+            out.layers["variance"] = decoded.float().var(0).cpu().numpy()
+            out.layers[f"q{round(quantiles[0] * 100):02d}"] = lo.cpu().numpy()
+            out.layers[f"q{round(quantiles[1] * 100):02d}"] = hi.cpu().numpy()
+        out.uns[key_added] = {
+            "pipeline": {role: {"component": type(c).__name__, "config": c.config_json()}
+                         for role, c in self.components.items() if c is not None},
+            "call": {k: (str(v) if isinstance(v, dict) else v) for k, v in call.items()},
+            "training": meta["training"],
+        }
+        return out

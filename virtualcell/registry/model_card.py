@@ -1,0 +1,78 @@
+"""Model cards: a README.md with YAML front matter, biology-aware fields (after scvi-hub's metadata)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["render_model_card", "parse_front_matter", "CARD_FIELDS"]
+
+#: fields a publisher may fill in (``card=`` of ``save``); anything else is kept under ``extra``
+CARD_FIELDS = (
+    "description", "organism", "tissues", "cell_types", "perturbations", "training_data",
+    "training_data_sha256", "preprocessing", "metrics", "license", "authors", "references",
+)
+
+
+def _yaml_scalar(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)  # JSON scalars and flow collections are valid YAML
+
+
+def render_model_card(config: Mapping[str, Any], features: Sequence[str], card: Mapping[str, Any]) -> str:
+    """Render the model card for an artifact's ``config`` and user-supplied ``card`` fields."""
+    front = {
+        "library_name": "virtualcell",
+        "component": config["component"],
+        "kind": config["kind"],
+        "package": config["package"],
+        "package_version": config["package_version"],
+        "n_features": len(features),
+        "features_sha256": hashlib.sha256("\n".join(features).encode()).hexdigest(),
+    }
+    for key in CARD_FIELDS:
+        if key in card:
+            front[key] = card[key]
+    extra = {k: v for k, v in card.items() if k not in CARD_FIELDS}
+    if extra:
+        front["extra"] = extra
+    lines = ["---"] + [f"{k}: {_yaml_scalar(v)}" for k, v in front.items()] + ["---", ""]
+    lines += [
+        f"# {config['component']} ({config['kind']})",
+        "",
+        card.get("description", f"A `{config['class']}` saved by virtualcell {config['virtualcell_version']}."),
+        "",
+        "## Use",
+        "",
+        "```python",
+        "import virtualcell as vc",
+        "component = vc.load_component('path/to/this/folder')",
+        "```",
+        "",
+        "## Configuration",
+        "",
+        "```json",
+        json.dumps(config["init"], indent=2, sort_keys=True),
+        "```",
+        "",
+        f"Features ({len(features)}): " + ", ".join(features[:10]) + (" ..." if len(features) > 10 else ""),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def parse_front_matter(text: str) -> dict[str, Any]:
+    """Read back the front matter written by :func:`render_model_card` (one JSON value per key)."""
+    if not text.startswith("---\n"):
+        return {}
+    body = text[4:].split("\n---", 1)[0]
+    out = {}
+    for line in body.splitlines():
+        key, sep, value = line.partition(": ")
+        if sep:
+            try:
+                out[key] = json.loads(value)
+            except json.JSONDecodeError:
+                out[key] = value
+    return out

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 from scipy import sparse
-from scipy.sparse import linalg as sparse_linalg
+from scipy import linalg as scipy_linalg
 
 __all__ = [
     "top_degs",
@@ -31,7 +31,7 @@ __all__ = [
 # Gene index subset: integer positions or a boolean mask over the genes; None means all genes.
 GeneIndex = Sequence[int] | np.ndarray | None
 
-# Below this smaller dimension (cells or genes) the PCA uses a full dense SVD, above it ARPACK.
+# Up to this smaller dimension (cells or genes) the PCA uses a full dense SVD, above it a Gram eigh.
 _DENSE_SVD_MAX = 500
 
 
@@ -235,21 +235,28 @@ def energy_distance(a: Any, b: Any) -> float:
 def _pca_axes(x: np.ndarray, n_pcs: int) -> np.ndarray:
     """Principal axes ``[g, k]`` of ``x`` ``[n, g]`` (centred, unscaled), ``k = min(n_pcs, rank)``.
 
-    Dense SVD for small matrices, deterministic ARPACK (fixed start vector) otherwise; both give
-    the same principal subspace, which is all that distances depend on.
+    Exact and deterministic (no randomised or iterative solver): a dense SVD for small matrices,
+    otherwise the top ``k`` eigenvectors (LAPACK ``eigh``) of the smaller of the Gram matrix
+    ``Xc·Xcᵀ`` and the scatter matrix ``Xcᵀ·Xc``. Both give the same principal subspace, which is
+    all that distances depend on (axis signs are irrelevant).
     """
     xc = x - x.mean(axis=0)
-    m = min(xc.shape)
+    n, g = xc.shape
+    m = min(n, g)
+    eps = max(n, g) * np.finfo(np.float64).eps
     if m <= _DENSE_SVD_MAX or n_pcs >= m - 1:
         _, s, vt = np.linalg.svd(xc, full_matrices=False)
-    else:
-        v0 = np.random.default_rng(0).uniform(-1.0, 1.0, size=m)
-        _, s, vt = sparse_linalg.svds(xc, k=n_pcs, v0=v0, solver="arpack")
-        order = np.argsort(s)[::-1]
-        s, vt = s[order], vt[order]
-    tol = (s.max() if s.size else 0.0) * max(xc.shape) * np.finfo(np.float64).eps
-    keep = np.flatnonzero(s > tol)[:n_pcs]
-    return vt[keep].T
+        keep = np.flatnonzero(s > (s[0] if s.size else 0.0) * eps)[:n_pcs]
+        return vt[keep].T
+    gram = xc @ xc.T if n <= g else xc.T @ xc
+    lam, vec = scipy_linalg.eigh(gram, subset_by_index=[m - n_pcs, m - 1])
+    lam, vec = lam[::-1], vec[:, ::-1]  # descending
+    keep = lam > max(lam[0], 0.0) * eps
+    lam, vec = lam[keep], vec[:, keep]
+    if n <= g:  # left singular vectors -> right ones: v = Xcᵀ·u / s
+        vec = xc.T @ vec
+        vec /= np.linalg.norm(vec, axis=0)
+    return vec
 
 
 def edistance_ratio(pred: Any, stim: Any, ctrl: Any, n_pcs: int = 50) -> float:

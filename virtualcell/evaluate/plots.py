@@ -60,11 +60,11 @@ def mean_scatter(
     ax.scatter(x, y, s=6, c="0.55", alpha=0.6, linewidths=0, label="all genes")
     lo = float(min(x.min(), y.min()))
     hi = float(max(x.max(), y.max()))
-    ax.plot([lo, hi], [lo, hi], ls="--", lw=0.8, c="0.3", label="y = x")
     if x.size > 1 and np.ptp(x) > 0:
         slope, intercept = np.polyfit(x, y, 1)
         ax.plot([lo, hi], [slope * lo + intercept, slope * hi + intercept], lw=1.0, c="tab:blue",
                 label="linear fit")
+    ax.plot([lo, hi], [lo, hi], ls="--", lw=0.8, c="0.2", label="y = x")
 
     stats = f"R² all genes = {_pearson(x, y) ** 2:.3f}"
     labelled: list[int] = []
@@ -114,7 +114,7 @@ def metrics_bar(
             v = v.get(metric)
         return float("nan") if v is None else float(v)
 
-    fig = _new_figure((max(4.0, 0.9 * len(contexts) * max(1, len(methods)) ** 0.5 + 2.0), 4.0))
+    fig = _new_figure((max(5.0, 0.9 * len(contexts) * max(1, len(methods)) ** 0.5 + 3.0), 4.0))
     ax = fig.add_subplot()
     xs = np.arange(len(contexts))
     width = 0.8 / len(methods)
@@ -127,7 +127,7 @@ def metrics_bar(
     ax.set_xticklabels(contexts, rotation=45, ha="right")
     ax.set_ylabel(metric)
     ax.set_title(metric)
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     _save(fig, path)
     return fig

@@ -81,6 +81,12 @@ class PerturbationPipeline(Pipeline):
             raise DataError(f"adata.obs[{condition_key!r}] has only {conditions.labels}; fitting needs control and "
                             "at least one perturbed condition.")
         contexts = context_vocabulary(adata, context_key) if context_key else None
+        if contexts is not None:
+            has_control = adata.obs.loc[labels == control, context_key].astype(str).unique()
+            orphans = [c for c in contexts.labels if c not in set(has_control)]
+            if orphans:
+                raise DataError(f"{context_key} value(s) {orphans} have no {control!r} cells, so their response cannot "
+                                "be anchored. Drop those cells, fix the labels, or fit without context_key.")
         if self.manipulator.requires_context and contexts is None:
             raise DataError(f"{type(self.manipulator).__name__} needs context_key (e.g. 'cell_type').")
 

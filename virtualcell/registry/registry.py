@@ -110,7 +110,7 @@ class Registry:
             try:
                 kind, status = self.get(name).kind, "ok"
             except PluginImportError as error:
-                kind, status = "?", f"broken: {error.__cause__!r}"
+                kind, status = "?", f"broken ({type(error.__cause__).__name__})"
             rows.append({"name": name, "kind": kind, "class": entry.value,
                          "distribution": entry.distribution, "status": status})
         return rows

@@ -1,0 +1,1 @@
+"""A toy virtualcell plugin for the test suite."""

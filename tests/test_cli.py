@@ -1,0 +1,70 @@
+"""The `virtualcell` command line: demo, fit, predict, info, and errors that teach."""
+
+import json
+
+import anndata as ad
+import pytest
+from typer.testing import CliRunner
+
+from virtualcell.cli import app
+from virtualcell.datasets import simulate_perturbation
+
+runner = CliRunner()
+
+
+def test_help_lists_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("demo", "fit", "predict", "info"):
+        assert command in result.output
+
+
+def test_info_lists_registered_components():
+    result = runner.invoke(app, ["info"])
+    assert result.exit_code == 0, result.output
+    for name in ("pca", "latent-arithmetic", "mean-shift", "identity-encoder"):
+        assert name in result.output
+
+
+def test_demo_writes_metrics_plot_and_pipeline(tmp_path):
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--n-genes", "60", "--n-cell-types", "3"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())["results"]
+    assert metrics["pca + latent-arithmetic"]["pearson_delta"] > metrics["control"]["pearson_delta"]
+    for name in ("mean_scatter.png", "metrics.png", "metrics.md", "pipeline/pipeline.json"):
+        assert (tmp_path / "demo" / name).exists()
+
+
+def test_demo_rejects_unknown_cell_type(tmp_path):
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--held-out", "neuron"])
+    assert result.exit_code == 2 and "is not a simulated cell type" in result.output
+
+
+@pytest.fixture
+def h5ad(tmp_path):
+    path = tmp_path / "sim.h5ad"
+    simulate_perturbation(n_cells_per_group=40, n_genes=30, n_cell_types=3, seed=0).write_h5ad(path)
+    return path
+
+
+def test_fit_then_predict(tmp_path, h5ad):
+    model = tmp_path / "model"
+    result = runner.invoke(app, ["fit", "--data", str(h5ad), "--out", str(model), "--context-key", "cell_type",
+                                 "--encoder-option", "n_components=10",
+                                 "--exclude", "cell_type=type_0&condition=stimulated"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "pred.h5ad"
+    result = runner.invoke(app, ["predict", "--pipeline", str(model), "--data", str(h5ad), "--target", "stimulated",
+                                 "--cells", "cell_type=type_0&condition=control", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    predicted = ad.read_h5ad(out)
+    assert predicted.n_obs == 40 and (predicted.obs["condition"] == "stimulated").all()
+
+
+def test_fit_errors_are_clear(tmp_path, h5ad):
+    result = runner.invoke(app, ["fit", "--data", str(h5ad), "--out", str(tmp_path / "m"), "--condition-key", "drug"])
+    assert result.exit_code == 2 and "condition key 'drug' is not a column" in result.output
+    result = runner.invoke(app, ["fit", "--data", str(h5ad), "--out", str(tmp_path / "m"), "--manipulator", "scgen"])
+    assert result.exit_code == 2 and "No component named 'scgen'" in result.output
+    result = runner.invoke(app, ["fit", "--data", str(tmp_path / "nope.h5ad"), "--out", str(tmp_path / "m")])
+    assert result.exit_code == 2 and "does not exist" in result.output

@@ -1,0 +1,173 @@
+"""Benchmark reports: atomic file writing, machine and package facts, the markdown table."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "atomic_write",
+    "write_json",
+    "write_text",
+    "sha256_file",
+    "machine_info",
+    "package_versions",
+    "json_clean",
+    "markdown_report",
+    "METRIC_ORDER",
+]
+
+PACKAGES = ("virtualcell", "torch", "numpy", "scipy", "pandas", "anndata", "scanpy", "scikit-learn",
+            "diffusers", "matplotlib")
+
+#: column order of the markdown tables (metrics of EVALUATION.md, then timings)
+METRIC_ORDER = ("r2_mean_all", "r2_mean_top100", "pearson_delta", "pearson_delta_top100", "de_overlap_top100",
+                "edistance_ratio", "r2_var_top100", "gene_corr_top100", "seconds_train", "seconds_predict")
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], Any]) -> Path:
+    """Call ``write(tmp_path)`` then move the file onto ``path`` in one step (no half-written files)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(handle)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def json_clean(value: Any) -> Any:
+    """Plain JSON: NaN/inf -> None, numpy scalars -> Python, tuples -> lists."""
+    if isinstance(value, Mapping):
+        return {str(k): json_clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_clean(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> Path:
+    text = json.dumps(json_clean(payload), indent=2, allow_nan=False) + "\n"
+    return write_text(path, text)
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info() -> dict[str, Any]:
+    """Cores, torch threads, GPU, memory, OS: what a timing needs beside it."""
+    import torch
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS / Windows
+        usable = os.cpu_count()
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    memory_gb = None
+    try:
+        memory_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        pass
+    return {"cpu": _cpu_model(), "cpu_count": os.cpu_count(), "usable_cores": usable,
+            "torch_threads": torch.get_num_threads(), "gpus": gpus, "memory_gb": memory_gb,
+            "platform": platform.platform(), "python": platform.python_version()}
+
+
+def package_versions(packages: Sequence[str] = PACKAGES) -> dict[str, str]:
+    out = {}
+    for name in packages:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "–"
+        return f"{value:.1f}" if abs(value) >= 100 else f"{value:.3f}"
+    return str(value)
+
+
+def _columns(results: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
+    seen: list[str] = []
+    for per_context in results.values():
+        for metrics in per_context.values():
+            seen.extend(k for k, v in metrics.items() if k not in seen and isinstance(v, (int, float, type(None)))
+                        and not k.startswith("n_"))
+    ordered = [m for m in METRIC_ORDER if m in seen]
+    return ordered + [m for m in seen if m not in ordered]
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def markdown_report(report: Mapping[str, Any]) -> str:
+    """``results.md``: per context x method metrics, then their means over contexts."""
+    results = report["results"]
+    columns = _columns(results)
+    methods = list(results)
+    contexts = list(report["contexts"])
+    unit = "target" if report["protocol"] == "pert" else "context"
+    rows = [[context, method, *[results[method][context].get(c) for c in columns]]
+            for context in contexts for method in methods if context in results[method]]
+    means = [[method, report["means"][method].get("n_contexts"), *[report["means"][method].get(c) for c in columns]]
+             for method in methods]
+    dataset = report["dataset"]
+    machine = report["machine"]
+    method = report["method"]
+    source = (f"`{dataset['path']}` (sha256 `{dataset['sha256'][:16]}…`)" if dataset.get("path") else
+              f"in-memory AnnData (fingerprint `{str(dataset.get('fingerprint'))[:16]}…`)")
+    parts = [f"# Benchmark {report['protocol'].upper()}: {method['label']}", "",
+             f"- data: {source}, "
+             f"{dataset['n_cells']} cells x {dataset['n_genes']} genes, preprocess `{dataset['preprocess']}`",
+             f"- method: " + ", ".join(f"{role} `{spec['name']}` `{json.dumps(spec['config'], sort_keys=True)}`"
+                                        for role, spec in method["components"].items() if spec),
+             f"- seed {report['seed']}; status {report['status']}; machine: {machine['usable_cores']} usable cores "
+             f"({machine['cpu']}), {machine['torch_threads']} torch threads, GPU {machine['gpus'] or 'none'}",
+             "", f"## Per {unit}", "", _table([unit, "method", *columns], rows),
+             "", f"## Mean over {unit}s", "", _table(["method", f"n_{unit}s", *columns], means), ""]
+    if report.get("command"):
+        parts[2:2] = [f"- command: `{report['command']}`"]
+    return "\n".join(parts)

@@ -5,13 +5,13 @@
 #
 # stages: valid-pca valid-vae valid-ood-pca valid-ood-vae full-pca full-vae pert-pca pert-vae
 # Outputs: benchmarks/out/<stage>/{results.json,results.md,predictions/,plots/}  (git-ignored).
-# Environment: DATA (folder of the .h5ad files, default ../shared/data), OUT, THREADS (torch threads, 2), SEED (0).
+# Environment: DATA (folder of the .h5ad files, default ../shared/data), OUT, THREADS (torch threads, 1), SEED (0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-benchmarks/out}
-THREADS=${THREADS:-2}
+THREADS=${THREADS:-1}
 SEED=${SEED:-0}
 export TQDM_MININTERVAL=${TQDM_MININTERVAL:-30}   # progress lines in a log file every 30 s, not every 0.1 s
 

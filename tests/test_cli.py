@@ -68,3 +68,21 @@ def test_fit_errors_are_clear(tmp_path, h5ad):
     assert result.exit_code == 2 and "No component named 'scgen'" in result.output
     result = runner.invoke(app, ["fit", "--data", str(tmp_path / "nope.h5ad"), "--out", str(tmp_path / "m")])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_embed_query_publish_pull(tmp_path, h5ad):
+    model = tmp_path / "model"
+    assert runner.invoke(app, ["fit", "--data", str(h5ad), "--out", str(model), "--context-key", "cell_type"]).exit_code == 0
+    store = tmp_path / "cells.zarr"
+    result = runner.invoke(app, ["embed", "--data", str(h5ad), "--encoder", str(model), "--store", str(store), "--key", "pca"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["query", "--store", str(store), "--key", "pca", "--cells", "cell_type=type_1", "--k", "5"])
+    assert result.exit_code == 0, result.output
+    assert "cell_type: type_1" in result.output, "neighbours of type_1 cells are mostly type_1"
+    hub = tmp_path / "hub"
+    result = runner.invoke(app, ["publish", str(model), "--hub", str(hub), "--name", "sim-model", "--version", "0.1.0"])
+    assert result.exit_code == 0, result.output
+    again = runner.invoke(app, ["publish", str(model), "--hub", str(hub), "--name", "sim-model", "--version", "0.1.0"])
+    assert again.exit_code == 2 and "immutable" in again.output
+    result = runner.invoke(app, ["pull", "sim-model", "--hub", str(hub), "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0 and (tmp_path / "cache" / "instruments" / "sim-model").exists()

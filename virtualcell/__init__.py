@@ -16,7 +16,7 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - running from a sour
 __all__ = [
     "Component", "Condition", "Configurable", "DataError", "Decoder", "Encoder", "Manipulator",
     "NotFittedError", "PerturbationPipeline", "Pipeline", "create", "load_component", "load_pipeline",
-    "registry", "datasets", "evaluate", "__version__",
+    "registry", "datasets", "evaluate", "embed", "EmbeddingStore", "publish", "pull", "__version__",
 ]
 
 
@@ -31,6 +31,18 @@ def __getattr__(name: str):
 
         return {"create": _registry.create, "load_component": _registry.load_component,
                 "registry": _registry.registry}[name]
+    if name == "embed":
+        from .pipelines.embed import embed
+
+        return embed
+    if name == "EmbeddingStore":
+        from .representations.store import EmbeddingStore
+
+        return EmbeddingStore
+    if name in ("publish", "pull"):
+        from .registry import publish as _publish
+
+        return getattr(_publish, name)
     if name == "load_pipeline":
         from .pipelines import PerturbationPipeline
 

@@ -134,7 +134,7 @@ def fit(
     try:
         adata = _read_h5ad(data)
         for rule in exclude or []:
-            adata = adata[~_match(adata, rule)].copy()
+            adata = adata[~_match(adata.obs, rule)].copy()
         enc = {"name": encoder, **parse_options(encoder_option, "encoder")}
         man = {"name": manipulator, **parse_options(manipulator_option, "manipulator")}
         pipeline = PerturbationPipeline(enc, man, decoder, preprocess=preprocess, device=device)
@@ -146,18 +146,18 @@ def fit(
     typer.echo(f"saved the fitted pipeline to {out} ({adata.n_obs} cells, conditions {pipeline.metadata['conditions']})")
 
 
-def _match(adata, rule: str):
-    """Boolean mask [n_obs] of cells matching every ``key=value`` of ``rule`` (joined by '&')."""
+def _match(obs, rule: str):
+    """Boolean mask [n_obs] of the rows of ``obs`` matching every ``key=value`` of ``rule`` (joined by '&')."""
     import numpy as np
 
-    mask = np.ones(adata.n_obs, dtype=bool)
+    mask = np.ones(len(obs), dtype=bool)
     for part in rule.split("&"):
         key, sep, value = part.partition("=")
         if not sep:
             raise typer.BadParameter(f"{rule!r}: each part must be key=value.")
-        if key not in adata.obs:
-            raise KeyError(f"obs column {key!r} not found; available: {list(adata.obs.columns)}")
-        mask &= (adata.obs[key].astype(str) == value).to_numpy()
+        if key not in obs:
+            raise KeyError(f"obs column {key!r} not found; available: {list(obs.columns)}")
+        mask &= (obs[key].astype(str) == value).to_numpy()
     return mask
 
 
@@ -180,7 +180,7 @@ def predict(
         model = PerturbationPipeline.load(pipeline, device=device)
         adata = _read_h5ad(data)
         if cells:
-            adata = adata[_match(adata, cells)].copy()
+            adata = adata[_match(adata.obs, cells)].copy()
         predicted = model.predict(adata, target=target, source=source, n_samples=n_samples, seed=seed)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.partial")
@@ -189,6 +189,96 @@ def predict(
     except (ValueError, KeyError, TypeError, FileNotFoundError, RuntimeError) as error:
         _fail(error)
     typer.echo(f"wrote {predicted.n_obs} predicted cells x {predicted.n_vars} genes under {target!r} to {out}")
+
+
+@app.command()
+def embed(
+    data: Path = typer.Option(..., help=".h5ad with the cells to encode."),
+    encoder: Path = typer.Option(..., help="A saved encoder folder, or a saved pipeline folder (its preprocessing is reused)."),
+    store: Path = typer.Option(..., help="Embedding store (zarr v3 folder); created when missing."),
+    key: str = typer.Option("X_virtualcell", help="Name of the embedding in the store."),
+    preprocess: str = typer.Option("none", help="Preprocessing for a bare encoder: 'none', 'log1p' or 'kang-full'."),
+    overwrite: bool = typer.Option(False, help="Replace an existing key."),
+    device: str = typer.Option("cpu", help="cpu, cuda, mps or auto."),
+) -> None:
+    """Encode cells into a universal representation and store it (zarr) with its provenance."""
+    from .pipelines import PerturbationPipeline
+    from .pipelines.embed import embed as embed_cells
+
+    try:
+        adata = _read_h5ad(data)
+        model = PerturbationPipeline.load(encoder, device=device) if (encoder / "pipeline.json").exists() else encoder
+        embed_cells(adata, model, preprocess=preprocess, key_added=key, store=store, overwrite=overwrite, device=device)
+    except (ValueError, KeyError, TypeError, FileNotFoundError) as error:
+        _fail(error)
+    typer.echo(f"stored {adata.n_obs} cells x {adata.obsm[key].shape[1]} dimensions as {key!r} in {store}")
+
+
+@app.command()
+def query(
+    store: Path = typer.Option(..., help="Embedding store written by `virtualcell embed`."),
+    key: str = typer.Option(..., help="Embedding to search."),
+    cells: str = typer.Option(..., help="Query cells by obs: 'key=value[&key=value]', or 'index=<obs name>'."),
+    k: int = typer.Option(10, min=1, help="Neighbours per query cell."),
+    show: Optional[list[str]] = typer.Option(None, help="obs columns to summarise among the neighbours (default: all categoricals)."),
+) -> None:
+    """Find the stored cell states nearest to some cells, and summarise who they are."""
+    import pandas as pd
+
+    from .representations.store import EmbeddingStore
+
+    try:
+        embedding = EmbeddingStore(store, mode="r").read(key)
+        obs = embedding.obs
+        if cells.startswith("index="):
+            mask = obs.index == cells[len("index="):]
+        else:
+            mask = _match(obs, cells)
+        if not mask.any():
+            raise ValueError(f"No stored cell matches {cells!r}.")
+        indices, distances = EmbeddingStore(store, mode="r").nearest(key, embedding.values[mask], k=k + 1)
+    except (ValueError, KeyError) as error:
+        _fail(error)
+    neighbours = obs.iloc[indices[:, 1:].ravel()]
+    columns = show or [c for c in obs.columns if isinstance(obs[c].dtype, pd.CategoricalDtype)]
+    typer.echo(f"{int(mask.sum())} query cells, {k} neighbours each (mean distance {distances[:, 1:].mean():.3f})")
+    for column in columns:
+        shares = neighbours[column].astype(str).value_counts(normalize=True).head(10)
+        typer.echo(f"{column}: " + ", ".join(f"{name} {share:.0%}" for name, share in shares.items()))
+
+
+@app.command()
+def publish(
+    path: Path = typer.Argument(..., help="A saved component or pipeline folder."),
+    hub: str = typer.Option(..., help="Any fsspec URL: a folder, s3://bucket/hub, ..."),
+    name: str = typer.Option(..., help="Name to publish under (lower-case)."),
+    version: str = typer.Option(..., help="Version (immutable once published), e.g. 1.0.0."),
+) -> None:
+    """Publish a shared instrument (component or pipeline) to a hub; versions are immutable."""
+    from .registry.publish import publish as publish_folder
+
+    try:
+        digest = publish_folder(path, hub, name, version)
+    except (ValueError, FileExistsError, FileNotFoundError) as error:
+        _fail(error)
+    typer.echo(f"published {name} {version} to {hub} (content sha256 {digest})")
+
+
+@app.command()
+def pull(
+    name: str = typer.Argument(..., help="Published name."),
+    hub: str = typer.Option(..., help="The hub URL it was published to."),
+    version: str = typer.Option("latest", help="Version, or 'latest'."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Where to keep pulled instruments (default ~/.cache/virtualcell)."),
+) -> None:
+    """Pull a shared instrument into the local cache (every file verified) and print its folder."""
+    from .registry.publish import pull as pull_folder
+
+    try:
+        folder = pull_folder(hub, name, version, cache_dir=cache_dir)
+    except (ValueError, FileNotFoundError) as error:
+        _fail(error)
+    typer.echo(str(folder))
 
 
 def main() -> None:  # console-script entry point

@@ -159,9 +159,18 @@ def _means(per_context: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     return means
 
 
-def _write_prediction(path: Path, pred: np.ndarray, source: ad.AnnData, genes: list[str], info: dict[str, Any]) -> None:
-    obs = source.obs.copy()
-    out = ad.AnnData(X=pred.astype(np.float32), obs=obs, var=pd.DataFrame(index=pd.Index(genes, dtype=str)))
+def _restore_threads(threads: int) -> None:
+    """Undo libraries that change torch's CPU thread count behind our back (scanpy's numba-based
+    Wilcoxon test raises it to all cores, which on a shared machine makes torch spin-wait)."""
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def _write_prediction(path: Path, pred: np.ndarray, obs: pd.DataFrame, genes: list[str], info: dict[str, Any]) -> None:
+    """The predicted cells [n, genes] (log-normalised), obs as the pipeline returned it (condition = target)."""
+    out = ad.AnnData(X=pred.astype(np.float32), obs=obs.copy(), var=pd.DataFrame(index=pd.Index(genes, dtype=str)))
     out.uns["benchmark"] = {k: v for k, v in reporting.json_clean(info).items() if v is not None}
     reporting.atomic_write(path, lambda tmp: out.write_h5ad(tmp))
 
@@ -275,12 +284,16 @@ def run_benchmark(
             for stale in (out_dir / folder).glob(pattern):
                 stale.unlink()
 
+    import torch
+
+    threads = torch.get_num_threads()
     fitted: dict[str, tuple[bytes, Any, float]] = {}
     bar = progress_bar(tasks, desc=f"{protocol.upper()} {method.label}", enabled=progress)
     for task in bar:
         bar.set_postfix_str(task.name)
         stim, ctrl = x[task.truth].astype(np.float64), x[task.source].astype(np.float64)
         degs = metrics.top_degs(stim, ctrl, genes, n=n_top)
+        _restore_threads(threads)
         report["degs"][task.name] = degs
         for m in methods:
             context_column = method_context if m is method else baseline_context
@@ -305,11 +318,12 @@ def run_benchmark(
             seconds_predict = time.perf_counter() - start
             pred = _aligned(predicted, genes)
             scores = metrics.perturbation_metrics(pred, stim, ctrl, genes, n_top=n_top, degs=degs)
+            _restore_threads(threads)
             report["results"][m.label][task.name] = {**scores, "seconds_train": seconds_train,
                                                      "seconds_predict": seconds_predict, **task.sizes}
             if m is method and out_dir is not None:
                 name = _safe_name(task.name)
-                _write_prediction(out_dir / "predictions" / f"{name}.h5ad", pred, source, genes,
+                _write_prediction(out_dir / "predictions" / f"{name}.h5ad", pred, predicted.obs, genes,
                                   {"method": m.label, "unit": task.name, "target": task.target, "protocol": protocol,
                                    "seed": seed})
                 if plots:

@@ -63,7 +63,7 @@ def zinb_log_likelihood(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor, 
     case_nonzero = (log_one_minus_pi + nb_zero
                     + x * (torch.log(mu + eps) - log_theta_mu)
                     + torch.lgamma(x + theta) - torch.lgamma(theta) - torch.lgamma(x + 1))
-    return torch.where(x < eps, case_zero, case_nonzero)
+    return torch.where(x > eps, case_nonzero, case_zero)
 
 
 def kl_standard_normal(mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:

@@ -12,20 +12,41 @@ from ..component import Decoder, Encoder
 __all__ = ["PCAEncoder", "fit_pca"]
 
 
-def fit_pca(x: torch.Tensor, n_components: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Exact PCA of ``x`` [n, g] by SVD, signs fixed as scikit-learn's ``svd_flip`` (deterministic).
+def fit_pca(x: torch.Tensor, n_components: int, *, seed: int = 0, exact_limit: int = 4096
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """PCA of ``x`` [n, g], signs fixed as scikit-learn's ``svd_flip`` (deterministic).
 
-    Returns ``mean`` [g], ``components`` [k, g] (orthonormal rows) and ``explained_variance`` [k].
+    Exact (eigendecomposition of the smaller of the two Gram matrices, float64) when
+    ``min(n, g) <= exact_limit``; otherwise a seeded randomized SVD (Halko et al., 7 power iterations).
+    Returns ``mean`` [g], ``components`` [k, g] (orthonormal rows), ``explained_variance`` [k].
     """
     x = x.double()
     mean = x.mean(0)
-    u, s, vt = torch.linalg.svd(x - mean, full_matrices=False)
-    k = min(n_components, vt.shape[0])
-    signs = torch.sign(u[torch.argmax(u.abs(), dim=0), torch.arange(u.shape[1])])
+    centred = x - mean
+    n, g = centred.shape
+    k = min(n_components, n, g)
+    if min(n, g) <= exact_limit:
+        if g <= n:  # covariance [g, g]: eigenvectors are the components
+            values, vectors = torch.linalg.eigh(centred.T @ centred)
+            order = torch.argsort(values, descending=True)[:k]
+            vt = vectors[:, order].T
+        else:       # Gram [n, n]: eigenvectors are the left singular vectors
+            values, vectors = torch.linalg.eigh(centred @ centred.T)
+            order = torch.argsort(values, descending=True)[:k]
+            s = values[order].clamp_min(0).sqrt()
+            vt = (vectors[:, order].T @ centred) / s.clamp_min(1e-12)[:, None]
+        singular = values[order].clamp_min(0).sqrt()
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            _, singular, v = torch.svd_lowrank(centred, q=min(k + 20, n, g), niter=7)
+        singular, vt = singular[:k], v[:, :k].T
+    scores = centred @ vt.T                                   # [n, k], signs as svd_flip on u
+    signs = torch.sign(scores[torch.argmax(scores.abs(), dim=0), torch.arange(k)])
     signs[signs == 0] = 1
     vt = vt * signs[:, None]
-    variance = s**2 / max(x.shape[0] - 1, 1)
-    return mean.float(), vt[:k].float().contiguous(), variance[:k].float()
+    variance = singular**2 / max(n - 1, 1)
+    return mean.float(), vt.float().contiguous(), variance.float()
 
 
 class PCAEncoder(Encoder):
@@ -52,7 +73,7 @@ class PCAEncoder(Encoder):
         if x.shape[1] != len(features):
             raise ValueError(f"x has {x.shape[1]} columns but {len(features)} feature names were given.")
         self.mean, self.components, self.explained_variance = (
-            t.to(x.device) for t in fit_pca(x, self.config["n_components"]))
+            t.to(x.device) for t in fit_pca(x, self.config["n_components"], seed=kwargs.get("seed", 0)))
         self.features = list(features)
         self.is_fitted = True
         return self

@@ -46,13 +46,13 @@ def main() -> None:
 
     from virtualcell.evaluate.metrics import perturbation_metrics, top_degs
     from virtualcell.pipelines import PerturbationPipeline
-    from virtualcell.representations.vae import SCGEN_TRAINING
+    from virtualcell.representations.vae import SCGEN_SETTINGS
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if not args.data.exists():
         raise SystemExit(f"{args.data} not found; this benchmark needs ../shared/data (see data/README.md).")
-    kwargs = dict(SCGEN_TRAINING) if args.preset == "scgen" else {}
+    kwargs = dict(SCGEN_SETTINGS) if args.preset == "scgen" else {}
     for item in args.set:
         key, _, value = item.partition("=")
         kwargs[key] = parse_value(value)

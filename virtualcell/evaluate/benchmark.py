@@ -19,12 +19,10 @@ predicted cells), ``plots/<unit>.png`` (scGen-style mean scatter) and ``plots/su
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import datetime
 import hashlib
 import re
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,7 +36,7 @@ from ..component import Component
 from ..data.preprocess import Preprocessing
 from ..execution import progress_bar, seed_everything
 from . import report as reporting
-from .splits import PROTOCOLS, Task, oos_tasks, pert_tasks
+from .splits import PROTOCOLS, oos_tasks, pert_tasks
 
 __all__ = ["run_benchmark", "BASELINES", "SUMMARY_METRICS"]
 
@@ -62,7 +60,8 @@ class _Method:
 
 
 def _fresh(spec: Any, kwargs: Mapping[str, Any] | None, kind: str) -> Component | None:
-    """A new, independent component from a name, a ``{"name": ...}`` dict or an instance (copied)."""
+    """A new component from a name, a ``{"name": ...}`` dict or an instance (rebuilt from its config;
+    a fitted encoder or decoder is used as it is, since pipelines never refit those)."""
     from ..pipelines.pipeline import resolve_component
 
     kwargs = dict(kwargs or {})
@@ -73,7 +72,9 @@ def _fresh(spec: Any, kwargs: Mapping[str, Any] | None, kind: str) -> Component 
     if isinstance(spec, Component):
         if kwargs:
             raise ValueError(f"{kind}_kwargs cannot change a ready-made {type(spec).__name__}; pass its name instead.")
-        return copy.deepcopy(spec)
+        if spec.is_fitted and kind != "manipulator":
+            return spec  # a pre-trained encoder / decoder: pipelines use it as it is, without refitting
+        return type(spec).from_config(spec.config)
     if isinstance(spec, str):
         return resolve_component({"name": spec, **kwargs}, kind)
     if isinstance(spec, Mapping):
@@ -159,6 +160,21 @@ def _means(per_context: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     return means
 
 
+def _fit(method: _Method, train: ad.AnnData, *, condition_key: str, control: str, context_key: str | None,
+         seed: int, device: str, progress: bool):
+    """A fresh pipeline of ``method`` fitted on ``train`` (seeded); returns it and the seconds it took."""
+    from ..pipelines.perturbation import PerturbationPipeline
+
+    pipeline = PerturbationPipeline(encoder=_fresh(method.encoder, None, "encoder"),
+                                    manipulator=_fresh(method.manipulator, None, "manipulator"),
+                                    decoder=_fresh(method.decoder, None, "decoder"), preprocess=None, device=device)
+    seed_everything(seed)
+    start = time.perf_counter()
+    pipeline.fit(train, condition_key=condition_key, control=control, context_key=context_key, seed=seed,
+                 progress=progress)
+    return pipeline, time.perf_counter() - start
+
+
 def _restore_threads(threads: int) -> None:
     """Undo libraries that change torch's CPU thread count behind our back (scanpy's numba-based
     Wilcoxon test raises it to all cores, which on a shared machine makes torch spin-wait)."""
@@ -229,7 +245,6 @@ def run_benchmark(
         device: ``"cpu"``, ``"cuda"`` or ``"auto"`` for every pipeline.
         command: the command line to record (the CLI fills it in).
     """
-    from ..pipelines.perturbation import PerturbationPipeline
     from . import metrics
 
     protocol = protocol.lower()
@@ -264,7 +279,8 @@ def run_benchmark(
 
     report: dict[str, Any] = {
         "format_version": FORMAT_VERSION, "protocol": protocol, "status": "running",
-        "dataset": {**dataset, "n_cells": int(x.shape[0]), "n_genes": len(genes), "preprocess": preprocess if preprocess is None or isinstance(preprocess, str) else "custom",
+        "dataset": {**dataset, "n_cells": int(x.shape[0]), "n_genes": len(genes),
+                    "preprocess": preprocess if preprocess is None or isinstance(preprocess, str) else "custom",
                     "preprocessing": {k: v for k, v in recipe.items() if k != "genes"}},
         "split": {"condition_key": condition_key, "control": control,
                   **({"replicate_key": replicate_key, "holdout": holdout, "train_replicates": train_replicates,
@@ -299,22 +315,14 @@ def run_benchmark(
             context_column = method_context if m is method else baseline_context
             columns = [condition_key] + ([context_column] if context_column else [])
             train_key = hashlib.sha256(np.packbits(task.train).tobytes()).digest()
-            if m.label in fitted and fitted[m.label][0] == train_key:
-                _, pipeline, seconds_train = fitted[m.label]
-            else:
-                pipeline = PerturbationPipeline(encoder=_fresh(m.encoder, None, "encoder"),
-                                                manipulator=_fresh(m.manipulator, None, "manipulator"),
-                                                decoder=_fresh(m.decoder, None, "decoder"), preprocess=None, device=device)
-                train = _subset(x, obs, genes, task.train, columns)
-                seed_everything(seed)
-                start = time.perf_counter()
-                pipeline.fit(train, condition_key=condition_key, control=control, context_key=context_column,
-                             seed=seed, progress=progress)
-                seconds_train = time.perf_counter() - start
+            if m.label not in fitted or fitted[m.label][0] != train_key:  # PERT: one fit serves every task
+                pipeline, seconds_train = _fit(m, _subset(x, obs, genes, task.train, columns), condition_key=condition_key,
+                                               control=control, context_key=context_column, seed=seed, device=device,
+                                               progress=progress)
                 fitted[m.label] = (train_key, pipeline, seconds_train)
-            source = _subset(x, obs, genes, task.source, columns)
+            _, pipeline, seconds_train = fitted[m.label]
             start = time.perf_counter()
-            predicted = pipeline.predict(source, target=task.target, seed=seed)
+            predicted = pipeline.predict(_subset(x, obs, genes, task.source, columns), target=task.target, seed=seed)
             seconds_predict = time.perf_counter() - start
             pred = _aligned(predicted, genes)
             scores = metrics.perturbation_metrics(pred, stim, ctrl, genes, n_top=n_top, degs=degs)
@@ -330,8 +338,7 @@ def run_benchmark(
                     from . import plots as plotting
 
                     reporting.atomic_write(out_dir / "plots" / f"{name}.png", lambda tmp: plotting.mean_scatter(
-                        pred, stim, genes, degs=degs,
-                        title=f"{m.label}: {task.name} ({protocol.upper()})", path=tmp))
+                        pred, stim, genes, degs=degs, title=f"{m.label}: {task.name} ({protocol.upper()})", path=tmp))
         report["means"] = {label: _means(per) for label, per in report["results"].items() if per}
         if out_dir is not None:
             _write_reports(out_dir, report)

@@ -67,12 +67,15 @@ def parse_options(items: list[str] | None, option: str) -> dict[str, Any]:
     return out
 
 
+_ALWAYS = {"encoder", "manipulator", "seed", "preprocess"}  # recorded even at their defaults
+
+
 def _command_line(ctx: click.Context) -> str:
-    """The invocation, rebuilt from the parsed options (only those that differ from the default)."""
+    """The invocation, rebuilt from the parsed options (those that differ from the default, and ``_ALWAYS``)."""
     words = ["virtualcell", "benchmark", ctx.info_name or ""]
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
-        if value == param.default or value is None or value == [] or not param.opts:
+        if value is None or value == [] or not param.opts or (value == param.default and param.name not in _ALWAYS):
             continue
         flag = max(param.opts, key=len)
         if getattr(param, "is_flag", False):

@@ -20,7 +20,7 @@ __all__ = ["LIKELIHOODS", "OUTPUT_ACTIVATIONS", "MLP", "GaussianEncoderNet", "Ex
            "seeded_dropout"]
 
 LIKELIHOODS = ("gaussian", "nb", "zinb")
-OUTPUT_ACTIVATIONS = ("relu", "identity")
+OUTPUT_ACTIVATIONS = ("leaky_relu", "identity")
 _VAR_EPS = 1e-4  # floor of the posterior variance (scvi-tools' Encoder.var_eps)
 
 
@@ -33,11 +33,13 @@ def seeded_dropout(h: torch.Tensor, p: float, generator: torch.Generator | None)
 
 
 class MLP(nn.Module):
-    """``n_layers`` x (Linear -> BatchNorm1d -> LeakyReLU -> Dropout): [n, n_in] -> [n, n_hidden]."""
+    """Layers of Linear -> BatchNorm1d -> LeakyReLU -> Dropout through ``sizes``: [n, sizes[0]] -> [n, sizes[-1]].
 
-    def __init__(self, n_in: int, n_hidden: int, n_layers: int, dropout: float) -> None:
+    ``sizes = [n_in]`` is the identity (no layer).
+    """
+
+    def __init__(self, sizes: list[int], dropout: float) -> None:
         super().__init__()
-        sizes = [n_in] + [n_hidden] * n_layers
         self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.norms = nn.ModuleList(nn.BatchNorm1d(b, eps=1e-3, momentum=0.01) for b in sizes[1:])
         self.dropout = float(dropout)
@@ -56,7 +58,7 @@ class GaussianEncoderNet(nn.Module):
 
     def __init__(self, n_input: int, n_latent: int, n_hidden: int, n_layers: int, dropout: float) -> None:
         super().__init__()
-        self.body = MLP(n_input, n_hidden, n_layers, dropout)
+        self.body = MLP([n_input] + [n_hidden] * n_layers, dropout)
         self.mean = nn.Linear(n_hidden, n_latent)
         self.log_var = nn.Linear(n_hidden, n_latent)
 
@@ -66,37 +68,60 @@ class GaussianEncoderNet(nn.Module):
 
 
 class ExpressionDecoderNet(nn.Module):
-    """``z`` [n, d] -> the parameters of ``p(x | z)`` over ``n_output`` genes.
+    """``z`` [n, d] -> the parameters of ``p(x | z)`` over ``n_output`` genes, through ``n_layers`` layers.
 
-    Gaussian: ``mean`` (unit variance, as scGen), through ReLU when ``output_activation="relu"``.
-    NB / ZINB: ``mu = library * softmax(.)`` (scVI), gene-wise inverse dispersion ``theta``, and
-    for ZINB the dropout logits. The buffer ``library_size`` (mean counts per training cell) is the
-    library used by :meth:`expected` when no per-cell library is given.
+    Gaussian (unit variance, as scGen) with ``output_activation="leaky_relu"``: scGen's decoder,
+    ``n_layers`` MLP layers ``d -> n_hidden ... -> genes`` whose last one, like the others, has batch
+    norm, LeakyReLU and dropout. Otherwise ``n_layers - 1`` MLP layers and a linear head: the
+    Gaussian mean (``"identity"``), or for NB / ZINB ``mu = library * softmax(.)`` (scVI), a
+    gene-wise inverse dispersion ``theta`` and, for ZINB, the dropout logits. The buffer
+    ``library_size`` (mean counts per training cell) is the library :meth:`expected` uses.
     """
 
     def __init__(self, n_latent: int, n_output: int, n_hidden: int, n_layers: int, dropout: float,
-                 likelihood: str = "gaussian", output_activation: str = "relu") -> None:
+                 likelihood: str = "gaussian", output_activation: str = "leaky_relu") -> None:
         super().__init__()
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}; got {likelihood!r}.")
         if output_activation not in OUTPUT_ACTIVATIONS:
             raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}; got {output_activation!r}.")
         self.likelihood, self.output_activation = likelihood, output_activation
-        self.body = MLP(n_latent, n_hidden, n_layers, dropout)
-        self.out = nn.Linear(n_hidden, n_output)  # Gaussian mean, or NB/ZINB scale logits
+        hidden = [n_latent] + [n_hidden] * (n_layers - 1)
+        if likelihood == "gaussian" and output_activation == "leaky_relu":
+            self.body = MLP(hidden + [n_output], dropout)
+            self.out = None
+        else:
+            self.body = MLP(hidden, dropout)
+            self.out = nn.Linear(hidden[-1], n_output)  # Gaussian mean, or NB/ZINB scale logits
         if likelihood != "gaussian":
             self.log_theta = nn.Parameter(torch.zeros(n_output))
             self.register_buffer("library_size", torch.ones(()))
         if likelihood == "zinb":
-            self.zi_logits = nn.Linear(n_hidden, n_output)
+            self.zi_logits = nn.Linear(hidden[-1], n_output)
+
+    @torch.no_grad()
+    def initialize_output(self, x: torch.Tensor) -> None:
+        """Data-dependent start: the output layer begins at each gene's mean and spread over ``x`` [n, genes].
+
+        Without it the per-gene offsets of the last layer start at 0 and Adam moves them by about
+        ``lr`` per step, so a short run ends before the decoder even reaches the gene means.
+        """
+        mean = x.mean(0)
+        if self.likelihood != "gaussian":
+            share = (x / x.sum(1, keepdim=True).clamp_min(1e-8)).mean(0)
+            self.out.bias.copy_(torch.log(share + 1e-8))
+        elif self.out is None:
+            self.body.norms[-1].bias.copy_(mean)
+            self.body.norms[-1].weight.copy_(x.std(0).clamp_min(1e-3) if x.shape[0] > 1 else torch.ones_like(mean))
+        else:
+            self.out.bias.copy_(mean)
 
     def forward(self, z: torch.Tensor, generator: torch.Generator | None = None,
                 library: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Likelihood parameters, each [n, genes] (``theta`` [genes]); ``library`` [n, 1] for count models."""
         h = self.body(z, generator)
         if self.likelihood == "gaussian":
-            mean = self.out(h)
-            return {"mean": F.relu(mean) if self.output_activation == "relu" else mean}
+            return {"mean": h if self.out is None else self.out(h)}
         library = self.library_size if library is None else library
         params = {"mu": library * torch.softmax(self.out(h).float(), dim=-1), "theta": torch.exp(self.log_theta)}
         if self.likelihood == "zinb":
@@ -131,7 +156,7 @@ class VAEModule(nn.Module):
     """
 
     def __init__(self, n_input: int, n_latent: int, n_hidden: int, n_layers: int, dropout: float,
-                 likelihood: str = "gaussian", output_activation: str = "relu") -> None:
+                 likelihood: str = "gaussian", output_activation: str = "leaky_relu") -> None:
         super().__init__()
         self.encoder = GaussianEncoderNet(n_input, n_latent, n_hidden, n_layers, dropout)
         self.decoder = ExpressionDecoderNet(n_latent, n_input, n_hidden, n_layers, dropout, likelihood,
@@ -162,3 +187,27 @@ class VAEModule(nn.Module):
         reconstruction = -self.decoder.log_likelihood(x, params).mean()
         kl = kl_standard_normal(mean.float(), var.float()).mean()
         return {"loss": reconstruction + kl_weight * kl, "reconstruction": reconstruction, "kl": kl}
+
+    @torch.no_grad()
+    def recalibrate_batch_norm(self, x: torch.Tensor, batch_size: int = 4096) -> None:
+        """Set every BatchNorm's running statistics to the exact mean / variance of its inputs on ``x``.
+
+        The passes run as at inference (no dropout, the decoder fed posterior means). With scGen's
+        momentum of 0.01 the running averages need thousands of steps to forget their initial
+        values; a short, fast training run leaves them stale, which this one pass fixes.
+        """
+        norms = [m for m in self.modules() if isinstance(m, nn.BatchNorm1d)]
+        momenta = [m.momentum for m in norms]
+        self.eval()
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # cumulative average over the chunks
+            norm.train()
+        try:
+            n_chunks = max(1, -(-x.shape[0] // batch_size))
+            for chunk in torch.tensor_split(x, n_chunks):
+                self.decoder(self.posterior(chunk)[0])
+        finally:
+            for norm, momentum in zip(norms, momenta):
+                norm.momentum = momentum
+                norm.eval()

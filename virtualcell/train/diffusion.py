@@ -66,8 +66,7 @@ class ExponentialMovingAverage(nn.Module):
     def update(self, model: nn.Module) -> None:
         k = int(self.updates)
         decay = min(self.decay, (1 + k) / (10 + k))
-        for ema, live in zip(self.shadow.parameters(), model.parameters()):
-            ema.lerp_(live.detach(), 1.0 - decay)
+        torch._foreach_lerp_(list(self.shadow.parameters()), [p.detach() for p in model.parameters()], 1.0 - decay)
         self.updates += 1
 
     def train(self, mode: bool = True) -> "ExponentialMovingAverage":  # the shadow never trains
@@ -118,6 +117,7 @@ class NoisePredictionStep:
         self.condition_dropout, self.context_dropout = condition_dropout, context_dropout
         self.covariate_dropout, self.mixed_precision = covariate_dropout, mixed_precision
         self.device = data.x.device
+        self.parameters = [p for p in model.parameters() if p.requires_grad]
         self.null_condition = model.null_condition
         self.null_context = getattr(model, "null_context", 0)
         uses_fp16 = mixed_precision and self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
@@ -141,18 +141,21 @@ class NoisePredictionStep:
             known = ~dropped & (self._uniform(b) >= self.covariate_dropout)
         x_t = self.scheduler.add_noise(x0, noise, t)
         target = noise_prediction_target(self.scheduler, x0, noise, t)
-        self.model.train()
         dropout_seed = int(torch.randint(2**62, (1,), generator=self.generator))
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), autocast(self.device, self.mixed_precision):
-            torch.manual_seed(dropout_seed)  # the network's dropout follows the checkpointed generator
+            # the network's dropout follows the checkpointed generator (seeding only the RNG in use)
+            if self.device.type == "cuda":
+                torch.cuda.manual_seed(dropout_seed)
+            else:
+                torch.default_generator.manual_seed(dropout_seed)
             prediction = self.model(x_t, t, condition, context, covariates, known)
         loss = nn.functional.mse_loss(prediction.float(), target.float())
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.max_grad_norm is not None:
             self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+            nn.utils.clip_grad_norm_(self.parameters, self.max_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.ema is not None:
@@ -205,7 +208,7 @@ def train_denoiser(model: nn.Module, scheduler, data: DenoisingData, *, max_epoc
     device = data.x.device
     train = DenoisingData(data.x[train_rows.to(device)], data.condition[train_rows.to(device)],
                           _rows(data.context, train_rows.to(device)), _rows(data.covariates, train_rows.to(device)))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)
     ema = ExponentialMovingAverage(model, ema_decay) if ema_decay else None
     step = NoisePredictionStep(model, optimizer, scheduler, train, generator=generator,
                                condition_dropout=condition_dropout, context_dropout=context_dropout,

@@ -27,7 +27,7 @@ class VAEDecoder(Decoder):
     paired_encoder = "vae"
 
     def __init__(self, n_hidden: int = 800, n_layers: int = 2, n_latent: int = 100, dropout: float = 0.2,
-                 likelihood: str = "gaussian", output_activation: str = "relu") -> None:
+                 likelihood: str = "gaussian", output_activation: str = "leaky_relu") -> None:
         super().__init__()
         self.net: ExpressionDecoderNet | None = None
 

@@ -1,18 +1,22 @@
 """CellGen-style conditional GAN manipulator: a generator that moves a cell to a target condition.
 
-The generator ``G(x, b)`` reads the cell ``x`` [n, d] through a :class:`CGANTrunk` (features cut
-into groups that attend to each other through a gated residual, then an MLP), FiLM-conditioned at
-the input and in every hidden layer on a learned embedding of the target condition ``b`` (plus
-covariates such as dose or time when the model was fitted with them). It outputs a per-feature
-affine map of its own input::
+The generator ``G(x, a -> b)`` reads the cell ``x`` [n, d] through a :class:`CGANTrunk` (features
+cut into groups that attend to each other through a gated residual, then an MLP), FiLM-conditioned
+at the input and in every hidden layer on a learned embedding of the target condition ``b`` and
+the cell's current condition ``a`` (plus covariates such as dose or time when the model was fitted
+with them). It outputs a per-feature affine map of its own input::
 
     x' = relu(x * gamma + beta)      (gene space: identity is easy, expression stays >= 0)
     x' = x * gamma + beta            (any other representation, e.g. PCA or a VAE's latent space)
 
-with ``gamma = 1 + g(h)``, ``beta = s * b(h)`` (``s`` the per-feature spread), starting at the
-identity. It is trained as a Wasserstein GAN with gradient penalty, an auxiliary condition
-classifier, cycle and identity losses (:mod:`virtualcell.train.gan`); cell types are never used.
-The generator is deterministic (a translation, no noise input), so its samples coincide.
+with ``gamma = 1 + g(x, a, b) + s_b - s_a`` and ``beta = std * (m(x, a, b) + l_b - l_a)``: per
+condition a learned log-scale-like offset ``s`` and location ``l`` (so that ``a -> a`` is the
+identity and ``a -> b -> a`` cancels), plus a cell-dependent correction decoded group by group.
+``l`` starts at the condition means (balanced over contexts when contexts are given, pooled
+otherwise), so training starts from the additive baseline and the GAN learns what it misses.
+Trained as a Wasserstein GAN with gradient penalty, an auxiliary condition classifier, cycle and
+identity losses (:mod:`virtualcell.train.gan`); cell types are never required. The generator is
+deterministic (a translation, no noise input), so its samples coincide.
 """
 
 from __future__ import annotations
@@ -26,73 +30,195 @@ from torch import nn
 
 from ...component import Condition, Manipulator
 from ...execution import batched_apply
-from .group_means import repeat_samples
+from .group_means import group_means, repeat_samples
 from .layers.condition_embedding import ConditionEmbedding
+from .layers.feature_attention import GroupDecoder
 from .layers.trunk import CGANTrunk
 
-__all__ = ["CGANManipulator", "CGANGenerator", "OUTPUTS"]
+__all__ = ["CGANManipulator", "CGANGenerator", "OUTPUTS", "condition_offsets", "pseudo_contexts"]
 
 OUTPUTS = ("auto", "affine-relu", "affine")
 _ARCHITECTURE = ("n_groups", "token_dim", "n_heads", "n_blocks", "hidden", "n_layers", "dropout")
 
 
 class CGANGenerator(nn.Module):
-    """``forward(x [n, d], target [n], covariates {name: [n]}) -> x' [n, d]``: x moved to ``target``."""
+    """``forward(x [n, d], source [n], target [n], covariates {name: [n]}) -> x' [n, d]``.
+
+    Moves cells ``x`` from condition ``source`` to ``target``; covariates are the target's. The
+    network reads and refines only the ``gan_features`` most variable features (buffer
+    ``gan_index`` [K]); every feature also moves by a fixed per-condition shift (buffer
+    ``base_location`` [n_conditions, d], in units of ``feature_scale`` [d]).
+    """
 
     def __init__(self, n_features: int, n_conditions: int, covariate_names: Sequence[str] = (), *,
-                 output: str = "affine-relu", cond_dim: int = 32, n_groups: int = 64, token_dim: int = 32,
-                 n_heads: int = 4, n_blocks: int = 1, hidden: int = 256, n_layers: int = 2, dropout: float = 0.0) -> None:
+                 gan_features: int | None = None, output: str = "affine-relu", cond_dim: int = 32, n_groups: int = 32,
+                 token_dim: int = 32, n_heads: int = 4, n_blocks: int = 1, hidden: int = 256, n_layers: int = 2,
+                 dropout: float = 0.0) -> None:
         super().__init__()
         if output not in ("affine-relu", "affine"):
             raise ValueError(f"output must be 'affine-relu' or 'affine'; got {output!r}.")
+        k = n_features if gan_features is None else min(int(gan_features), n_features)
         self.output = output
+        self.register_buffer("gan_index", torch.arange(k))
+        self.register_buffer("feature_scale", torch.ones(n_features))
+        self.register_buffer("base_location", torch.zeros(n_conditions, n_features))
         self.embed = ConditionEmbedding(n_conditions, cond_dim, covariate_names)
-        self.trunk = CGANTrunk(n_features, cond_dim=cond_dim, n_groups=n_groups, token_dim=token_dim, n_heads=n_heads,
+        self.source_embedding = nn.Embedding(n_conditions, cond_dim)
+        self.trunk = CGANTrunk(k, cond_dim=cond_dim, n_groups=n_groups, token_dim=token_dim, n_heads=n_heads,
                                n_blocks=n_blocks, hidden=hidden, n_layers=n_layers, dropout=dropout)
-        self.head = nn.Linear(hidden, 2 * n_features)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        self.to_tokens = nn.Linear(hidden, token_dim)
+        self.decode = GroupDecoder(self.trunk.groups, 2)
+        self.scale_offset = nn.Embedding(n_conditions, k)                 # s_c, zero at the start
+        self.location = nn.Embedding(n_conditions, k)                     # learned refinement of l_c
+        nn.init.zeros_(self.scale_offset.weight)
+        nn.init.zeros_(self.location.weight)
 
-    def forward(self, x: torch.Tensor, target: torch.Tensor,
+    @torch.no_grad()
+    def prepare(self, z: torch.Tensor, locations: torch.Tensor | None = None) -> None:
+        """Choose the GAN features (largest variance of ``z`` [n, d]), set scales and base locations [N, d]."""
+        mean, std = _spread(z)
+        self.gan_index = torch.sort(torch.argsort(z.float().var(0), descending=True)[: self.gan_index.numel()]).values
+        self.feature_scale = std
+        self.trunk.set_standardisation(mean[self.gan_index], std[self.gan_index])
+        if locations is not None:
+            self.base_location = (locations / std).float()
+
+    def table_parameters(self) -> list[nn.Parameter]:
+        """The per-condition tables (one value per feature and condition: trained at a higher rate)."""
+        return [self.scale_offset.weight, self.location.weight]
+
+    def forward(self, x: torch.Tensor, source: torch.Tensor, target: torch.Tensor,
                 covariates: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
-        c = self.embed(target, covariates)
-        gain, shift = self.head(self.trunk(x, c)).chunk(2, dim=-1)
-        out = x * (1 + gain) + shift * self.trunk.feature_std
-        return torch.relu(out) if self.output == "affine-relu" else out
+        return self.moved(x, source, target, covariates)[0]
+
+    def moved(self, x: torch.Tensor, source: torch.Tensor, target: torch.Tensor,
+              covariates: Mapping[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x' [n, d], correction [n])``: the moved cells and the mean square of their cell-dependent
+        gain and shift (what training keeps small where the critic has nothing to say)."""
+        xs = x.index_select(1, self.gan_index)
+        c = self.embed(target, covariates) + self.source_embedding(source)
+        tokens, h = self.trunk(xs, c)
+        gain, shift = self.decode(tokens + self.to_tokens(h)[:, None, :]).chunk(2, dim=-1)
+        correction = (gain.square() + shift.square()).mean(1)
+        gain = gain + self.scale_offset(target) - self.scale_offset(source)
+        shift = shift + self.location(target) - self.location(source)
+        base = (self.base_location[target] - self.base_location[source]) * self.feature_scale      # [n, d]
+        scale = self.feature_scale[self.gan_index]
+        refined = xs * (1 + gain) + base.index_select(1, self.gan_index) + shift * scale
+        out = (x + base).index_copy(1, self.gan_index, refined.to(x.dtype))
+        return (torch.relu(out) if self.output == "affine-relu" else out), correction
+
+
+def condition_offsets(z: torch.Tensor, condition: torch.Tensor, context: torch.Tensor | None,
+                      n_conditions: int, *, balanced: bool = False) -> torch.Tensor:
+    """Per-condition locations [n_conditions, d] whose differences are the average condition shifts.
+
+    Within each context, every condition's mean minus the context's average over its conditions;
+    averaged over the contexts that hold the condition and at least one other, weighted by cells
+    (or equally with ``balanced``, as scGen balances cell types). Without contexts it is the pooled
+    condition mean minus the average of the condition means. A condition with no cells gets zeros.
+    """
+    n_contexts = int(context.max()) + 1 if context is not None else 1
+    means, counts = group_means(z, condition, context, n_conditions, n_contexts)      # [K, N, d], [K, N]
+    present = counts > 0
+    informative = present & (present.sum(1, keepdim=True) >= 2)
+    centre = (means * present[..., None]).sum(1) / present.sum(1).clamp_min(1)[:, None]   # [K, d]
+    weights = ((counts > 0).to(counts.dtype) if balanced else counts) * informative
+    weights = weights.to(means.dtype)                                                      # [K, N]
+    offsets = ((means - centre[:, None]) * weights[..., None]).sum(0) / weights.sum(0).clamp_min(1)[:, None]
+    return offsets.float()
+
+
+def pseudo_contexts(z: torch.Tensor, condition: torch.Tensor, n_clusters: int, *, seed: int = 0,
+                    n_components: int = 20, max_condition_share: float = 0.05, n_iter: int = 50) -> torch.Tensor:
+    """Unsupervised stand-ins for cell types [n]: k-means (k-means++ start) of ``z`` [n, d].
+
+    Cells must cluster by what they are, not by their condition, so only features whose
+    variance the condition explains less than ``max_condition_share`` of (eta squared; at least
+    the half least affected) are used, with each condition's mean removed; they are standardised
+    and projected on ``n_components`` principal axes. Seeded: same inputs and seed, same clusters.
+    """
+    n_conditions = int(condition.max()) + 1
+    z = z.float()
+    means, counts = group_means(z, condition, None, n_conditions, 1)
+    weights = (counts[0] / counts[0].sum()).float()
+    between = (weights[:, None] * (means[0] - z.mean(0)) ** 2).sum(0)
+    share = between / z.var(0, unbiased=False).clamp_min(1e-12)                            # eta^2 [d]
+    keep = share < max_condition_share
+    if int(keep.sum()) < max(2, z.shape[1] // 2):
+        keep = share <= share.median()
+    z = (z - condition_offsets(z, condition, None, n_conditions)[condition])[:, keep]
+    mean, std = _spread(z)
+    z = (z - mean) / std
+    with torch.random.fork_rng(devices=[z.device] if z.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        u, s, _ = torch.svd_lowrank(z, q=min(n_components, *z.shape), niter=4)
+    points = u * s                                                                          # [n, q]
+    k = max(1, min(int(n_clusters), points.shape[0]))
+    generator = torch.Generator(device=points.device).manual_seed(seed)
+    centres = points[torch.randint(points.shape[0], (1,), generator=generator, device=points.device)]
+    for _ in range(1, k):                                                                   # k-means++
+        distance = torch.cdist(points, centres).min(1).values.square()
+        probabilities = distance / distance.sum() if float(distance.sum()) > 0 else torch.ones_like(distance)
+        centres = torch.cat([centres, points[torch.multinomial(probabilities, 1, generator=generator)]])
+    for _ in range(n_iter):                                                                 # Lloyd
+        labels = torch.cdist(points, centres).argmin(1)
+        sums = torch.zeros_like(centres).index_add_(0, labels, points)
+        counts = torch.bincount(labels, minlength=k)
+        moved = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], centres)
+        if torch.allclose(moved, centres):
+            break
+        centres = moved
+    return torch.cdist(points, centres).argmin(1)
 
 
 class CGANManipulator(Manipulator):
     """Conditional GAN (CellGen: FiLM + feature-group attention) trained as a WGAN-GP with cycle loss.
 
     Works in gene space (``identity`` encoder, where the output is ``relu(x * gamma + beta)``) or in
-    any representation. Needs no context (cell type) labels. Conditions may be ordered (time points,
+    any representation. Needs no context (cell type) labels; when ``fit`` is given them it only
+    uses them to start the condition locations from context-balanced means. ``manipulate`` needs
+    ``condition.source`` (each cell's current condition). Conditions may be ordered (time points,
     doses): :meth:`rollout` walks cells through a sequence of them.
 
     Architecture args: ``output`` (``"auto"``: ``affine-relu`` when every fitted value is >= 0,
-    else ``affine``), ``cond_dim`` (condition embedding size), ``n_groups`` (feature groups =
+    else ``affine``), ``gan_features`` (the network reads, refines and is judged on this many of
+    the most variable features; the others move by the per-condition shift only; None: all),
+    ``cond_dim`` (condition embedding size), ``n_groups`` (feature groups =
     attention tokens), ``token_dim``, ``n_heads``, ``n_blocks`` (attention blocks), ``hidden``,
     ``n_layers`` (FiLM-modulated hidden layers), ``dropout``, ``use_covariates`` (condition on the
-    fitted covariates such as dose or time).
+    fitted covariates such as dose or time), ``init_locations`` (start the per-condition locations
+    at the condition means; False starts at the identity).
+    Matching args: the critic compares each moved cell with real cells of the target condition
+    from the same group (contexts when ``fit`` gets them and ``use_context``; otherwise
+    ``match_groups`` k-means clusters, 0: no matching); a group needs ``min_group_cells`` real
+    cells of the target to take part in the adversarial loss. ``critic_components``: the critic
+    reads the GAN features projected on this many principal axes (None: the features themselves).
     Training args (see :class:`virtualcell.train.gan.GANOptions`): ``max_epochs``, ``batch_size``,
-    ``lr_generator``, ``lr_discriminator``, ``n_critic`` (critic updates per generator update),
-    ``gp_weight``, ``cycle_weight``, ``identity_weight``, ``classifier_weight``, ``val_fraction``,
+    ``lr_generator``, ``lr_discriminator``, ``lr_tables`` (the per-condition tables),
+    ``n_critic`` (critic updates per generator update), ``gp_weight``, ``cycle_weight``,
+    ``identity_weight``, ``classifier_weight``, ``correction_weight`` (keeps the cell-dependent
+    part small where nothing asks for it), ``epoch_cells`` (cells per epoch, drawn at random; None:
+    every training cell once), ``val_fraction``,
     ``patience`` (early stopping on the validation loss; None: never), ``mixed_precision``.
     ``fit(..., checkpoint_dir=...)`` makes training resumable.
     """
 
     stochastic: ClassVar[bool] = False
     requires_context: ClassVar[bool] = False
-    test_config: ClassVar[dict[str, Any]] = {"cond_dim": 8, "n_groups": 4, "token_dim": 8, "n_heads": 2, "hidden": 16,
+    test_config: ClassVar[dict[str, Any]] = {"gan_features": 6, "cond_dim": 8, "n_groups": 4, "token_dim": 8, "n_heads": 2, "hidden": 16,
                                              "n_layers": 1, "max_epochs": 2, "batch_size": 64, "n_critic": 1,
                                              "patience": None}
 
-    def __init__(self, output: str = "auto", cond_dim: int = 32, n_groups: int = 64, token_dim: int = 32,
+    def __init__(self, output: str = "auto", gan_features: int | None = 1024, cond_dim: int = 32, n_groups: int = 32, token_dim: int = 32,
                  n_heads: int = 4, n_blocks: int = 1, hidden: int = 256, n_layers: int = 2, dropout: float = 0.0,
-                 use_covariates: bool = True, max_epochs: int = 200, batch_size: int = 128,
-                 lr_generator: float = 2e-4, lr_discriminator: float = 2e-4, n_critic: int = 3,
+                 use_covariates: bool = True, init_locations: bool = True, use_context: bool = True,
+                 match_groups: int = 10, min_group_cells: int = 5, critic_components: int | None = 50,
+                 max_epochs: int = 200, batch_size: int = 128, lr_generator: float = 2e-4,
+                 lr_discriminator: float = 4e-4, lr_tables: float = 5e-3, n_critic: int = 1,
                  gp_weight: float = 10.0, cycle_weight: float = 10.0, identity_weight: float = 10.0,
-                 classifier_weight: float = 1.0, val_fraction: float = 0.1, patience: int | None = 20,
-                 mixed_precision: bool = False) -> None:
+                 classifier_weight: float = 1.0, correction_weight: float = 1.0, epoch_cells: int | None = None,
+                 val_fraction: float = 0.1, patience: int | None = 20, mixed_precision: bool = False) -> None:
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}; got {output!r}.")
@@ -108,7 +234,8 @@ class CGANManipulator(Manipulator):
         return {k: self.config[k] for k in _ARCHITECTURE}
 
     def _build(self) -> None:
-        self.network = CGANGenerator(self.n_features, self.n_conditions, self.covariate_names, output=self.output_mode,
+        self.network = CGANGenerator(self.n_features, self.n_conditions, self.covariate_names,
+                                     gan_features=self.config["gan_features"], output=self.output_mode,
                                      cond_dim=self.config["cond_dim"], **self._architecture())
 
     def fitted_state(self) -> dict[str, Any]:
@@ -134,48 +261,64 @@ class CGANManipulator(Manipulator):
             torch.manual_seed(seed)
             self._build()
         self.network.to(z.device)
-        self.network.trunk.set_standardisation(*_spread(z))
+        self.network.prepare(z)
+        if labels.context is not None and self.config["use_context"]:
+            groups = labels.context.to(z.device)
+        elif self.config["match_groups"]:
+            groups = pseudo_contexts(z.index_select(1, self.network.gan_index), target, self.config["match_groups"],
+                                     seed=seed)
+        else:
+            groups = None
+        if self.config["init_locations"]:
+            self.network.prepare(z, condition_offsets(z, target, groups, self.n_conditions, balanced=True))
         self.network.embed.fit_covariates(target, covariates)
-        keys = {f.name for f in GANOptions.__dataclass_fields__.values()}
+        keys = set(GANOptions.__dataclass_fields__)
         options = GANOptions(**{k: v for k, v in self.config.items() if k in keys})
         history, _ = train_cgan(self.network, z, target, covariates, n_conditions=self.n_conditions, options=options,
-                                discriminator_kwargs=self._architecture(), seed=seed, progress=progress,
-                                checkpoint_dir=checkpoint_dir)
+                                groups=groups, feature_index=self.network.gan_index,
+                                discriminator_kwargs={**self._architecture(),
+                                                      "n_components": self.config["critic_components"]},
+                                seed=seed, progress=progress, checkpoint_dir=checkpoint_dir)
         self.history = history.to_dict()
         self.network.eval()
 
     # -- prediction -----------------------------------------------------------------------------
     def _manipulate(self, z, condition, *, n_samples, generator):
+        if condition.source is None:
+            raise ValueError("cgan needs condition.source (the condition each cell is in now); pipelines pass it "
+                             "from the condition column or the control label.")
         covariates = {k: v for k, v in condition.covariates.items() if k in self.covariate_names}
         rows = torch.arange(z.shape[0], device=z.device)
 
         def move(index: torch.Tensor) -> torch.Tensor:
-            return self.network(z[index], condition.target[index], {k: v[index] for k, v in covariates.items()})
+            return self.network(z[index], condition.source[index], condition.target[index],
+                                {k: v[index] for k, v in covariates.items()})
 
         with torch.no_grad():
             out = batched_apply(move, rows, batch_size=2048)
         return repeat_samples(out, n_samples)
 
-    def rollout(self, z: torch.Tensor, conditions: Sequence[int] | Sequence[Condition], *,
-                source: int | None = None) -> torch.Tensor:
-        """Walk cells ``z`` [n, d] through ``conditions`` in order; returns every step [steps, n, d].
+    def rollout(self, z: torch.Tensor, conditions: Sequence[int] | Sequence[Condition], *, source: int) -> torch.Tensor:
+        """Walk cells ``z`` [n, d], now in condition ``source``, through ``conditions``: [steps, n, d].
 
         Each entry is a condition id (every cell moved there; the model's fitted covariate means
-        for that condition fill in dose / time) or a full :class:`Condition` for the step. Step
-        ``k`` moves the output of step ``k - 1`` (the first step moves ``z``, which is in
-        ``source`` when given).
+        for that condition fill in dose / time) or a full :class:`Condition` for the step (its
+        ``source`` defaults to the previous step's target). Step ``k`` moves the output of step
+        ``k - 1``; the first step moves ``z``.
         """
         self._check_fitted()
         if len(conditions) == 0:
             raise ValueError("rollout needs at least one condition to move to.")
-        steps, current, previous = [], z, source
+        steps, current = [], z
+        previous = torch.full((z.shape[0],), int(source), dtype=torch.long, device=z.device)
         for entry in conditions:
             if isinstance(entry, Condition):
-                step = entry
+                step = entry if entry.source is not None else Condition(entry.target, previous, entry.context,
+                                                                        entry.covariates)
             else:
                 step = Condition.constant(z.shape[0], int(entry), source=previous)
             current = self.manipulate(current, step)
-            previous = int(step.target[0]) if len(step) else previous
+            previous = step.target.to(z.device)
             steps.append(current)
         return torch.stack(steps)
 

@@ -1,18 +1,27 @@
 """Conditional diffusion manipulator: counterfactual cells by inversion and guided denoising.
 
 A denoiser ``eps(x_t, t, condition, context, covariates)`` is trained with the DDPM noise-prediction
-objective (diffusers' ``DDPMScheduler.add_noise``) on normalised cells ``x = (z - mean) / std`` of
-any representation, with condition dropout for classifier-free guidance. ``manipulate`` keeps each
-cell's identity: the cell is inverted to noise level ``t_s`` (``strength`` of the chain) under its
-own (source) condition, by deterministic DDIM inversion (``inversion="ddim"``) or by forward noising
-(``inversion="noise"``, SDEdit), and then denoised under the target condition with a swappable
-diffusers scheduler (DDIM, DPM-Solver++, DDPM), guided by ``guidance_scale``.
+objective (diffusers' ``DDPMScheduler.add_noise``) on normalised cells of any representation, with
+condition dropout for classifier-free guidance. ``manipulate`` keeps each cell's identity: the cell
+is inverted to noise level ``t_s`` (``strength`` of the chain) under its own (source) condition, by
+deterministic DDIM inversion (``inversion="ddim"``) or by forward noising (``inversion="noise"``,
+SDEdit), and denoised under the target condition with a swappable diffusers scheduler (DDIM,
+DPM-Solver++, DDPM), guided by ``guidance_scale``.
 
-Samples and uncertainty: each of the ``n_samples`` samples is one network from the approximate
-posterior (Monte Carlo dropout: one dropout mask per sample, shared by every cell), plus per-cell
-noise from ``eta`` (DDIM) or the forward noising. The spread of the samples is the predictive
-uncertainty per cell; the spread of the per-sample population means is the uncertainty of the mean
-response (see ``virtualcell.evaluate.calibration``).
+With ``arithmetic_prior`` (default) the diffusion runs on cells minus their condition's balanced
+mean (scGen's latent arithmetic): the additive shift is applied exactly and the network models
+what it misses (context-specific and distributional changes), as residual diffusion does for a
+regression mean (CorrDiff). ``strength=0`` is then latent arithmetic.
+
+Samples and uncertainty (``n_samples > 1``; ``n_samples == 1`` is the central prediction):
+- the model: Monte Carlo dropout, one dropout mask per sample shared by all its cells;
+- the response of an unseen context: a random effect per sample, drawn from the spread of the
+  observed responses of the training contexts (multivariate Student t with K - 1 degrees of
+  freedom, scale ``sqrt(1 + 1/K)`` times their covariance: the predictive distribution of one more
+  context; needs ``labels.context`` at fit, otherwise none);
+- single cells: DDIM's ``eta`` or forward noising.
+The spread of the per-sample population means is the uncertainty of the mean response (see
+``virtualcell.evaluate.calibration``).
 """
 
 from __future__ import annotations
@@ -41,12 +50,13 @@ _SAMPLER_DEFAULTS: dict[str, dict[str, Any]] = {
 INVERSIONS = ("ddim", "noise")
 #: the training scheduler (``DDPMScheduler``) unless overridden by ``scheduler=``
 TRAIN_SCHEDULER_DEFAULTS: dict[str, Any] = {
-    "num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2", "prediction_type": "epsilon",
+    "num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "prediction_type": "epsilon",
     "clip_sample": False, "timestep_spacing": "trailing",
 }
-#: init arguments that only change sampling (they may differ between fit and manipulate)
+#: init arguments that may differ between fit and manipulate (they leave the weights as they are)
 SAMPLING_ARGS = frozenset({"sampler", "sampler_config", "num_inference_steps", "inversion", "strength",
-                           "guidance_scale", "eta", "mc_dropout", "sample_batch_size", "sampling_progress"})
+                           "guidance_scale", "compose", "eta", "mc_dropout", "context_effect_scale", "sample_batch_size",
+                           "sampling_progress", "mixed_precision"})
 
 
 def _scheduler_class(name: str):
@@ -55,11 +65,50 @@ def _scheduler_class(name: str):
     return getattr(diffusers, name)
 
 
-def _json_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A diffusers scheduler config as plain JSON (numpy/tuples turned into lists)."""
+def _scheduler_from_config(name: str, config: Mapping[str, Any], **overrides: Any):
+    """``diffusers.<name>.from_config`` with only the keys that class takes (no warnings about the rest)."""
+    import inspect
+
+    cls = _scheduler_class(name)
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
+    merged = {**{k: v for k, v in dict(config).items() if k in accepted}, **overrides}
+    return cls.from_config(merged)
+
+
+def _json_config(scheduler) -> dict[str, Any]:
+    """A diffusers scheduler's config as plain JSON with its ``_class_name`` (numpy/tuples -> lists).
+
+    Non-finite numbers (DPM-Solver's ``lambda_min_clipped=-inf``) are left out: JSON cannot hold
+    them, and ``from_config`` restores the class default for a missing key.
+    """
+    import math
+
     from ...config import to_json_value
 
-    return to_json_value({k: v for k, v in dict(config).items()}, where="scheduler config")
+    config = {"_class_name": type(scheduler).__name__, **dict(scheduler.config)}
+    finite = {k: v for k, v in config.items() if not (isinstance(v, float) and not math.isfinite(v))}
+    return to_json_value(finite, where="scheduler config")
+
+
+def sample_context_effects(means: torch.Tensor, counts: torch.Tensor, source: int, target: int, n_samples: int,
+                           generator: torch.Generator) -> torch.Tensor:
+    """Random effects [n_samples, d] for the response ``source -> target`` of a context not seen in it.
+
+    ``means`` [K, N, d] and ``counts`` [K, N] are per-(context, condition) means and sizes. The
+    responses ``r_k = means[k, target] - means[k, source]`` of the K contexts observed in both are
+    treated as draws from a population of responses; a new context's response deviates from their
+    mean as a multivariate Student t with K - 1 degrees of freedom and scale
+    ``(1 + 1/K) * cov(r)``. Fewer than 2 such contexts: zeros (no information).
+    """
+    both = (counts[:, source] > 0) & (counts[:, target] > 0)
+    k, d = int(both.sum()), means.shape[-1]
+    if k < 2:
+        return torch.zeros(n_samples, d)
+    responses = (means[both, target] - means[both, source]).double().cpu()
+    centred = (responses - responses.mean(0)) / (k - 1) ** 0.5              # centred.T @ centred = cov(r)
+    gaussian = torch.randn(n_samples, k, generator=generator, dtype=torch.float64) @ centred
+    chi2 = torch.randn(n_samples, k - 1, generator=generator, dtype=torch.float64).pow(2).sum(1) / (k - 1)
+    return (gaussian * ((1 + 1 / k) / chi2).sqrt()[:, None]).float()
 
 
 def _cpu_generator(generator: torch.Generator | None) -> torch.Generator:
@@ -87,6 +136,9 @@ class DiffusionManipulator(Manipulator):
         mixed_precision: autocast training and sampling (bf16 on CPU, fp16/bf16 on CUDA).
         checkpoint_dir: resumable training checkpoints (None: none).
 
+        arithmetic_prior: fraction in [0, 1] of their condition's balanced mean removed from the cells
+            before diffusion (see the module doc; True = 1, False = 0).
+
     Sampling (change them on a fitted model with :meth:`with_sampling`):
         sampler: ``"ddim"``, ``"dpm-solver++"``, ``"sde-dpm-solver++"`` or ``"ddpm"``.
         sampler_config: overrides of that scheduler's config (e.g. ``{"solver_order": 3}``).
@@ -94,8 +146,11 @@ class DiffusionManipulator(Manipulator):
         inversion: ``"ddim"`` (deterministic DDIM inversion under the source condition) or ``"noise"``.
         strength: how far each cell is inverted (1: to pure noise; small: stays close to the cell).
         guidance_scale: classifier-free guidance ``eps_u + w (eps_c - eps_u)`` (1: none).
+        compose: weight in [0, 1] of the condition's direction learned across contexts (see ``_eps``).
         eta: DDIM's per-cell stochasticity (0: deterministic denoising).
         mc_dropout: one dropout mask per sample shared by all cells (the model's uncertainty).
+        context_effect_scale: scale of the per-sample random effect of an unseen context's response
+            (0: none; 1: the spread of the training contexts' responses).
         sample_batch_size: rows (cells x samples) per network call.
     """
 
@@ -106,14 +161,16 @@ class DiffusionManipulator(Manipulator):
     }
 
     def __init__(self, *, hidden: int = 512, depth: int = 4, cond_dim: int = 128, dropout: float = 0.1,
-                 use_context: bool = False, scheduler: dict | None = None,
+                 use_context: bool = True, arithmetic_prior: float = 1.0, scheduler: dict | None = None,
                  max_epochs: int = 500, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 1e-4,
                  ema_decay: float | None = 0.999, validation_fraction: float = 0.1, patience: int | None = 50,
                  condition_dropout: float = 0.1, context_dropout: float = 0.1, covariate_dropout: float = 0.1,
                  mixed_precision: bool = False, checkpoint_dir: str | None = None,
                  sampler: str = "ddim", sampler_config: dict | None = None, num_inference_steps: int = 50,
-                 inversion: str = "ddim", strength: float = 0.6, guidance_scale: float = 1.0, eta: float = 0.0,
-                 mc_dropout: bool = True, sample_batch_size: int = 8192, sampling_progress: bool = True) -> None:
+                 inversion: str = "ddim", strength: float = 0.6, guidance_scale: float = 1.0, compose: float = 0.0,
+                 eta: float = 0.0,
+                 mc_dropout: bool = True, context_effect_scale: float = 1.0, sample_batch_size: int = 8192,
+                 sampling_progress: bool = True) -> None:
         super().__init__()
         if sampler not in SAMPLERS:
             raise ValueError(f"Unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}.")
@@ -121,6 +178,11 @@ class DiffusionManipulator(Manipulator):
             raise ValueError(f"Unknown inversion {inversion!r}; choose one of {list(INVERSIONS)}.")
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must lie in [0, 1] (the fraction of the chain to invert); got {strength}.")
+        if not 0.0 <= float(arithmetic_prior) <= 1.0:
+            raise ValueError(f"arithmetic_prior must lie in [0, 1] (the fraction of the condition mean removed); "
+                             f"got {arithmetic_prior}.")
+        if not 0.0 <= compose <= 1.0:
+            raise ValueError(f"compose must lie in [0, 1] (0: guidance within the context); got {compose}.")
         if num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1; got {num_inference_steps}.")
         if not 0.0 <= dropout < 1.0:
@@ -137,6 +199,9 @@ class DiffusionManipulator(Manipulator):
         self.register_buffer("feature_std", torch.ones(0))      # [d]
         self.register_buffer("covariate_mean", torch.zeros(0))  # [k]
         self.register_buffer("covariate_std", torch.ones(0))    # [k]
+        self.register_buffer("condition_means", torch.zeros(0, 0))      # [N, d] balanced, or [0, 0]
+        self.register_buffer("group_means", torch.zeros(0, 0, 0))       # [K, N, d] per context and condition
+        self.register_buffer("group_counts", torch.zeros(0, 0))         # [K, N]
         self.covariate_names: list[str] = []
         self.denoiser: torch.nn.Module | None = None
         self.train_scheduler_config: dict[str, Any] = {**TRAIN_SCHEDULER_DEFAULTS, **dict(scheduler or {})}
@@ -145,17 +210,17 @@ class DiffusionManipulator(Manipulator):
     # -- schedulers ------------------------------------------------------------------------------
     def training_scheduler(self):
         """A fresh diffusers ``DDPMScheduler`` (the noise schedule the denoiser was trained with)."""
-        return _scheduler_class("DDPMScheduler").from_config(self.train_scheduler_config)
+        return _scheduler_from_config("DDPMScheduler", self.train_scheduler_config)
 
     def sampling_scheduler(self):
         """A fresh sampling scheduler: the ``sampler`` class ``from_config`` of the training scheduler."""
         name = self.config["sampler"]
         overrides = {**_SAMPLER_DEFAULTS.get(name, {}), **dict(self.config["sampler_config"] or {})}
-        return _scheduler_class(SAMPLERS[name]).from_config(self.training_scheduler().config, **overrides)
+        return _scheduler_from_config(SAMPLERS[name], self.training_scheduler().config, **overrides)
 
     def inversion_scheduler(self):
         """A fresh ``DDIMInverseScheduler`` on the training noise schedule."""
-        return _scheduler_class("DDIMInverseScheduler").from_config(self.training_scheduler().config)
+        return _scheduler_from_config("DDIMInverseScheduler", self.training_scheduler().config)
 
     # -- fitted state ----------------------------------------------------------------------------
     def _build_denoiser(self, n_covariates: int):
@@ -168,8 +233,8 @@ class DiffusionManipulator(Manipulator):
 
     def fitted_state(self) -> dict[str, Any]:
         return {**super().fitted_state(), "covariates": list(self.covariate_names),
-                "train_scheduler": _json_config(self.training_scheduler().config),
-                "sampling_scheduler": _json_config(self.sampling_scheduler().config),
+                "train_scheduler": _json_config(self.training_scheduler()),
+                "sampling_scheduler": _json_config(self.sampling_scheduler()),
                 "training": dict(self.training_summary)}
 
     def load_fitted_state(self, state: Mapping[str, Any]) -> None:
@@ -192,7 +257,9 @@ class DiffusionManipulator(Manipulator):
                              f"Allowed: {sorted(SAMPLING_ARGS)}.")
         clone = type(self).from_config(self.config, **changes)
         clone.load_fitted_state(self.fitted_state())
-        clone.load_state_dict(self.state_dict())
+        for name, buffer in self.named_buffers(recurse=False):
+            setattr(clone, name, buffer.detach().clone())
+        clone.denoiser.load_state_dict(self.denoiser.state_dict())
         clone.features, clone.is_fitted = list(self.features or []), True
         return clone.to(self.device).eval()
 
@@ -209,7 +276,21 @@ class DiffusionManipulator(Manipulator):
     def _fit(self, z: torch.Tensor, labels: Condition, *, seed: int = 0, progress: bool = True, **kwargs: Any) -> None:
         from ...train.diffusion import DenoisingData, train_denoiser
 
+        from .group_means import group_means
+        from .latent_arithmetic import balanced_means
+
         cfg = self.config
+        if labels.context is not None and self.n_contexts > 0:
+            self.group_means, self.group_counts = group_means(z, labels.target, labels.context, self.n_conditions,
+                                                              self.n_contexts)
+        else:
+            self.group_means, self.group_counts = z.new_zeros(0, self.n_conditions, z.shape[1]), z.new_zeros(0, self.n_conditions)
+        if cfg["arithmetic_prior"]:
+            self.condition_means = balanced_means(z, labels.target, labels.context, self.n_conditions,
+                                                  torch.Generator().manual_seed(seed))
+            z = z - self._prior_means(labels.target)
+        else:
+            self.condition_means = z.new_zeros(0, 0)
         self.feature_mean = z.mean(0)
         self.feature_std = z.std(0).clamp_min(1e-4 * float(z.std(0).max()) + 1e-8)
         self.covariate_names = sorted(labels.covariates)
@@ -237,6 +318,34 @@ class DiffusionManipulator(Manipulator):
                                  "seconds": round(history.seconds, 3), "stopped_early": history.stopped_early,
                                  **{k: float(v) for k, v in last.items() if k in ("loss", "val_loss")}}
 
+    def _prior_means(self, ids: torch.Tensor) -> torch.Tensor:
+        """The balanced condition means [n, d] of ``ids`` (zeros without the arithmetic prior)."""
+        weight = float(self.config["arithmetic_prior"])
+        if weight == 0:
+            return torch.zeros(len(ids), self.n_features, device=ids.device)
+        means = weight * self.condition_means[ids]
+        if torch.isnan(means).any():
+            bad = sorted(set(ids[torch.isnan(means).any(1)].tolist()))
+            raise ValueError(f"Condition id(s) {bad} had no cells when the diffusion manipulator was fitted; "
+                             "it cannot move cells from or to them.")
+        return means
+
+    def _context_effects(self, condition: Condition, n_samples: int, generator: torch.Generator) -> torch.Tensor | None:
+        """Per-sample random effects [S, n, d] of an unseen context's response, or None."""
+        scale = float(self.config["context_effect_scale"])
+        if scale == 0 or self.group_means.shape[0] == 0 or condition.source is None:
+            return None
+        effects = torch.zeros(n_samples, len(condition), self.n_features)
+        pairs = torch.stack([condition.source, condition.target], 1).cpu()
+        for source, target in torch.unique(pairs, dim=0).tolist():
+            if source == target:
+                continue
+            rows = (pairs[:, 0] == source) & (pairs[:, 1] == target)
+            draw = sample_context_effects(self.group_means.cpu(), self.group_counts.cpu(), source, target,
+                                          n_samples, generator)
+            effects[:, rows] = scale * draw[:, None, :]
+        return effects
+
     def _normalise(self, z: torch.Tensor) -> torch.Tensor:
         return (z - self.feature_mean) / self.feature_std
 
@@ -246,22 +355,42 @@ class DiffusionManipulator(Manipulator):
     # -- sampling --------------------------------------------------------------------------------
     def _eps(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor, context: torch.Tensor | None,
              covariates: torch.Tensor | None, known: bool, masks: list[torch.Tensor] | None,
-             guidance_scale: float) -> torch.Tensor:
-        """The (guided) model output for ``x`` [B, d] at timestep ``t`` (float32)."""
+             guidance_scale: float, compose: float) -> torch.Tensor:
+        """The guided model output for ``x`` [B, d] at timestep ``t`` (float32).
+
+        ``eps(k, 0) + w [(1 - b) (eps(k, c) - eps(k, 0)) + b (eps(0, c) - eps(0, 0))]`` with ``k`` the
+        context, ``c`` the condition (and covariates), ``0`` the null label, ``w = guidance_scale`` and
+        ``b = compose``: b = 0 is classifier-free guidance within the context; b = 1 adds the
+        condition's direction learned across all contexts to the context's own model (a product of
+        the two conditionals, as in composable diffusion), which is how a combination never seen in
+        training (a held-out cell type in the target condition) is reached.
+        """
         b = x.shape[0]
         t = t.to(x.device).expand(b)
-        known_mask = torch.full((b,), known, dtype=torch.bool, device=x.device) if covariates is not None else None
+        model = self.denoiser
+        null = torch.full_like(condition, model.null_condition)
+        no_context = None if context is None else torch.full_like(context, model.null_context)
+        use_compose = compose > 0 and context is not None
+        variants = [(condition, context, known)]
+        if guidance_scale != 1.0 or use_compose:
+            variants.append((null, context, False))
+        if use_compose:
+            variants += [(condition, no_context, known), (null, no_context, False)]
+        cat = lambda values: None if values[0] is None else torch.cat(values)
+        n = len(variants)
+        known_mask = None if covariates is None else torch.cat(
+            [torch.full((b,), flag, dtype=torch.bool, device=x.device) for _, _, flag in variants])
         with autocast(x.device, self.config["mixed_precision"]):
-            if guidance_scale == 1.0:
-                return self.denoiser(x, t, condition, context, covariates, known_mask, masks).float()
-            null = torch.full_like(condition, self.denoiser.null_condition)
-            unknown = None if known_mask is None else torch.zeros_like(known_mask)
-            twice = lambda v: None if v is None else torch.cat([v, v])
-            out = self.denoiser(twice(x), twice(t), torch.cat([condition, null]), twice(context), twice(covariates),
-                                None if known_mask is None else torch.cat([known_mask, unknown]),
-                                None if masks is None else [torch.cat([m, m]) for m in masks]).float()
-        conditional, unconditional = out[:b], out[b:]
-        return unconditional + guidance_scale * (conditional - unconditional)
+            out = model(cat([x] * n), cat([t] * n), cat([v[0] for v in variants]), cat([v[1] for v in variants]),
+                        cat([covariates] * n), known_mask,
+                        None if masks is None else [torch.cat([m] * n) for m in masks]).float()
+        out = out.view(n, b, -1)
+        if n == 1:
+            return out[0]
+        direction = (1 - compose) * (out[0] - out[1]) if use_compose else out[0] - out[1]
+        if use_compose:
+            direction = direction + compose * (out[2] - out[3])
+        return out[1] + guidance_scale * direction
 
     def _n_steps(self) -> int:
         return int(round(self.config["strength"] * self.config["num_inference_steps"]))
@@ -280,7 +409,8 @@ class DiffusionManipulator(Manipulator):
         ratio = inverse.config.num_train_timesteps // n_total
         for t in inverse.timesteps[:k]:
             current = (t - ratio).clamp_min(0)  # the model sees the time the sample is at now
-            eps = self._eps(x, current, source, context, None, False, masks, 1.0)
+            # unguided: guiding the inversion too was measured to overshoot (Kang CD4T: r2_var_top100 drops)
+            eps = self._eps(x, current, source, context, None, False, masks, 1.0, 0.0)
             x = inverse.step(eps, t, x).prev_sample
         return x
 
@@ -295,7 +425,8 @@ class DiffusionManipulator(Manipulator):
         if self.config["sampler"] == "ddim":
             extra["eta"] = self.config["eta"]
         for t in sampler.timesteps[n_total - k:]:
-            eps = self._eps(x, t, target, context, covariates, known, masks, self.config["guidance_scale"])
+            eps = self._eps(x, t, target, context, covariates, known, masks, self.config["guidance_scale"],
+                            self.config["compose"])
             x = sampler.step(eps, t, x, **extra).prev_sample
         return x
 
@@ -309,14 +440,17 @@ class DiffusionManipulator(Manipulator):
                     generator: torch.Generator | None) -> torch.Tensor:
         if self.denoiser is None:
             raise RuntimeError("DiffusionManipulator has no denoiser; fit or load it first.")
+        if self.config["arithmetic_prior"] and condition.source is None:
+            raise ValueError("The diffusion manipulator with an arithmetic_prior needs condition.source (the "
+                             "condition each cell is in now); pass it, or fit with arithmetic_prior=0.")
         self.denoiser.eval()
         generator = _cpu_generator(generator)
         device, (n, d) = z.device, z.shape
-        if self._n_steps() == 0:
-            return z.unsqueeze(0).expand(n_samples, n, d).clone()
+        posterior = n_samples > 1  # one sample: the central prediction (mean network, no random effect)
         masks = None
-        if self.config["mc_dropout"] and self.config["dropout"] > 0:
+        if posterior and self.config["mc_dropout"] and self.config["dropout"] > 0:
             masks = [m.to(device) for m in self.denoiser.draw_dropout_masks(n_samples, generator)]
+        effects = self._context_effects(condition, n_samples, generator) if posterior else None
         context = None
         if self.denoiser.context is not None and condition.context is not None:
             if len(condition.context) and int(condition.context.max()) >= self.n_contexts:
@@ -325,18 +459,25 @@ class DiffusionManipulator(Manipulator):
             context = condition.context
         source = condition.source if condition.source is not None else torch.full_like(
             condition.target, self.denoiser.null_condition)
+        start = z - self._prior_means(source) if condition.source is not None else z
+        shift = self._prior_means(condition.target)
         covariates, known = self._covariate_matrix(condition.covariates, n, device)
         out = torch.empty(n_samples, n, d, device=device, dtype=z.dtype)
-        chunks = list(self._row_chunks(n, n_samples))
+        chunks = list(self._row_chunks(n, n_samples)) if self._n_steps() > 0 else []
         bar = progress_bar(chunks, desc="diffusion sampling",
                            enabled=self.config["sampling_progress"] and len(chunks) > 1)
         for rows in bar:
             m = rows.stop - rows.start
             repeat = lambda v: None if v is None else v[rows].repeat(n_samples, *([1] * (v.ndim - 1)))
-            x = repeat(self._normalise(z).float())                            # [S * m, d], sample-major
+            x = repeat(self._normalise(start).float())                        # [S * m, d], sample-major
             sample_masks = None if masks is None else [mk.repeat_interleave(m, 0) for mk in masks]
             x = self._invert(x, repeat(source), repeat(context), sample_masks, generator)
             x = self._denoise(x, repeat(condition.target), repeat(context), repeat(covariates), known,
                               sample_masks, generator)
             out[:, rows] = self._denormalise(x).view(n_samples, m, d).to(z.dtype)
+        if not chunks:  # strength 0: no diffusion, only the prior's shift
+            out[:] = start
+        out = out + shift
+        if effects is not None:
+            out = out + effects.to(device, z.dtype)
         return out

@@ -1,0 +1,224 @@
+"""Diffusion manipulator benchmarks: Kang OOS metrics + calibration of the mean, and sampling speed.
+
+    # OOS (EVALUATION.md) with calibration, one fit per held-out cell type:
+    python benchmarks/bench_diffusion.py oos --data ../shared/data/kang_pbmc_scgen_valid.h5ad \
+        --out benchmarks/out/diffusion-valid --threads 1
+    python benchmarks/bench_diffusion.py oos --data ../shared/data/kang_ifnb_full.h5ad --preprocess kang-full \
+        --context-key cell_type_coarse --exclude-contexts Megakaryocyte,Erythrocyte --out benchmarks/out/diffusion-full
+    # sampling speed (cells per second, 50 DDIM steps):
+    python benchmarks/bench_diffusion.py speed --threads 2 [--device cuda]
+
+The OOS loop is the harness's (``virtualcell.evaluate.benchmark``): the same preprocessing, tasks,
+DEGs, metrics, seeding (``seed_everything(seed)`` before fit, ``predict(seed=seed)``), so its metric
+numbers equal ``virtualcell benchmark oos`` with the same options. On top it draws ``--n-samples``
+predicted populations per held-out context and scores the predicted 90% interval of the mean over
+the top-100 DEGs (``virtualcell.evaluate.calibration``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_MANIPULATOR = {"name": "diffusion"}
+
+
+def _options(items: list[str] | None) -> dict:
+    out = {}
+    for item in items or []:
+        key, _, value = item.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _fmt(value) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _markdown(report: dict) -> str:
+    metrics = ["r2_mean_all", "r2_mean_top100", "pearson_delta", "pearson_delta_top100", "de_overlap_top100",
+               "edistance_ratio", "r2_var_top100", "gene_corr_top100"]
+    calib = ["coverage90", "coverage50", "coverage80", "coverage95", "mean_width90", "mean_abs_error"]
+    timing = ["seconds_train", "seconds_predict", "seconds_samples", "cells_per_second"]
+    lines = [f"# Diffusion OOS: {report['method']['label']}", "",
+             f"- command: `{report['command']}`",
+             f"- data: `{report['dataset']['path']}` (sha256 `{report['dataset']['sha256'][:16]}…`), "
+             f"{report['dataset']['n_cells']} cells x {report['dataset']['n_genes']} genes",
+             f"- encoder `{json.dumps(report['method']['encoder'])}`, manipulator `{json.dumps(report['method']['manipulator'])}`",
+             f"- seed {report['seed']}; {report['n_samples']} sampled populations per context for calibration; "
+             f"torch threads {report['threads']}; machine {report['machine']}", "",
+             "## Metrics (central prediction, n_samples=1)", "",
+             "| context | " + " | ".join(metrics + timing) + " |", "|---" * (len(metrics) + len(timing) + 1) + "|"]
+    rows = report["results"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(r.get(k)) for k in metrics + timing) + " |")
+    lines.append("| **mean** | " + " | ".join(_fmt(report["means"].get(k)) for k in metrics + timing) + " |")
+    lines += ["", "## Calibration: real mean of each top-100 DEG inside the predicted interval of the mean", "",
+              "| context | " + " | ".join(calib) + " |", "|---" * (len(calib) + 1) + "|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(r.get(k)) for k in calib) + " |")
+    lines.append("| **mean** | " + " | ".join(_fmt(report["means"].get(k)) for k in calib) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_oos(args: argparse.Namespace) -> dict:
+    import anndata as ad
+    import pandas as pd
+    import torch
+
+    from virtualcell.evaluate import metrics, report as reporting
+    from virtualcell.evaluate.benchmark import _aligned, _prepare, _safe_name, _subset
+    from virtualcell.evaluate.calibration import calibration_report, population_samples
+    from virtualcell.evaluate.splits import oos_tasks
+    from virtualcell.execution import seed_everything
+    from virtualcell.pipelines.perturbation import PerturbationPipeline
+
+    torch.set_num_threads(args.threads)
+    encoder = {"name": args.encoder, **_options(args.encoder_option)}
+    manipulator = {**DEFAULT_MANIPULATOR, **_options(args.manipulator_option)}
+    out = Path(args.out)
+    (out / "predictions").mkdir(parents=True, exist_ok=True)
+    adata = ad.read_h5ad(args.data)
+    preprocess = None if args.preprocess in (None, "none") else args.preprocess
+    x, genes, _ = _prepare(adata, preprocess)
+    obs = adata.obs
+    tasks = oos_tasks(obs, context_key=args.context_key, condition_key="condition", control="control",
+                      target="stimulated", contexts=args.contexts.split(",") if args.contexts else None,
+                      exclude_contexts=args.exclude_contexts.split(",") if args.exclude_contexts else (), min_cells=2)
+    report = {"command": args.command, "dataset": {"path": str(Path(args.data).resolve()),
+                                                   "sha256": reporting.sha256_file(args.data),
+                                                   "n_cells": int(x.shape[0]), "n_genes": len(genes)},
+              "method": {"label": f"{args.encoder}+diffusion", "encoder": encoder, "manipulator": manipulator},
+              "seed": args.seed, "n_samples": args.n_samples, "threads": args.threads,
+              "machine": reporting.machine_info(), "packages": reporting.package_versions(), "results": {}, "means": {}}
+    columns = ["condition", args.context_key]
+    for task in tasks:
+        stim, ctrl = x[task.truth].astype(np.float64), x[task.source].astype(np.float64)
+        degs = metrics.top_degs(stim, ctrl, genes, n=100)
+        pipe = PerturbationPipeline(encoder=dict(encoder), manipulator=dict(manipulator), preprocess=None)
+        train = _subset(x, obs, genes, task.train, columns)
+        source = _subset(x, obs, genes, task.source, columns)
+        seed_everything(args.seed)
+        start = time.perf_counter()
+        pipe.fit(train, condition_key="condition", control="control", context_key=args.context_key, seed=args.seed,
+                 progress=not args.quiet)
+        seconds_train = time.perf_counter() - start
+        start = time.perf_counter()
+        predicted = pipe.predict(source, target=task.target, seed=args.seed)
+        seconds_predict = time.perf_counter() - start
+        pred = _aligned(predicted, genes)
+        scores = metrics.perturbation_metrics(pred, stim, ctrl, genes, n_top=100, degs=degs)
+        start = time.perf_counter()
+        samples = population_samples(pipe, source, target=task.target, n_samples=args.n_samples, seed=args.seed + 1000)
+        seconds_samples = time.perf_counter() - start
+        calibration = calibration_report(samples, stim, genes, degs, level=0.9, levels=(0.5, 0.8, 0.9, 0.95))
+        result = {**scores, "coverage90": calibration["coverage"], "mean_width90": calibration["mean_width"],
+                  "mean_abs_error": calibration["mean_abs_error"],
+                  **{f"coverage{round(float(k) * 100)}": v for k, v in calibration["curve"].items() if k != "0.9"},
+                  "seconds_train": seconds_train, "seconds_predict": seconds_predict,
+                  "seconds_samples": seconds_samples,
+                  "cells_per_second": float(args.n_samples * source.n_obs / seconds_samples),
+                  "training": dict(getattr(pipe.manipulator, "training_summary", {})), **task.sizes}
+        report["results"][task.name] = result
+        lower, upper = np.quantile(samples.mean(1), [0.05, 0.95], axis=0)
+        saved = ad.AnnData(X=pred.astype(np.float32), obs=source.obs.copy(),
+                           var=pd.DataFrame({"mean_q05": lower, "mean_q95": upper, "top100_deg": np.isin(genes, degs)},
+                                            index=pd.Index(genes, dtype=str)))
+        saved.uns["benchmark"] = {"context": task.name, "seed": args.seed, "n_samples": args.n_samples}
+        reporting.atomic_write(out / "predictions" / f"{_safe_name(task.name)}.h5ad", lambda tmp: saved.write_h5ad(tmp))
+        keys = [k for k, v in result.items() if isinstance(v, float)]
+        report["means"] = {k: float(np.mean([r[k] for r in report["results"].values()])) for k in keys}
+        print(task.name, json.dumps({k: round(v, 4) for k, v in result.items() if isinstance(v, float)}), flush=True)
+        reporting.write_json(out / "results.json", report)
+        reporting.write_text(out / "results.md", _markdown(report))
+    print(_markdown(report))
+    return report
+
+
+def run_speed(args: argparse.Namespace) -> dict:
+    """Cells per second of ``manipulate`` with 50 DDIM steps (the sampling cost does not depend on the weights)."""
+    import torch
+
+    from virtualcell.component import Condition
+    from virtualcell.evaluate import report as reporting
+    from virtualcell.instruments.manipulators.diffusion import DiffusionManipulator
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    options = {**{k: v for k, v in DEFAULT_MANIPULATOR.items() if k != "name"}, **_options(args.manipulator_option)}
+    g = torch.Generator().manual_seed(0)
+    n_train, d = 512, args.n_latent
+    z = torch.randn(n_train, d, generator=g)
+    labels = Condition(torch.arange(n_train) % 2, None, (torch.arange(n_train) // 2) % 4)
+    model = DiffusionManipulator(**{**options, "max_epochs": 1, "patience": None, "sampling_progress": False})
+    model.to(device).fit(z.to(device), labels.to(device), progress=False)
+    rows = []
+    for label, change in (("generation from noise (strength 1, 50 denoising steps)", {"strength": 1.0}),
+                          ("counterfactual (DDIM inversion + denoising, strength of 50 steps)", {})):
+        sampler = model.with_sampling(num_inference_steps=50, **change)
+        steps = round(sampler.config["strength"] * 50) * (2 if change == {} and sampler.config["inversion"] == "ddim" else 1)
+        for mixed in ([False, True] if device.type == "cuda" else [False]):
+            runner = sampler.with_sampling(mixed_precision=mixed)
+            query_n = args.n_cells
+            q = torch.randn(query_n, d, generator=g).to(device)
+            condition = Condition(torch.ones(query_n, dtype=torch.long), torch.zeros(query_n, dtype=torch.long),
+                                  torch.zeros(query_n, dtype=torch.long)).to(device)
+            runner.manipulate(q[:64], condition.subset(slice(0, 64)))  # warm-up
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            runner.manipulate(q, condition, generator=torch.Generator().manual_seed(0))
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - start
+            rows.append({"mode": label, "network_evaluations": steps, "mixed_precision": mixed,
+                         "device": str(device), "cells": query_n, "seconds": seconds,
+                         "cells_per_second": query_n / seconds})
+            print(json.dumps(rows[-1]), flush=True)
+    result = {"command": args.command, "threads": args.threads, "n_latent": d, "manipulator": options,
+              "machine": reporting.machine_info(), "rows": rows}
+    if args.out:
+        reporting.write_json(Path(args.out), result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="task", required=True)
+    oos = sub.add_parser("oos", help="OOS metrics and calibration per held-out context")
+    oos.add_argument("--data", required=True)
+    oos.add_argument("--out", required=True)
+    oos.add_argument("--preprocess", default=None)
+    oos.add_argument("--context-key", default="cell_type")
+    oos.add_argument("--contexts", default=None)
+    oos.add_argument("--exclude-contexts", default=None)
+    oos.add_argument("--encoder", default="vae")
+    oos.add_argument("--encoder-option", action="append")
+    oos.add_argument("--manipulator-option", action="append")
+    oos.add_argument("--n-samples", type=int, default=30)
+    oos.add_argument("--seed", type=int, default=0)
+    oos.add_argument("--threads", type=int, default=1)
+    oos.add_argument("--quiet", action="store_true")
+    speed = sub.add_parser("speed", help="sampling speed, 50 DDIM steps")
+    speed.add_argument("--threads", type=int, default=2)
+    speed.add_argument("--device", default="cpu")
+    speed.add_argument("--n-cells", type=int, default=2000)
+    speed.add_argument("--n-latent", type=int, default=100)
+    speed.add_argument("--manipulator-option", action="append")
+    speed.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    args.command = "python benchmarks/bench_diffusion.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    (run_oos if args.task == "oos" else run_speed)(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Side-by-side table of several benchmark runs (their results.json), one row per context.
+
+    python benchmarks/summarize_runs.py benchmarks/out/valid-pca benchmarks/out/valid-vae [--metrics r2_mean_all,...]
+
+Columns: for every method of every run (baselines once), the chosen metrics joined by " / ";
+a last row holds the means over contexts. Used for benchmarks/sections/harness.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+DEFAULT = "r2_mean_all,r2_mean_top100,pearson_delta,edistance_ratio"
+
+
+def _cell(values: dict, metrics: list[str]) -> str:
+    return " / ".join("–" if values.get(m) is None else f"{values[m]:.3f}" for m in metrics)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="output folders of `virtualcell benchmark`")
+    parser.add_argument("--metrics", default=DEFAULT, help=f"comma-separated (default {DEFAULT})")
+    args = parser.parse_args()
+    metrics = args.metrics.split(",")
+    columns: dict[str, tuple[dict, dict]] = {}
+    contexts: list[str] = []
+    for run in args.runs:
+        report = json.loads((run / "results.json").read_text())
+        if report["status"] != "complete":
+            print(f"<!-- {run}: status {report['status']} -->")
+        contexts += [c for c in report["contexts"] if c not in contexts]
+        for label, per in report["results"].items():
+            name = label if label in report.get("baselines", []) else f"{label} ({report['protocol']})"
+            columns.setdefault(name, (per, report["means"].get(label, {})))
+    unit = "context"
+    print(f"| {unit} | " + " | ".join(f"{name}: {' / '.join(metrics)}" for name in columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for context in contexts:
+        print(f"| {context} | " + " | ".join(_cell(per.get(context, {}), metrics) for per, _ in columns.values()) + " |")
+    print("| **mean** | " + " | ".join(_cell(means, metrics) for _, means in columns.values()) + " |")
+
+
+if __name__ == "__main__":
+    main()

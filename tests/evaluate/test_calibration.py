@@ -1,0 +1,110 @@
+"""Interval coverage of the predicted mean (virtualcell.evaluate.calibration)."""
+
+import numpy as np
+import pytest
+import torch
+
+from virtualcell.evaluate.calibration import (calibration_report, coverage_curve, interval_coverage, mean_interval,
+                                              population_samples)
+
+
+def _populations(n_samples=200, n_cells=50, n_genes=40, spread=0.3, seed=0):
+    """Samples whose per-sample means scatter around 1.0 with sd ``spread`` (plus cell noise)."""
+    rng = np.random.default_rng(seed)
+    shift = rng.normal(0, spread, size=(n_samples, 1, n_genes))
+    return 1.0 + shift + rng.normal(0, 1.0, size=(n_samples, n_cells, n_genes)) * 0.1
+
+
+def test_mean_interval_is_the_spread_of_per_sample_means_not_of_cells():
+    samples = _populations(spread=0.0)  # the means barely move, single cells do
+    lower, upper, centre = mean_interval(samples, level=0.9)
+    assert lower.shape == upper.shape == centre.shape == (40,)
+    assert np.all(lower <= centre) and np.all(centre <= upper)
+    cell_width = np.quantile(samples[:, 0], 0.95, axis=0) - np.quantile(samples[:, 0], 0.05, axis=0)
+    assert (upper - lower).mean() < 0.2 * cell_width.mean()
+
+
+def test_coverage_matches_the_nominal_level_when_truth_is_drawn_like_the_samples():
+    rng = np.random.default_rng(1)
+    samples = _populations(n_samples=400, n_genes=500, spread=0.3, seed=2)
+    truth_means = 1.0 + rng.normal(0, 0.3, size=500)        # the truth is one more draw of the mean
+    real = truth_means[None, :] + np.zeros((30, 500))
+    result = interval_coverage(samples, real, level=0.9)
+    assert 0.85 <= result["coverage"] <= 0.95
+    assert result["n_genes"] == 500
+    curve = coverage_curve(samples, real, levels=(0.5, 0.9))
+    assert curve["0.5"] < curve["0.9"]
+    assert 0.4 <= curve["0.5"] <= 0.6
+
+
+def test_overconfident_intervals_have_low_coverage_and_the_subset_is_respected():
+    samples = _populations(spread=0.01)
+    real = np.full((10, 40), 2.0)
+    real[:, :5] = 1.0
+    assert interval_coverage(samples, real, level=0.9)["coverage"] <= 5 / 40
+    subset = interval_coverage(samples, real, idx=np.arange(5), level=0.9)
+    assert subset["coverage"] == 1.0 and subset["n_genes"] == 5
+    mask = np.zeros(40, dtype=bool)
+    mask[:5] = True
+    assert interval_coverage(samples, real, idx=mask)["coverage"] == 1.0
+
+
+def test_calibration_report_uses_deg_names():
+    samples = _populations(n_genes=6)
+    genes = [f"g{i}" for i in range(6)]
+    real = np.ones((5, 6))
+    report = calibration_report(samples, real, genes, ["g1", "g3"])
+    assert report["n_genes"] == 2 and report["level"] == 0.9 and set(report["curve"]) == {"0.5", "0.8", "0.9", "0.95"}
+    with pytest.raises(ValueError, match="not in genes"):
+        calibration_report(samples, real, genes, ["nope"])
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(ValueError, match="n_samples"):
+        mean_interval(np.zeros((1, 3, 4)))
+    with pytest.raises(ValueError, match=r"\[n_samples, cells, genes\]"):
+        mean_interval(np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="level"):
+        mean_interval(np.zeros((2, 3, 4)), level=1.5)
+    with pytest.raises(ValueError, match="real must be"):
+        interval_coverage(np.zeros((2, 3, 4)), np.zeros((3, 5)))
+
+
+def test_population_samples_calls_the_pipeline_once_per_population():
+    class FakePipeline:
+        def __init__(self):
+            self.seeds = []
+
+        def predict(self, adata, *, target, n_samples, seed):
+            assert n_samples == 1 and target == "stim"
+            self.seeds.append(seed)
+            return type("P", (), {"X": np.full((3, 2), float(seed))})()
+
+    fake = FakePipeline()
+    samples = population_samples(fake, None, target="stim", n_samples=4, seed=10)
+    assert samples.shape == (4, 3, 2) and fake.seeds == [10, 11, 12, 13]
+    with pytest.raises(ValueError, match="n_samples"):
+        population_samples(fake, None, target="stim", n_samples=1)
+
+
+def test_population_samples_with_a_real_stochastic_pipeline_is_seeded():
+    import anndata as ad
+    import pandas as pd
+
+    from virtualcell.pipelines.perturbation import PerturbationPipeline
+
+    g = torch.Generator().manual_seed(0)
+    n, genes = 90, [f"gene_{i}" for i in range(12)]
+    condition = np.array(["control", "stim"] * (n // 2))
+    x = torch.rand(n, len(genes), generator=g).numpy() + (condition == "stim")[:, None] * 1.0
+    adata = ad.AnnData(X=x.astype(np.float32), obs=pd.DataFrame({"condition": condition}, index=[f"c{i}" for i in range(n)]),
+                       var=pd.DataFrame(index=genes))
+    manipulator = {"name": "diffusion", "hidden": 16, "depth": 1, "cond_dim": 8, "max_epochs": 2, "patience": None,
+                   "num_inference_steps": 4, "eta": 1.0, "sampling_progress": False}
+    pipe = PerturbationPipeline(encoder="identity-encoder", manipulator=manipulator).fit(adata, progress=False)
+    source = adata[adata.obs["condition"] == "control"]
+    a = population_samples(pipe, source, target="stim", n_samples=3, seed=5)
+    b = population_samples(pipe, source, target="stim", n_samples=3, seed=5)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (3, n // 2, len(genes)) and not np.allclose(a[0], a[1])
+    assert 0.0 <= calibration_report(a, adata[adata.obs["condition"] == "stim"].X, genes, genes[:5])["coverage"] <= 1.0

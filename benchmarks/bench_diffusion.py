@@ -48,13 +48,15 @@ def _markdown(report: dict) -> str:
     metrics = ["r2_mean_all", "r2_mean_top100", "pearson_delta", "pearson_delta_top100", "de_overlap_top100",
                "edistance_ratio", "r2_var_top100", "gene_corr_top100"]
     calib = ["coverage90", "coverage50", "coverage80", "coverage95", "mean_width90", "mean_abs_error"]
+    calib += sorted({k for r in report["results"].values() for k in r if k.startswith("coverage90_scale")})
     timing = ["seconds_train", "seconds_predict", "seconds_samples", "cells_per_second"]
     lines = [f"# Diffusion OOS: {report['method']['label']}", "",
              f"- command: `{report['command']}`",
              f"- data: `{report['dataset']['path']}` (sha256 `{report['dataset']['sha256'][:16]}…`), "
              f"{report['dataset']['n_cells']} cells x {report['dataset']['n_genes']} genes",
              f"- encoder `{json.dumps(report['method']['encoder'])}`, manipulator `{json.dumps(report['method']['manipulator'])}`",
-             f"- seed {report['seed']}; {report['n_samples']} sampled populations per context for calibration; "
+             f"- seed {report['seed']}; calibration: {report['n_samples']} sampled populations of at most "
+             f"{report['calib_cells']} source cells per context, context_effect_scale {report['effect_scales']}; "
              f"torch threads {report['threads']}; machine {report['machine']}", "",
              "## Metrics (central prediction, n_samples=1)", "",
              "| context | " + " | ".join(metrics + timing) + " |", "|---" * (len(metrics) + len(timing) + 1) + "|"]
@@ -70,6 +72,36 @@ def _markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _calibration_samples(pipe, source, target: str, args: argparse.Namespace) -> dict[float, np.ndarray]:
+    """Decoded populations [S, m, genes] of (at most ``--calib-cells``) source cells, per random-effect scale.
+
+    The diffusion part is sampled once (``DiffusionManipulator.predictive_parts``); the context
+    random effect is rescaled, which gives exactly what ``context_effect_scale=scale`` would sample.
+    """
+    import torch
+
+    from virtualcell.data.fields import make_condition
+    from virtualcell.data.vocabulary import Vocabulary
+
+    rng = np.random.default_rng(args.seed)
+    rows = np.sort(rng.choice(source.n_obs, size=min(args.calib_cells, source.n_obs), replace=False))
+    cells = source[rows]
+    meta = pipe.metadata
+    conditions = pipe.conditions
+    condition = make_condition(np.full(cells.n_obs, conditions.id(target)),
+                               source_ids=conditions.encode(cells.obs[meta["condition_key"]].astype(str)),
+                               context_ids=Vocabulary(meta["contexts"]).encode(cells.obs[meta["context_key"]].astype(str)))
+    z = pipe._encode(pipe.prepare(cells))
+    generator = torch.Generator().manual_seed(args.seed + 1000)
+    diffusion, effects = pipe.manipulator.predictive_parts(z, condition, n_samples=args.n_samples, generator=generator)
+    out = {}
+    for scale in args.effect_scales:
+        moved = diffusion if effects is None else diffusion + scale * effects
+        with torch.no_grad():
+            out[scale] = np.stack([pipe._decode(sample).clamp_min(0).float().cpu().numpy() for sample in moved])
+    return out
+
+
 def run_oos(args: argparse.Namespace) -> dict:
     import anndata as ad
     import pandas as pd
@@ -77,7 +109,7 @@ def run_oos(args: argparse.Namespace) -> dict:
 
     from virtualcell.evaluate import metrics, report as reporting
     from virtualcell.evaluate.benchmark import _aligned, _prepare, _safe_name, _subset
-    from virtualcell.evaluate.calibration import calibration_report, population_samples
+    from virtualcell.evaluate.calibration import calibration_report
     from virtualcell.evaluate.splits import oos_tasks
     from virtualcell.execution import seed_everything
     from virtualcell.pipelines.perturbation import PerturbationPipeline
@@ -99,6 +131,7 @@ def run_oos(args: argparse.Namespace) -> dict:
                                                    "n_cells": int(x.shape[0]), "n_genes": len(genes)},
               "method": {"label": f"{args.encoder}+diffusion", "encoder": encoder, "manipulator": manipulator},
               "seed": args.seed, "n_samples": args.n_samples, "threads": args.threads,
+              "calib_cells": args.calib_cells, "effect_scales": args.effect_scales,
               "machine": reporting.machine_info(), "packages": reporting.package_versions(), "results": {}, "means": {}}
     columns = ["condition", args.context_key]
     for task in tasks:
@@ -118,22 +151,26 @@ def run_oos(args: argparse.Namespace) -> dict:
         pred = _aligned(predicted, genes)
         scores = metrics.perturbation_metrics(pred, stim, ctrl, genes, n_top=100, degs=degs)
         start = time.perf_counter()
-        samples = population_samples(pipe, source, target=task.target, n_samples=args.n_samples, seed=args.seed + 1000)
+        samples_by_scale = _calibration_samples(pipe, source, task.target, args)
         seconds_samples = time.perf_counter() - start
-        calibration = calibration_report(samples, stim, genes, degs, level=0.9, levels=(0.5, 0.8, 0.9, 0.95))
-        result = {**scores, "coverage90": calibration["coverage"], "mean_width90": calibration["mean_width"],
-                  "mean_abs_error": calibration["mean_abs_error"],
-                  **{f"coverage{round(float(k) * 100)}": v for k, v in calibration["curve"].items() if k != "0.9"},
-                  "seconds_train": seconds_train, "seconds_predict": seconds_predict,
+        result = {**scores, "seconds_train": seconds_train, "seconds_predict": seconds_predict,
                   "seconds_samples": seconds_samples,
-                  "cells_per_second": float(args.n_samples * source.n_obs / seconds_samples),
+                  "cells_per_second": float(args.n_samples * min(args.calib_cells, source.n_obs) / seconds_samples),
                   "training": dict(getattr(pipe.manipulator, "training_summary", {})), **task.sizes}
+        for scale, samples in samples_by_scale.items():
+            calibration = calibration_report(samples, stim, genes, degs, level=0.9, levels=(0.5, 0.8, 0.9, 0.95))
+            tag = "" if scale == args.headline_scale else f"_scale{scale:g}"
+            result.update({f"coverage90{tag}": calibration["coverage"], f"mean_width90{tag}": calibration["mean_width"],
+                           f"mean_abs_error{tag}": calibration["mean_abs_error"]})
+            result.update({f"coverage{round(float(k) * 100)}{tag}": v for k, v in calibration["curve"].items() if k != "0.9"})
         report["results"][task.name] = result
+        samples = samples_by_scale[args.headline_scale]
         lower, upper = np.quantile(samples.mean(1), [0.05, 0.95], axis=0)
         saved = ad.AnnData(X=pred.astype(np.float32), obs=source.obs.copy(),
                            var=pd.DataFrame({"mean_q05": lower, "mean_q95": upper, "top100_deg": np.isin(genes, degs)},
                                             index=pd.Index(genes, dtype=str)))
-        saved.uns["benchmark"] = {"context": task.name, "seed": args.seed, "n_samples": args.n_samples}
+        saved.uns["benchmark"] = {"context": task.name, "seed": args.seed, "n_samples": args.n_samples,
+                                  "calib_cells": args.calib_cells, "context_effect_scale": args.headline_scale}
         reporting.atomic_write(out / "predictions" / f"{_safe_name(task.name)}.h5ad", lambda tmp: saved.write_h5ad(tmp))
         keys = [k for k, v in result.items() if isinstance(v, float)]
         report["means"] = {k: float(np.mean([r[k] for r in report["results"].values()])) for k in keys}
@@ -204,7 +241,9 @@ def main(argv: list[str] | None = None) -> None:
     oos.add_argument("--encoder", default="vae")
     oos.add_argument("--encoder-option", action="append")
     oos.add_argument("--manipulator-option", action="append")
-    oos.add_argument("--n-samples", type=int, default=30)
+    oos.add_argument("--n-samples", type=int, default=20, help="sampled populations for calibration")
+    oos.add_argument("--calib-cells", type=int, default=200, help="source cells per population (subsampled, seeded)")
+    oos.add_argument("--effect-scales", default="1,2,3", help="context_effect_scale values scored (first: headline)")
     oos.add_argument("--seed", type=int, default=0)
     oos.add_argument("--threads", type=int, default=1)
     oos.add_argument("--quiet", action="store_true")
@@ -217,6 +256,9 @@ def main(argv: list[str] | None = None) -> None:
     speed.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     args.command = "python benchmarks/bench_diffusion.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    if args.task == "oos":
+        args.effect_scales = [float(v) for v in args.effect_scales.split(",")]
+        args.headline_scale = args.effect_scales[0]
     (run_oos if args.task == "oos" else run_speed)(args)
 
 

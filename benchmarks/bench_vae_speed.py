@@ -78,8 +78,8 @@ def main() -> None:
         predict_seconds = time.perf_counter() - began
         metrics = perturbation_metrics(pred.X, stim.X, ctrl.X, genes, degs=degs)
         history = pipe.encoder.history
-        row = {"seed": seed, "train_s": round(history.seconds, 1), "fit_s": round(fit_seconds, 1), "fit_cpu_s": round(fit_cpu, 1),
-               "predict_s": round(predict_seconds, 2), "epochs": len(history.epochs),
+        row = {"seed": seed, "train_s": round(history.seconds, 1), "fit_s": round(fit_seconds, 1),
+               "fit_cpu_s": round(fit_cpu, 1), "predict_s": round(predict_seconds, 2), "epochs": len(history.epochs),
                "best_epoch": history.best_epoch,
                **{k: round(v, 4) for k, v in metrics.items()}}
         rows.append(row)

@@ -70,19 +70,24 @@ def test_errors_name_the_problem():
         interval_coverage(np.zeros((2, 3, 4)), np.zeros((3, 5)))
 
 
-def test_population_samples_calls_the_pipeline_once_per_population():
+def test_population_samples_keeps_every_decoded_sample():
     class FakePipeline:
-        def __init__(self):
-            self.seeds = []
+        decoder = type("D", (), {"output_type": "expression"})()
+
+        def _decode(self, z):
+            return z - 1.0
 
         def predict(self, adata, *, target, n_samples, seed):
-            assert n_samples == 1 and target == "stim"
-            self.seeds.append(seed)
-            return type("P", (), {"X": np.full((3, 2), float(seed))})()
+            assert target == "stim"
+            for s in range(n_samples):
+                self._decode(torch.full((3, 2), float(seed + s)))
 
     fake = FakePipeline()
     samples = population_samples(fake, None, target="stim", n_samples=4, seed=10)
-    assert samples.shape == (4, 3, 2) and fake.seeds == [10, 11, 12, 13]
+    assert samples.shape == (4, 3, 2)
+    np.testing.assert_array_equal(samples[:, 0, 0], [9, 10, 11, 12])
+    assert "_decode" not in fake.__dict__          # the method is restored
+    assert population_samples(fake, None, target="stim", n_samples=2, seed=0).min() == 0  # clamped like predict
     with pytest.raises(ValueError, match="n_samples"):
         population_samples(fake, None, target="stim", n_samples=1)
 

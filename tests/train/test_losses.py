@@ -22,6 +22,7 @@ def test_gaussian_matches_normal():
     x, mean = torch.randn(5, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64)
     var = torch.rand(4, dtype=torch.float64) + 0.1
     torch.testing.assert_close(gaussian_log_likelihood(x, mean, var), Normal(mean, var.sqrt()).log_prob(x))
+    torch.testing.assert_close(gaussian_log_likelihood(x, mean, 2.0), Normal(mean, math.sqrt(2.0)).log_prob(x))
     # unit variance: scGen's 0.5 * (x - x')^2 plus 0.5 log(2 pi)
     torch.testing.assert_close(-gaussian_log_likelihood(x, mean), 0.5 * (x - mean) ** 2 + 0.5 * math.log(2 * math.pi))
 

@@ -22,6 +22,7 @@ __all__ = ["Preprocessing", "PRESETS", "get_matrix"]
 
 PRESETS: dict[str, dict[str, Any]] = {
     "none": {},
+    "counts": {"raw_counts": True},  # raw counts kept as they are (count-likelihood models, e.g. vae likelihood="nb")
     "log1p": {"normalize_total": 1e4, "log1p": True},
     "kang-full": {"normalize_total": 1e4, "log1p": True, "n_top_genes": 2000, "hvg_flavor": "seurat"},
 }
@@ -50,6 +51,7 @@ class Preprocessing:
     n_top_genes: int | None = None
     hvg_flavor: str = "seurat"
     genes: list[str] | None = None
+    raw_counts: bool = False  # the input holds raw counts (checked as such) even without normalising
 
     @classmethod
     def from_spec(cls, spec: "str | Mapping[str, Any] | Preprocessing | None") -> "Preprocessing":
@@ -73,7 +75,7 @@ class Preprocessing:
     @property
     def expects(self) -> str:
         """What the input must hold: ``"counts"`` when the recipe normalises, else ``"log"``."""
-        return "counts" if (self.normalize_total or self.log1p) else "log"
+        return "counts" if (self.normalize_total or self.log1p or self.raw_counts) else "log"
 
     def _normalised(self, adata: ad.AnnData, layer: str | None) -> ad.AnnData:
         import scanpy as sc

@@ -86,15 +86,34 @@ def population_samples(pipeline, adata, *, target: str, n_samples: int = 20, see
                        **predict_kwargs: Any) -> np.ndarray:
     """``n_samples`` predicted populations [S, n, g] of ``adata``'s cells under ``target``.
 
-    Each population is one call of ``pipeline.predict(..., n_samples=1, seed=seed + s)``, so that
-    everything a sample shares across cells (for a diffusion manipulator, its Monte Carlo dropout
-    network) is drawn once per population.
+    Runs ``pipeline.predict(adata, target=..., n_samples=n_samples, seed=seed)`` once (so that
+    whatever a sample shares across its cells, for a diffusion manipulator its Monte Carlo dropout
+    network and its context random effect, is drawn once per population) and keeps the decoded
+    samples that ``predict`` otherwise reduces to a mean, a variance and quantiles. Decoded
+    expression is clamped at 0 as ``predict`` does.
     """
     if n_samples < 2:
         raise ValueError(f"n_samples must be >= 2 to form an interval; got {n_samples}.")
-    out = [np.asarray(pipeline.predict(adata, target=target, n_samples=1, seed=seed + s, **predict_kwargs).X,
-                      dtype=np.float32) for s in range(n_samples)]
-    return np.stack(out)
+    recorded: list[np.ndarray] = []
+    decode = pipeline._decode
+
+    def recording(z):
+        out = decode(z)
+        recorded.append(out.detach().float().cpu().numpy())
+        return out
+
+    pipeline._decode = recording  # an instance attribute: shadows the method for this call only
+    try:
+        pipeline.predict(adata, target=target, n_samples=n_samples, seed=seed, **predict_kwargs)
+    finally:
+        del pipeline._decode
+    if len(recorded) != n_samples:
+        raise RuntimeError(f"Expected {n_samples} decoded samples from predict, recorded {len(recorded)}; "
+                           "PerturbationPipeline.predict must decode each sample with pipeline._decode.")
+    samples = np.stack(recorded)
+    if getattr(pipeline.decoder, "output_type", "expression") == "expression":
+        np.clip(samples, 0, None, out=samples)
+    return samples
 
 
 def calibration_report(samples: Any, stim: Any, genes: Sequence[str], degs: Sequence[str],

@@ -7,6 +7,7 @@ the decoder half as its own component (:class:`virtualcell.instruments.decoders.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -33,7 +34,7 @@ class VAEEncoder(Encoder):
     summed over genes (Gaussian with unit variance: scGen's ``0.5 * sum (x - x')^2``).
 
     Training differs from scGen in ways measured on Kang's CD4T split
-    (``benchmarks/bench_vae_speed.py``, numbers in ``benchmarks/RESULTS_vae.md``): batches of 128
+    (``benchmarks/bench_vae_speed.py``, whose docstring has the numbers): batches of 128
     with lr 2e-3, Adam ``eps`` 1e-8 (scvi-tools' 0.01 stalls the small gradients), no dropout and a
     fixed budget of 40 epochs (the validation loss bottoms out near epoch 10, long before the
     latent arithmetic is good, so early stopping on it hurts). The last layer starts at the genes'
@@ -48,8 +49,8 @@ class VAEEncoder(Encoder):
         likelihood: ``"gaussian"`` for log-normalised data (scGen, the default); ``"nb"`` or
             ``"zinb"`` for raw, non-negative counts: the encoder sees ``log1p(x)``, the decoder a
             per-cell library ``sum(x)`` (scVI) and ``decode`` returns expected counts at the mean
-            training library size. In a ``PerturbationPipeline`` use ``preprocess=None`` on an
-            AnnData whose ``X`` (or ``layer``) holds counts; predictions are then counts too.
+            training library size. In a ``PerturbationPipeline`` pass ``preprocess="counts"`` and an
+            AnnData whose ``X`` (or ``layer``) holds raw counts; predictions are then counts too.
         output_activation: Gaussian decoder output: ``"leaky_relu"`` (scGen: the last layer, like the
             hidden ones, has batch norm, LeakyReLU and dropout; for non-negative data) or
             ``"identity"`` (a linear head, for scaled data with negative values). Count models
@@ -88,7 +89,8 @@ class VAEEncoder(Encoder):
         if not 0.0 <= validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must lie in [0, 1); got {validation_fraction}.")
         self.vae: VAEModule | None = None
-        self.history = None
+        self.history = None  # the TrainingLoop's record of the last fit
+        self.training_summary: dict[str, Any] = {}
 
     @classmethod
     def scgen(cls, **overrides: Any) -> "VAEEncoder":
@@ -108,16 +110,12 @@ class VAEEncoder(Encoder):
                              c["likelihood"], c["output_activation"])
 
     def fitted_state(self) -> dict[str, Any]:
-        state = {**super().fitted_state(), "n_input": len(self.features or [])}
-        if self.history is not None:
-            state["training"] = {"epochs": len(self.history.epochs), "best_epoch": self.history.best_epoch,
-                                 "stopped_early": self.history.stopped_early,
-                                 "seconds": round(self.history.seconds, 3)}
-        return state
+        return {**super().fitted_state(), "n_input": len(self.features or []), "training": self.training_summary}
 
     def load_fitted_state(self, state: Mapping[str, Any]) -> None:
         super().load_fitted_state(state)
         self.vae = self._build(int(state["n_input"]))
+        self.training_summary = dict(state.get("training", {}))
 
     # -- data checks -----------------------------------------------------------------------------
     def _check_input(self, x: torch.Tensor, n_genes: int | None = None) -> None:
@@ -132,7 +130,7 @@ class VAEEncoder(Encoder):
             low = float(x.min()) if x.numel() else 0.0
             if low < 0 and likelihood != "gaussian":
                 raise ValueError(f"likelihood={likelihood!r} models non-negative counts, but x has negative values "
-                                 f"(min {low:.3g}). Pass raw counts (PerturbationPipeline(preprocess=None) on an "
+                                 f"(min {low:.3g}). Pass raw counts (PerturbationPipeline(preprocess='counts') on an "
                                  "AnnData of counts) or use likelihood='gaussian' for normalised/scaled data.")
             if low < 0:
                 raise ValueError(f"output_activation='leaky_relu' cannot reconstruct negative values, but x has some "
@@ -160,14 +158,13 @@ class VAEEncoder(Encoder):
         train_rows, val_rows = (r.to(device) for r in split_validation(
             x.shape[0], c["validation_fraction"], torch.Generator().manual_seed(seed)))
         vae = self._build(x.shape[1], seed).to(device)
-        vae.decoder.initialize_output(x[train_rows])
-        if vae.counts:
-            vae.decoder.library_size.fill_(float(x[train_rows].sum(1).mean()))
+        vae.decoder.initialize_output(x, train_rows)
+        if vae.counts:  # the library decode() uses: mean counts per training cell
+            library = sum(float(x[part].sum()) for part in train_rows.split(4096)) / train_rows.numel()
+            vae.decoder.library_size.fill_(library)
         self.vae = vae
 
-        fused = device.type in ("cpu", "cuda")
-        optimizer = torch.optim.Adam(vae.parameters(), lr=c["lr"], eps=c["adam_eps"],
-                                     weight_decay=c["weight_decay"], fused=fused)
+        optimizer = _adam(vae, c, device)
         use_amp = bool(c["mixed_precision"])
         amp_dtype = None
         if use_amp and device.type == "cuda" and not torch.cuda.is_bf16_supported():
@@ -201,7 +198,12 @@ class VAEEncoder(Encoder):
         self.history = loop.run(train_rows.numel(), step, device=device,
                                 validate=validate if val_rows.numel() else None,
                                 modules={"vae": vae}, optimizers={"adam": optimizer}, generators={"noise": noise})
-        vae.recalibrate_batch_norm(x[train_rows])
+        vae.recalibrate_batch_norm(x, train_rows)
+        last = self.history.epochs[-1] if self.history.epochs else {}
+        self.training_summary = {"epochs": len(self.history.epochs), "best_epoch": self.history.best_epoch,
+                                 "stopped_early": self.history.stopped_early,
+                                 "last_epoch": {k: round(float(v), 4) for k, v in last.items()
+                                                if k != "epoch" and math.isfinite(v)}}
         self.features = list(features)
         self.is_fitted = True
         return self
@@ -227,3 +229,13 @@ class VAEEncoder(Encoder):
 
         return VAEDecoder.from_encoder(self)
 
+
+def _adam(vae: VAEModule, c: Mapping[str, Any], device: torch.device) -> torch.optim.Adam:
+    """Adam, fused into one kernel where this torch supports it (CUDA; CPU from torch 2.4)."""
+    kwargs = {"lr": c["lr"], "eps": c["adam_eps"], "weight_decay": c["weight_decay"]}
+    if device.type in ("cpu", "cuda"):
+        try:
+            return torch.optim.Adam(vae.parameters(), fused=True, **kwargs)
+        except (RuntimeError, TypeError):
+            pass
+    return torch.optim.Adam(vae.parameters(), **kwargs)

@@ -100,19 +100,28 @@ class ExpressionDecoderNet(nn.Module):
             self.zi_logits = nn.Linear(hidden[-1], n_output)
 
     @torch.no_grad()
-    def initialize_output(self, x: torch.Tensor) -> None:
-        """Data-dependent start: the output layer begins at each gene's mean and spread over ``x`` [n, genes].
+    def initialize_output(self, x: torch.Tensor, rows: torch.Tensor | None = None, chunk: int = 4096) -> None:
+        """Data-dependent start: the output layer begins at each gene's mean (and spread) over ``x[rows]``.
 
         Without it the per-gene offsets of the last layer start at 0 and Adam moves them by about
         ``lr`` per step, so a short run ends before the decoder even reaches the gene means.
+        Computed chunk by chunk, without copying ``x`` [n, genes].
         """
-        mean = x.mean(0)
+        rows = torch.arange(x.shape[0], device=x.device) if rows is None else rows
+        total, squares, shares = (torch.zeros(x.shape[1], dtype=torch.float64, device=x.device) for _ in range(3))
+        for part in rows.split(chunk):
+            block = x[part].double()
+            total += block.sum(0)
+            squares += (block**2).sum(0)
+            shares += (block / block.sum(1, keepdim=True).clamp_min(1e-8)).sum(0)
+        n = rows.numel()
+        mean = total / n
+        std = ((squares - n * mean**2).clamp_min(0) / max(n - 1, 1)).sqrt().clamp_min(1e-3)
         if self.likelihood != "gaussian":
-            share = (x / x.sum(1, keepdim=True).clamp_min(1e-8)).mean(0)
-            self.out.bias.copy_(torch.log(share + 1e-8))
+            self.out.bias.copy_(torch.log(shares / n + 1e-8))
         elif self.out is None:
             self.body.norms[-1].bias.copy_(mean)
-            self.body.norms[-1].weight.copy_(x.std(0).clamp_min(1e-3) if x.shape[0] > 1 else torch.ones_like(mean))
+            self.body.norms[-1].weight.copy_(std)
         else:
             self.out.bias.copy_(mean)
 
@@ -189,13 +198,15 @@ class VAEModule(nn.Module):
         return {"loss": reconstruction + kl_weight * kl, "reconstruction": reconstruction, "kl": kl}
 
     @torch.no_grad()
-    def recalibrate_batch_norm(self, x: torch.Tensor, batch_size: int = 4096) -> None:
-        """Set every BatchNorm's running statistics to the exact mean / variance of its inputs on ``x``.
+    def recalibrate_batch_norm(self, x: torch.Tensor, rows: torch.Tensor | None = None, chunk: int = 4096) -> None:
+        """Set every BatchNorm's running statistics to the mean / variance of its inputs on ``x[rows]``.
 
-        The passes run as at inference (no dropout, the decoder fed posterior means). With scGen's
+        The passes run as at inference (no dropout, the decoder fed posterior means), in chunks of
+        ``chunk`` cells (exact up to ``chunk`` cells, else the average over chunks). With scGen's
         momentum of 0.01 the running averages need thousands of steps to forget their initial
         values; a short, fast training run leaves them stale, which this one pass fixes.
         """
+        rows = torch.arange(x.shape[0], device=x.device) if rows is None else rows
         norms = [m for m in self.modules() if isinstance(m, nn.BatchNorm1d)]
         momenta = [m.momentum for m in norms]
         self.eval()
@@ -204,9 +215,8 @@ class VAEModule(nn.Module):
             norm.momentum = None  # cumulative average over the chunks
             norm.train()
         try:
-            n_chunks = max(1, -(-x.shape[0] // batch_size))
-            for chunk in torch.tensor_split(x, n_chunks):
-                self.decoder(self.posterior(chunk)[0])
+            for part in torch.tensor_split(rows, max(1, -(-rows.numel() // chunk))):
+                self.decoder(self.posterior(x[part])[0])
         finally:
             for norm, momentum in zip(norms, momenta):
                 norm.momentum = momentum

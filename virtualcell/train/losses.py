@@ -31,7 +31,9 @@ def gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor,
     With ``var = 1`` the negative log-likelihood is scGen's reconstruction loss
     ``0.5 * (x - mean)^2`` plus the constant ``0.5 * log(2 pi)``.
     """
-    var = torch.as_tensor(var, dtype=mean.dtype, device=mean.device)
+    if isinstance(var, (int, float)):  # a constant variance: fewer passes over [n, g]
+        squared = (x - mean) ** 2 if var == 1 else (x - mean) ** 2 / var
+        return -0.5 * (squared + (math.log(var) + _LOG_2PI))
     return -0.5 * ((x - mean) ** 2 / var + torch.log(var) + _LOG_2PI)
 
 

@@ -213,11 +213,11 @@ class CGANManipulator(Manipulator):
     def __init__(self, output: str = "auto", gan_features: int | None = 1024, cond_dim: int = 32, n_groups: int = 32, token_dim: int = 32,
                  n_heads: int = 4, n_blocks: int = 1, hidden: int = 256, n_layers: int = 2, dropout: float = 0.0,
                  use_covariates: bool = True, init_locations: bool = True, use_context: bool = True,
-                 match_groups: int = 10, min_group_cells: int = 5, critic_components: int | None = 50,
+                 match_groups: int = 10, min_group_cells: int = 5, critic_components: int | None = None,
                  max_epochs: int = 200, batch_size: int = 128, lr_generator: float = 2e-4,
-                 lr_discriminator: float = 4e-4, lr_tables: float = 5e-3, n_critic: int = 1,
+                 lr_discriminator: float = 4e-4, lr_tables: float = 2e-3, n_critic: int = 1,
                  gp_weight: float = 10.0, cycle_weight: float = 10.0, identity_weight: float = 10.0,
-                 classifier_weight: float = 1.0, correction_weight: float = 1.0, epoch_cells: int | None = None,
+                 classifier_weight: float = 1.0, correction_weight: float = 0.0, epoch_cells: int | None = None,
                  val_fraction: float = 0.1, patience: int | None = 20, mixed_precision: bool = False) -> None:
         super().__init__()
         if output not in OUTPUTS:

@@ -7,6 +7,8 @@
         --context-key cell_type_coarse --exclude-contexts Megakaryocyte,Erythrocyte --out benchmarks/out/diffusion-full
     # sampling speed (cells per second, 50 DDIM steps):
     python benchmarks/bench_diffusion.py speed --threads 2 [--device cuda]
+    # side-by-side tables: this script's runs beside ``virtualcell benchmark`` runs (results.json folders)
+    python benchmarks/bench_diffusion.py compare benchmarks/out/diffusion-valid benchmarks/out/valid-vae ...
 
 The OOS loop is the harness's (``virtualcell.evaluate.benchmark``): the same preprocessing, tasks,
 DEGs, metrics, seeding (``seed_everything(seed)`` before fit, ``predict(seed=seed)``), so its metric
@@ -228,6 +230,40 @@ def run_speed(args: argparse.Namespace) -> dict:
     return result
 
 
+COMPARED = ("r2_mean_all", "r2_mean_top100", "pearson_delta", "de_overlap_top100", "edistance_ratio", "r2_var_top100")
+
+
+def _method_results(folder: Path) -> dict[str, dict[str, dict]]:
+    """label -> context -> metrics, from a ``bench_diffusion.py oos`` or a ``virtualcell benchmark`` folder."""
+    report = json.loads((folder / "results.json").read_text())
+    if "baselines" in report:  # the harness: method + baselines
+        return dict(report["results"])
+    return {report["method"]["label"]: report["results"]}
+
+
+def run_compare(args: argparse.Namespace) -> str:
+    """Per-context tables of every method in the given run folders (first occurrence of a label wins)."""
+    methods: dict[str, dict[str, dict]] = {}
+    for folder in args.runs:
+        for label, per_context in _method_results(Path(folder)).items():
+            methods.setdefault(label, per_context)
+    contexts = list(next(iter(methods.values())))
+    lines = [f"`{args.command}`", ""]
+    for metric in args.metrics.split(","):
+        lines += [f"**{metric}**", "", "| method | " + " | ".join(contexts) + " | mean |",
+                  "|---" * (len(contexts) + 2) + "|"]
+        for label, per_context in methods.items():
+            values = [per_context.get(c, {}).get(metric) for c in contexts]
+            known = [v for v in values if v is not None]
+            mean = float(np.mean(known)) if len(known) == len(contexts) else None
+            lines.append(f"| {label} | " + " | ".join("–" if v is None else f"{v:.3f}" for v in values)
+                         + f" | {'–' if mean is None else f'{mean:.3f}'} |")
+        lines.append("")
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="task", required=True)
@@ -254,12 +290,15 @@ def main(argv: list[str] | None = None) -> None:
     speed.add_argument("--n-latent", type=int, default=100)
     speed.add_argument("--manipulator-option", action="append")
     speed.add_argument("--out", default=None)
+    compare = sub.add_parser("compare", help="side-by-side per-context tables from run folders")
+    compare.add_argument("runs", nargs="+")
+    compare.add_argument("--metrics", default=",".join(COMPARED))
     args = parser.parse_args(argv)
     args.command = "python benchmarks/bench_diffusion.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     if args.task == "oos":
         args.effect_scales = [float(v) for v in args.effect_scales.split(",")]
         args.headline_scale = args.effect_scales[0]
-    (run_oos if args.task == "oos" else run_speed)(args)
+    {"oos": run_oos, "speed": run_speed, "compare": run_compare}[args.task](args)
 
 
 if __name__ == "__main__":

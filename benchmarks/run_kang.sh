@@ -3,7 +3,8 @@
 #
 #   benchmarks/run_kang.sh [stage ...]        (default: every stage, in this order)
 #
-# stages: valid-pca valid-vae valid-ood-pca valid-ood-vae full-pca full-vae pert-pca pert-vae
+# stages: valid-pca valid-vae valid-ood-pca valid-ood-vae full-pca full-vae pert-pca pert-vae valid-vae-scgen
+# (valid-vae-scgen: the VAE trained with scGen's own settings, virtualcell.representations.vae.SCGEN_SETTINGS)
 # Outputs: benchmarks/out/<stage>/{results.json,results.md,predictions/,plots/}  (git-ignored).
 # Environment: DATA (folder of the .h5ad files, default ../shared/data), OUT, THREADS (torch threads, 1), SEED (0).
 set -euo pipefail
@@ -33,6 +34,9 @@ stage() {
     valid-vae)     run "$1" oos --data "$VALID" --encoder vae --manipulator latent-arithmetic ;;
     valid-ood-pca) run "$1" ood --data "$VALID" --encoder pca --manipulator latent-arithmetic ;;
     valid-ood-vae) run "$1" ood --data "$VALID" --encoder vae --manipulator latent-arithmetic ;;
+    valid-vae-scgen) run "$1" oos --data "$VALID" --encoder vae --manipulator latent-arithmetic \
+                       --encoder-option dropout=0.2 --encoder-option batch_size=32 --encoder-option lr=0.001 \
+                       --encoder-option adam_eps=0.01 --encoder-option max_epochs=100 --encoder-option patience=25 ;;
     full-pca)      run "$1" oos --data "$FULL" "${full[@]}" --encoder pca --manipulator latent-arithmetic ;;
     full-vae)      run "$1" oos --data "$FULL" "${full[@]}" --encoder vae --manipulator latent-arithmetic ;;
     pert-pca)      run "$1" pert --data "$PAPALEXI" --preprocess log1p --encoder pca --manipulator latent-arithmetic ;;

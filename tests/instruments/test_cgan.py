@@ -13,7 +13,7 @@ from virtualcell.instruments.manipulators.layers import (CGANTrunk, ConditionEmb
                                                          GatedFeatureAttention, GroupDecoder)
 
 TINY = dict(CGANManipulator.test_config)
-FAST = {**TINY, "max_epochs": 15, "batch_size": 32, "hidden": 32, "token_dim": 16, "n_groups": 8,
+FAST = {**TINY, "max_epochs": 8, "batch_size": 32, "hidden": 32, "token_dim": 16, "n_groups": 8,
         "lr_generator": 2e-3, "lr_discriminator": 2e-3}
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

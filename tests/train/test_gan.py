@@ -111,7 +111,8 @@ def _two_conditions(n: int = 80, d: int = 12, seed: int = 0):
 def test_train_cgan_moves_cells_toward_the_other_condition():
     x, condition = _two_conditions()
     generator = CGANGenerator(x.shape[1], 2, cond_dim=8, **ARCH)
-    options = GANOptions(max_epochs=40, batch_size=32, n_critic=1, lr_generator=2e-3, lr_discriminator=2e-3, patience=None)
+    options = GANOptions(max_epochs=15, batch_size=32, n_critic=1, lr_generator=2e-3, lr_discriminator=2e-3,
+                         lr_tables=3e-2, patience=None)
     history, discriminator = train_cgan(generator, x, condition, n_conditions=2, options=options, progress=False,
                                         discriminator_kwargs=ARCH)
     assert isinstance(discriminator, CGANDiscriminator)

@@ -292,6 +292,7 @@ def run_benchmark(
         "seed": seed, "n_top": n_top, "device": device,
         "contexts": [t.name for t in tasks], "results": {m.label: {} for m in methods}, "means": {},
         "degs": {}, "machine": reporting.machine_info(), "packages": reporting.package_versions(),
+        "source": reporting.source_revision(),
         "command": command, "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     if out_dir is not None:

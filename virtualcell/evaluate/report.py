@@ -20,6 +20,7 @@ __all__ = [
     "sha256_file",
     "machine_info",
     "package_versions",
+    "source_revision",
     "json_clean",
     "markdown_report",
     "METRIC_ORDER",
@@ -107,6 +108,22 @@ def machine_info() -> dict[str, Any]:
             "platform": platform.platform(), "python": platform.python_version()}
 
 
+def source_revision(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The git commit of the virtualcell source tree (and whether it had uncommitted changes), if any."""
+    import subprocess
+
+    root = Path(path) if path is not None else Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        if commit.returncode != 0:
+            return {}
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "virtualcell"],
+                                cwd=root, capture_output=True, text=True, timeout=10)
+        return {"git_commit": commit.stdout.strip(), "git_dirty": bool(status.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {}
+
+
 def package_versions(packages: Sequence[str] = PACKAGES) -> dict[str, str]:
     out = {}
     for name in packages:
@@ -166,6 +183,9 @@ def markdown_report(report: Mapping[str, Any]) -> str:
                                         for role, spec in method["components"].items() if spec),
              f"- seed {report['seed']}; status {report['status']}; machine: {machine['usable_cores']} usable cores "
              f"({machine['cpu']}), {machine['torch_threads']} torch threads, GPU {machine['gpus'] or 'none'}",
+             f"- virtualcell {report.get('packages', {}).get('virtualcell', '?')}"
+             + (f", git {report['source']['git_commit'][:10]}{' + uncommitted changes' if report['source']['git_dirty'] else ''}"
+                if report.get("source") else ""),
              "", f"## Per {unit}", "", _table([unit, "method", *columns], rows),
              "", f"## Mean over {unit}s", "", _table(["method", f"n_{unit}s", *columns], means), ""]
     if report.get("command"):

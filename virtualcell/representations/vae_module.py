@@ -9,6 +9,8 @@ seed fixes every random number and a checkpoint can save the generator and resum
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -177,14 +179,13 @@ class VAEModule(nn.Module):
         return self.encoder(torch.log1p(x) if self.counts else x, generator)
 
     def losses(self, x: torch.Tensor, kl_weight: float, generator: torch.Generator | None = None, *,
-               sample: bool = True, autocast=None) -> dict[str, torch.Tensor]:
+               sample: bool = True, autocast: contextlib.AbstractContextManager | None = None
+               ) -> dict[str, torch.Tensor]:
         """Scalar ``loss``, ``reconstruction`` and ``kl`` for a batch ``x`` [n, genes].
 
         ``sample=False`` decodes the posterior mean (deterministic, for validation); ``autocast`` is
         a context manager for the network passes (the likelihood stays in float32).
         """
-        import contextlib
-
         with autocast if autocast is not None else contextlib.nullcontext():
             mean, var = self.posterior(x, generator)
             z = mean

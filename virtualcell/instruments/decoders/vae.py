@@ -18,7 +18,8 @@ __all__ = ["VAEDecoder"]
 class VAEDecoder(Decoder):
     """``decode(z [n, n_latent]) -> E[x | z]`` [n, genes], always in inference mode.
 
-    Gaussian: the decoded mean (log-normalised expression, as scGen). NB / ZINB: expected counts
+    Gaussian: the decoded mean (log-normalised expression, as scGen; scGen's LeakyReLU output can
+    dip slightly below 0, which pipelines clip). NB / ZINB: expected counts
     ``mu`` / ``(1 - pi) mu`` at the mean library size of the training cells. Built by
     ``VAEEncoder.paired_decoder()`` with its own copy of the weights; the arguments repeat the
     encoder's network shape so that a saved decoder can be rebuilt alone.
@@ -26,7 +27,7 @@ class VAEDecoder(Decoder):
 
     paired_encoder = "vae"
 
-    def __init__(self, n_hidden: int = 800, n_layers: int = 2, n_latent: int = 100, dropout: float = 0.2,
+    def __init__(self, n_hidden: int = 800, n_layers: int = 2, n_latent: int = 100, dropout: float = 0.0,
                  likelihood: str = "gaussian", output_activation: str = "leaky_relu") -> None:
         super().__init__()
         self.net: ExpressionDecoderNet | None = None

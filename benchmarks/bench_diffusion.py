@@ -201,17 +201,18 @@ def run_speed(args: argparse.Namespace) -> dict:
     model = DiffusionManipulator(**{**options, "max_epochs": 1, "patience": None, "sampling_progress": False})
     model.to(device).fit(z.to(device), labels.to(device), progress=False)
     rows = []
-    for label, change in (("generation from noise (strength 1, 50 denoising steps)", {"strength": 1.0}),
-                          ("counterfactual (DDIM inversion + denoising, strength of 50 steps)", {})):
-        sampler = model.with_sampling(num_inference_steps=50, **change)
-        steps = round(sampler.config["strength"] * 50) * (2 if change == {} and sampler.config["inversion"] == "ddim" else 1)
+    for label, change in (("generation from noise (strength 1: 50 DDIM steps)", {"strength": 1.0, "inversion": "noise"}),
+                          ("counterfactual (DDIM inversion + 50-step chain at the default strength)", {})):
         for mixed in ([False, True] if device.type == "cuda" else [False]):
-            runner = sampler.with_sampling(mixed_precision=mixed)
-            query_n = args.n_cells
-            q = torch.randn(query_n, d, generator=g).to(device)
-            condition = Condition(torch.ones(query_n, dtype=torch.long), torch.zeros(query_n, dtype=torch.long),
-                                  torch.zeros(query_n, dtype=torch.long)).to(device)
+            runner = model.with_sampling(num_inference_steps=50, mixed_precision=mixed, **change)
+            counted = [0]
+            hook = runner.denoiser.register_forward_pre_hook(lambda module, inputs: counted.__setitem__(
+                0, counted[0] + inputs[0].shape[0]))
+            q = torch.randn(args.n_cells, d, generator=g).to(device)
+            condition = Condition(torch.ones(args.n_cells, dtype=torch.long), torch.zeros(args.n_cells, dtype=torch.long),
+                                  torch.zeros(args.n_cells, dtype=torch.long)).to(device)
             runner.manipulate(q[:64], condition.subset(slice(0, 64)))  # warm-up
+            counted[0] = 0
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
@@ -219,9 +220,12 @@ def run_speed(args: argparse.Namespace) -> dict:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - start
-            rows.append({"mode": label, "network_evaluations": steps, "mixed_precision": mixed,
-                         "device": str(device), "cells": query_n, "seconds": seconds,
-                         "cells_per_second": query_n / seconds})
+            hook.remove()
+            rows.append({"mode": label, "strength": runner.config["strength"],
+                         "guidance_scale": runner.config["guidance_scale"], "compose": runner.config["compose"],
+                         "denoiser_rows_per_cell": counted[0] / args.n_cells, "mixed_precision": mixed,
+                         "device": str(device), "cells": args.n_cells, "seconds": seconds,
+                         "cells_per_second": args.n_cells / seconds})
             print(json.dumps(rows[-1]), flush=True)
     result = {"command": args.command, "threads": args.threads, "n_latent": d, "manipulator": options,
               "machine": reporting.machine_info(), "rows": rows}

@@ -118,7 +118,7 @@ def test_generator_starts_as_identity_and_stays_non_negative():
 
 
 def test_condition_offsets_balance_contexts_and_skip_unpaired_ones():
-    from virtualcell.instruments.manipulators.cgan import condition_offsets
+    from virtualcell.instruments.manipulators.layers import condition_offsets
 
     # context 0: control 0, stimulated 2 (shift +2); context 1: control 10, stimulated 11 (+1);
     # context 2: control only (held out), far away at 100: it must not move the shift
@@ -136,11 +136,11 @@ def test_condition_offsets_balance_contexts_and_skip_unpaired_ones():
 
 
 def test_pseudo_contexts_find_cell_types_despite_the_condition_shift():
-    from virtualcell.instruments.manipulators.cgan import pseudo_contexts
+    from virtualcell.instruments.manipulators.layers import pseudo_contexts
 
     adata = simulate_perturbation(n_cells_per_group=30, n_genes=40, n_cell_types=3, effect_size=2.0, seed=3)
     x = torch.from_numpy(adata.X)
-    condition = torch.as_tensor(adata.obs["condition"].cat.codes.to_numpy(), dtype=torch.long)
+    condition = torch.tensor(adata.obs["condition"].cat.codes.to_numpy(), dtype=torch.long)
     clusters = pseudo_contexts(x, condition, 3, seed=0)
     types = adata.obs["cell_type"].cat.codes.to_numpy()
     for k in np.unique(clusters.numpy()):                  # every cluster is (nearly) one cell type, both conditions
@@ -154,7 +154,7 @@ def test_pseudo_contexts_find_cell_types_despite_the_condition_shift():
 def _tiny_perturbation(seed: int = 0):
     adata = simulate_perturbation(n_cells_per_group=30, n_genes=40, n_cell_types=3, effect_size=1.5, seed=seed)
     x = torch.from_numpy(adata.X)
-    labels = Condition(torch.as_tensor(adata.obs["condition"].cat.codes.to_numpy(), dtype=torch.long))
+    labels = Condition(torch.tensor(adata.obs["condition"].cat.codes.to_numpy(), dtype=torch.long))
     return adata, x, labels
 
 
@@ -203,7 +203,7 @@ def test_rollout_follows_a_simulated_time_course():
     adata = simulate_time_course(n_cells_per_step=20, n_genes=40, n_cell_types=2, effect_size=2.0, seed=1)
     x = torch.from_numpy(adata.X)
     steps = list(adata.uns["condition_order"])
-    target = torch.as_tensor(adata.obs["condition"].cat.codes.to_numpy(), dtype=torch.long)
+    target = torch.tensor(adata.obs["condition"].cat.codes.to_numpy(), dtype=torch.long)
     time = torch.as_tensor(adata.obs["time"].to_numpy(), dtype=torch.float32)
     manipulator = CGANManipulator(**FAST).fit(
         x, Condition(target, covariates={"time": time}), seed=0, progress=False)
@@ -221,7 +221,8 @@ def test_rollout_follows_a_simulated_time_course():
     errors, stay = np.array(errors).reshape(-1, 2).mean(1), np.array(stay).reshape(-1, 2).mean(1)
     assert errors[-1] < 0.5 * stay[-1], (errors, stay)           # the end of the course is reached
     assert (errors <= stay + 0.02).all(), (errors, stay)          # no step is worse than not moving
-    explicit = manipulator.rollout(x[start][:5], [Condition.constant(5, 1, source=0), Condition.constant(5, 2)], source=0)
+    explicit = manipulator.rollout(x[start][:5], [Condition.constant(5, 1, source=0), Condition.constant(5, 2)],
+                                   source=0)
     torch.testing.assert_close(explicit, path[:2, :5])
     with pytest.raises(ValueError, match="at least one"):
         manipulator.rollout(x[:2], [], source=0)

@@ -34,13 +34,13 @@ class VAEEncoder(Encoder):
     summed over genes (Gaussian with unit variance: scGen's ``0.5 * sum (x - x')^2``).
 
     Training differs from scGen in ways measured on Kang's CD4T split
-    (``benchmarks/bench_vae_speed.py``, whose docstring has the numbers): batches of 128
-    with lr 2e-3, Adam ``eps`` 1e-8 (scvi-tools' 0.01 stalls the small gradients), no dropout and a
-    fixed budget of 40 epochs (the validation loss bottoms out near epoch 10, long before the
-    latent arithmetic is good, so early stopping on it hurts). The last layer starts at the genes'
-    means and spreads, and after training every BatchNorm gets exact statistics of the training
-    cells (scGen's momentum of 0.01 leaves them stale after a short run). ``VAEEncoder.scgen()``
-    trains with scGen's settings instead (``SCGEN_SETTINGS``).
+    (``benchmarks/bench_vae_speed.py``, whose docstring has the numbers): batches of 128 with lr
+    2e-3, Adam ``eps`` 1e-8 (scvi-tools' 0.01 damps the steps of parameters with small gradients),
+    no dropout and a fixed budget of 40 epochs (the validation loss bottoms out near epoch 10, long
+    before the latent arithmetic is good, so early stopping on it hurts). The last layer starts at
+    the genes' means and spreads, and after training every BatchNorm gets exact statistics of the
+    training cells (scGen's momentum of 0.01 leaves them stale after a short run).
+    ``VAEEncoder.scgen()`` trains with scGen's settings instead (``SCGEN_SETTINGS``).
 
     Args:
         n_hidden, n_layers, n_latent: network shape (scGen: 800, 2, 100).

@@ -35,6 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..execution import autocast
+from ..instruments.manipulators.layers.cell_groups import feature_spread
 from ..instruments.manipulators.layers.trunk import CGANTrunk
 from .loop import History, TrainingLoop, split_validation
 
@@ -76,8 +77,7 @@ class CGANDiscriminator(nn.Module):
         """Standardise like the training cells ``x`` [n, d] (and find their principal axes)."""
         from ..representations.pca import fit_pca
 
-        mean, std = x.float().mean(0), x.float().std(0, unbiased=False)
-        std = std.clamp_min(0.25 * float(std.mean()) + 1e-6)
+        mean, std = feature_spread(x)
         if self.axes.numel() == 0:
             self.trunk.set_standardisation(mean, std)
             return
@@ -104,7 +104,8 @@ def gradient_penalty(discriminator: Callable[[torch.Tensor, torch.Tensor], tuple
     per cell over its features, in float32, and the graph is kept so that the penalty trains ``D``.
     """
     if real.shape != fake.shape:
-        raise ValueError(f"gradient_penalty needs real and fake of one shape; got {tuple(real.shape)} and {tuple(fake.shape)}.")
+        raise ValueError(f"gradient_penalty needs real and fake of one shape; got {tuple(real.shape)} "
+                         f"and {tuple(fake.shape)}.")
     eps = torch.rand(real.shape[0], 1, generator=generator, device=real.device, dtype=torch.float32)
     x_hat = (eps * real.detach().float() + (1 - eps) * fake.detach().float()).requires_grad_(True)
     with torch.autocast(device_type=real.device.type, enabled=False):
@@ -117,23 +118,23 @@ def gradient_penalty(discriminator: Callable[[torch.Tensor, torch.Tensor], tuple
 class GANOptions:
     """Hyper-parameters of :func:`train_cgan` (see CGANManipulator for their meaning)."""
 
-    max_epochs: int = 200
-    batch_size: int = 128
+    max_epochs: int = 30
+    batch_size: int = 64
     lr_generator: float = 2e-4
-    lr_discriminator: float = 2e-4
+    lr_discriminator: float = 4e-4
+    lr_tables: float = 2e-3
     betas: tuple[float, float] = (0.5, 0.9)
-    lr_tables: float = 5e-3
     n_critic: int = 1
     gp_weight: float = 10.0
     cycle_weight: float = 10.0
     identity_weight: float = 10.0
     classifier_weight: float = 1.0
-    correction_weight: float = 1.0
+    correction_weight: float = 0.0
     drift_weight: float = 1e-3
     min_group_cells: int = 5
     epoch_cells: int | None = None
     val_fraction: float = 0.1
-    patience: int | None = 20
+    patience: int | None = 10
     mixed_precision: bool = False
 
 
@@ -164,8 +165,9 @@ class _GroupSampler:
         counts = torch.where(matched, self.counts[key], self.any_counts[conditions])
         u = torch.rand(conditions.shape[0], generator=generator, device=conditions.device)
         pick = (u * counts).long().clamp_max(counts - 1)
-        rows = torch.where(matched, self.sorted_rows[(self.offsets[key] + pick).clamp_max(self.sorted_rows.numel() - 1)],
-                           self.any_rows[(self.any_offsets[conditions] + pick).clamp_max(self.any_rows.numel() - 1)])
+        in_group = self.sorted_rows[(self.offsets[key] + pick).clamp_max(self.sorted_rows.numel() - 1)]
+        anywhere = self.any_rows[(self.any_offsets[conditions] + pick).clamp_max(self.any_rows.numel() - 1)]
+        rows = torch.where(matched, in_group, anywhere)
         return rows, matched
 
     def other_targets(self, source: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -9,14 +9,18 @@ with them). It outputs a per-feature affine map of its own input::
     x' = relu(x * gamma + beta)      (gene space: identity is easy, expression stays >= 0)
     x' = x * gamma + beta            (any other representation, e.g. PCA or a VAE's latent space)
 
-with ``gamma = 1 + g(x, a, b) + s_b - s_a`` and ``beta = std * (m(x, a, b) + l_b - l_a)``: per
-condition a learned log-scale-like offset ``s`` and location ``l`` (so that ``a -> a`` is the
-identity and ``a -> b -> a`` cancels), plus a cell-dependent correction decoded group by group.
-``l`` starts at the condition means (balanced over contexts when contexts are given, pooled
-otherwise), so training starts from the additive baseline and the GAN learns what it misses.
-Trained as a Wasserstein GAN with gradient penalty, an auxiliary condition classifier, cycle and
-identity losses (:mod:`virtualcell.train.gan`); cell types are never required. The generator is
-deterministic (a translation, no noise input), so its samples coincide.
+    gamma = 1 + g(x, a, b) + s_b - s_a
+    beta  = std * (m(x, a, b) + L_b - L_a + l_b - l_a)
+
+``g`` and ``m`` are the cell-dependent part, decoded group by group from the trunk; ``s`` and ``l``
+are learned per-condition tables and ``L`` fixed per-condition locations set to the condition means
+averaged with equal weight over cell groups (contexts, or unsupervised pseudo-contexts), so that
+``a -> a`` is the identity, ``a -> b -> a`` cancels, and training starts from a balanced additive
+shift. Only the ``gan_features`` most variable features are read and refined by the network; the
+others move by ``L_b - L_a``. Trained as a Wasserstein GAN with gradient penalty, an auxiliary
+condition classifier, cycle and identity losses, with critic batches matched by cell group
+(:mod:`virtualcell.train.gan`); cell-type labels are never required. The generator is
+deterministic (a translation of the cell, no noise input), so its samples coincide.
 """
 
 from __future__ import annotations
@@ -30,12 +34,13 @@ from torch import nn
 
 from ...component import Condition, Manipulator
 from ...execution import batched_apply
-from .group_means import group_means, repeat_samples
+from .group_means import repeat_samples
+from .layers.cell_groups import condition_offsets, feature_spread, pseudo_contexts
 from .layers.condition_embedding import ConditionEmbedding
 from .layers.feature_attention import GroupDecoder
 from .layers.trunk import CGANTrunk
 
-__all__ = ["CGANManipulator", "CGANGenerator", "OUTPUTS", "condition_offsets", "pseudo_contexts"]
+__all__ = ["CGANManipulator", "CGANGenerator", "OUTPUTS"]
 
 OUTPUTS = ("auto", "affine-relu", "affine")
 _ARCHITECTURE = ("n_groups", "token_dim", "n_heads", "n_blocks", "hidden", "n_layers", "dropout")
@@ -76,7 +81,7 @@ class CGANGenerator(nn.Module):
     @torch.no_grad()
     def prepare(self, z: torch.Tensor, locations: torch.Tensor | None = None) -> None:
         """Choose the GAN features (largest variance of ``z`` [n, d]), set scales and base locations [N, d]."""
-        mean, std = _spread(z)
+        mean, std = feature_spread(z)
         self.gan_index = torch.sort(torch.argsort(z.float().var(0), descending=True)[: self.gan_index.numel()]).values
         self.feature_scale = std
         self.trunk.set_standardisation(mean[self.gan_index], std[self.gan_index])
@@ -109,86 +114,24 @@ class CGANGenerator(nn.Module):
         return (torch.relu(out) if self.output == "affine-relu" else out), correction
 
 
-def condition_offsets(z: torch.Tensor, condition: torch.Tensor, context: torch.Tensor | None,
-                      n_conditions: int, *, balanced: bool = False) -> torch.Tensor:
-    """Per-condition locations [n_conditions, d] whose differences are the average condition shifts.
-
-    Within each context, every condition's mean minus the context's average over its conditions;
-    averaged over the contexts that hold the condition and at least one other, weighted by cells
-    (or equally with ``balanced``, as scGen balances cell types). Without contexts it is the pooled
-    condition mean minus the average of the condition means. A condition with no cells gets zeros.
-    """
-    n_contexts = int(context.max()) + 1 if context is not None else 1
-    means, counts = group_means(z, condition, context, n_conditions, n_contexts)      # [K, N, d], [K, N]
-    present = counts > 0
-    informative = present & (present.sum(1, keepdim=True) >= 2)
-    centre = (means * present[..., None]).sum(1) / present.sum(1).clamp_min(1)[:, None]   # [K, d]
-    weights = ((counts > 0).to(counts.dtype) if balanced else counts) * informative
-    weights = weights.to(means.dtype)                                                      # [K, N]
-    offsets = ((means - centre[:, None]) * weights[..., None]).sum(0) / weights.sum(0).clamp_min(1)[:, None]
-    return offsets.float()
-
-
-def pseudo_contexts(z: torch.Tensor, condition: torch.Tensor, n_clusters: int, *, seed: int = 0,
-                    n_components: int = 20, max_condition_share: float = 0.05, n_iter: int = 50) -> torch.Tensor:
-    """Unsupervised stand-ins for cell types [n]: k-means (k-means++ start) of ``z`` [n, d].
-
-    Cells must cluster by what they are, not by their condition, so only features whose
-    variance the condition explains less than ``max_condition_share`` of (eta squared; at least
-    the half least affected) are used, with each condition's mean removed; they are standardised
-    and projected on ``n_components`` principal axes. Seeded: same inputs and seed, same clusters.
-    """
-    n_conditions = int(condition.max()) + 1
-    z = z.float()
-    means, counts = group_means(z, condition, None, n_conditions, 1)
-    weights = (counts[0] / counts[0].sum()).float()
-    between = (weights[:, None] * (means[0] - z.mean(0)) ** 2).sum(0)
-    share = between / z.var(0, unbiased=False).clamp_min(1e-12)                            # eta^2 [d]
-    keep = share < max_condition_share
-    if int(keep.sum()) < max(2, z.shape[1] // 2):
-        keep = share <= share.median()
-    z = (z - condition_offsets(z, condition, None, n_conditions)[condition])[:, keep]
-    mean, std = _spread(z)
-    z = (z - mean) / std
-    with torch.random.fork_rng(devices=[z.device] if z.device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        u, s, _ = torch.svd_lowrank(z, q=min(n_components, *z.shape), niter=4)
-    points = u * s                                                                          # [n, q]
-    k = max(1, min(int(n_clusters), points.shape[0]))
-    generator = torch.Generator(device=points.device).manual_seed(seed)
-    centres = points[torch.randint(points.shape[0], (1,), generator=generator, device=points.device)]
-    for _ in range(1, k):                                                                   # k-means++
-        distance = torch.cdist(points, centres).min(1).values.square()
-        probabilities = distance / distance.sum() if float(distance.sum()) > 0 else torch.ones_like(distance)
-        centres = torch.cat([centres, points[torch.multinomial(probabilities, 1, generator=generator)]])
-    for _ in range(n_iter):                                                                 # Lloyd
-        labels = torch.cdist(points, centres).argmin(1)
-        sums = torch.zeros_like(centres).index_add_(0, labels, points)
-        counts = torch.bincount(labels, minlength=k)
-        moved = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], centres)
-        if torch.allclose(moved, centres):
-            break
-        centres = moved
-    return torch.cdist(points, centres).argmin(1)
-
-
 class CGANManipulator(Manipulator):
     """Conditional GAN (CellGen: FiLM + feature-group attention) trained as a WGAN-GP with cycle loss.
 
     Works in gene space (``identity`` encoder, where the output is ``relu(x * gamma + beta)``) or in
-    any representation. Needs no context (cell type) labels; when ``fit`` is given them it only
-    uses them to start the condition locations from context-balanced means. ``manipulate`` needs
-    ``condition.source`` (each cell's current condition). Conditions may be ordered (time points,
-    doses): :meth:`rollout` walks cells through a sequence of them.
+    any representation. Needs no context (cell type) labels: without them it groups cells by
+    k-means for its matched critic batches and balanced condition means; given them (``fit`` with
+    ``labels.context``) it uses them instead. ``manipulate`` needs ``condition.source`` (each
+    cell's current condition). Conditions may be ordered (time points, doses): :meth:`rollout`
+    walks cells through a sequence of them.
 
     Architecture args: ``output`` (``"auto"``: ``affine-relu`` when every fitted value is >= 0,
     else ``affine``), ``gan_features`` (the network reads, refines and is judged on this many of
     the most variable features; the others move by the per-condition shift only; None: all),
-    ``cond_dim`` (condition embedding size), ``n_groups`` (feature groups =
-    attention tokens), ``token_dim``, ``n_heads``, ``n_blocks`` (attention blocks), ``hidden``,
-    ``n_layers`` (FiLM-modulated hidden layers), ``dropout``, ``use_covariates`` (condition on the
-    fitted covariates such as dose or time), ``init_locations`` (start the per-condition locations
-    at the condition means; False starts at the identity).
+    ``cond_dim`` (condition embedding size), ``n_groups`` (feature groups = attention tokens),
+    ``token_dim``, ``n_heads``, ``n_blocks`` (attention blocks), ``hidden``, ``n_layers``
+    (FiLM-modulated hidden layers), ``dropout``, ``use_covariates`` (condition on the fitted
+    covariates such as dose or time), ``init_locations`` (start the fixed per-condition locations
+    at the group-balanced condition means; False: at zero).
     Matching args: the critic compares each moved cell with real cells of the target condition
     from the same group (contexts when ``fit`` gets them and ``use_context``; otherwise
     ``match_groups`` k-means clusters, 0: no matching); a group needs ``min_group_cells`` real
@@ -199,26 +142,28 @@ class CGANManipulator(Manipulator):
     ``n_critic`` (critic updates per generator update), ``gp_weight``, ``cycle_weight``,
     ``identity_weight``, ``classifier_weight``, ``correction_weight`` (keeps the cell-dependent
     part small where nothing asks for it), ``epoch_cells`` (cells per epoch, drawn at random; None:
-    every training cell once), ``val_fraction``,
-    ``patience`` (early stopping on the validation loss; None: never), ``mixed_precision``.
+    every training cell once), ``val_fraction``, ``patience`` (early stopping on the validation
+    loss, best epoch restored; None: never), ``mixed_precision`` (bf16 autocast; fp16 with loss
+    scaling on GPUs without bf16).
     ``fit(..., checkpoint_dir=...)`` makes training resumable.
     """
 
     stochastic: ClassVar[bool] = False
     requires_context: ClassVar[bool] = False
-    test_config: ClassVar[dict[str, Any]] = {"gan_features": 6, "cond_dim": 8, "n_groups": 4, "token_dim": 8, "n_heads": 2, "hidden": 16,
-                                             "n_layers": 1, "max_epochs": 2, "batch_size": 64, "n_critic": 1,
-                                             "patience": None}
+    test_config: ClassVar[dict[str, Any]] = {"gan_features": 6, "cond_dim": 8, "n_groups": 4, "token_dim": 8,
+                                             "n_heads": 2, "hidden": 16, "n_layers": 1, "max_epochs": 2,
+                                             "batch_size": 64, "patience": None}
 
-    def __init__(self, output: str = "auto", gan_features: int | None = 1024, cond_dim: int = 32, n_groups: int = 32, token_dim: int = 32,
-                 n_heads: int = 4, n_blocks: int = 1, hidden: int = 256, n_layers: int = 2, dropout: float = 0.0,
+    def __init__(self, output: str = "auto", gan_features: int | None = 1024, cond_dim: int = 32, n_groups: int = 32,
+                 token_dim: int = 32, n_heads: int = 4, n_blocks: int = 1, hidden: int = 256, n_layers: int = 2,
+                 dropout: float = 0.0,
                  use_covariates: bool = True, init_locations: bool = True, use_context: bool = True,
                  match_groups: int = 10, min_group_cells: int = 5, critic_components: int | None = None,
-                 max_epochs: int = 200, batch_size: int = 128, lr_generator: float = 2e-4,
+                 max_epochs: int = 30, batch_size: int = 64, lr_generator: float = 2e-4,
                  lr_discriminator: float = 4e-4, lr_tables: float = 2e-3, n_critic: int = 1,
                  gp_weight: float = 10.0, cycle_weight: float = 10.0, identity_weight: float = 10.0,
                  classifier_weight: float = 1.0, correction_weight: float = 0.0, epoch_cells: int | None = None,
-                 val_fraction: float = 0.1, patience: int | None = 20, mixed_precision: bool = False) -> None:
+                 val_fraction: float = 0.1, patience: int | None = 10, mixed_precision: bool = False) -> None:
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}; got {output!r}.")
@@ -321,9 +266,3 @@ class CGANManipulator(Manipulator):
             previous = step.target.to(z.device)
             steps.append(current)
         return torch.stack(steps)
-
-
-def _spread(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-feature mean and std [d] of ``z``, the std floored at a quarter of its average."""
-    mean, std = z.float().mean(0), z.float().std(0, unbiased=False)
-    return mean, std.clamp_min(0.25 * float(std.mean()) + 1e-6)

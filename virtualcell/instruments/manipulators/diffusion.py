@@ -372,26 +372,34 @@ class DiffusionManipulator(Manipulator):
         null = torch.full_like(condition, model.null_condition)
         no_context = None if context is None else torch.full_like(context, model.null_context)
         use_compose = compose > 0 and context is not None
-        variants = [(condition, context, known)]
-        if guidance_scale != 1.0 or use_compose:
-            variants.append((null, context, False))
+        joint = not use_compose or compose < 1        # eps(k, c) is not needed when b = 1
+        variants = {}
+        if joint:
+            variants["kc"] = (condition, context, known)
+        if guidance_scale != 1.0 or use_compose or not joint:
+            variants["k0"] = (null, context, False)
         if use_compose:
-            variants += [(condition, no_context, known), (null, no_context, False)]
+            variants["0c"] = (condition, no_context, known)
+            variants["00"] = (null, no_context, False)
+        if not use_compose and guidance_scale == 1.0:
+            variants = {"kc": (condition, context, known)}
         cat = lambda values: None if values[0] is None else torch.cat(values)
         n = len(variants)
         known_mask = None if covariates is None else torch.cat(
-            [torch.full((b,), flag, dtype=torch.bool, device=x.device) for _, _, flag in variants])
+            [torch.full((b,), flag, dtype=torch.bool, device=x.device) for _, _, flag in variants.values()])
         with autocast(x.device, self.config["mixed_precision"]):
-            out = model(cat([x] * n), cat([t] * n), cat([v[0] for v in variants]), cat([v[1] for v in variants]),
-                        cat([covariates] * n), known_mask,
+            out = model(cat([x] * n), cat([t] * n), cat([v[0] for v in variants.values()]),
+                        cat([v[1] for v in variants.values()]), cat([covariates] * n), known_mask,
                         None if masks is None else [torch.cat([m] * n) for m in masks]).float()
-        out = out.view(n, b, -1)
+        eps = dict(zip(variants, out.view(n, b, -1)))
         if n == 1:
-            return out[0]
-        direction = (1 - compose) * (out[0] - out[1]) if use_compose else out[0] - out[1]
+            return eps["kc"]
+        direction = torch.zeros_like(eps["k0"])
+        if joint:
+            direction = direction + (1 - compose if use_compose else 1.0) * (eps["kc"] - eps["k0"])
         if use_compose:
-            direction = direction + compose * (out[2] - out[3])
-        return out[1] + guidance_scale * direction
+            direction = direction + compose * (eps["0c"] - eps["00"])
+        return eps["k0"] + guidance_scale * direction
 
     def _n_steps(self) -> int:
         return int(round(self.config["strength"] * self.config["num_inference_steps"]))

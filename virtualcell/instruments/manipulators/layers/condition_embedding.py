@@ -49,7 +49,8 @@ class ConditionEmbedding(nn.Module):
         counts = torch.bincount(condition, minlength=self.n_conditions).clamp_min(1)
         self.covariate_by_condition = (sums / counts[:, None]).float()
 
-    def _stack(self, covariates: Mapping[str, torch.Tensor], condition: torch.Tensor, fill: bool = True) -> torch.Tensor:
+    def _stack(self, covariates: Mapping[str, torch.Tensor], condition: torch.Tensor,
+               fill: bool = True) -> torch.Tensor:
         columns = []
         for j, name in enumerate(self.covariate_names):
             if name in covariates:

@@ -113,7 +113,8 @@ class GatedFeatureAttention(nn.Module):
         self.attention = MultiHeadSelfAttention(token_dim, n_heads, dropout, fused)
         self.gate_attn = nn.Linear(token_dim, token_dim)
         self.norm_ff = nn.LayerNorm(token_dim)
-        self.feed_forward = nn.Sequential(nn.Linear(token_dim, 2 * token_dim), nn.SiLU(), nn.Linear(2 * token_dim, token_dim))
+        self.feed_forward = nn.Sequential(nn.Linear(token_dim, 2 * token_dim), nn.SiLU(),
+                                          nn.Linear(2 * token_dim, token_dim))
         self.gate_ff = nn.Linear(token_dim, token_dim)
         for gate in (self.gate_attn, self.gate_ff):
             nn.init.zeros_(gate.weight)

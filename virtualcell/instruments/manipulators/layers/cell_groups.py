@@ -1,0 +1,84 @@
+"""Cell groups for matched critic batches, and condition shifts averaged over groups.
+
+A GAN trained on unpaired cells compares moved cells with real ones; when the two conditions hold
+different cell types (a held-out cell type exists only among the controls), it must compare like
+with like. The groups are the contexts (cell types) when they are known, else unsupervised
+pseudo-contexts from k-means on features the condition barely moves.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..group_means import group_means
+
+__all__ = ["condition_offsets", "pseudo_contexts", "feature_spread"]
+
+
+def feature_spread(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-feature mean and std [d] of ``z`` [n, d], the std floored at a quarter of its average."""
+    mean, std = z.float().mean(0), z.float().std(0, unbiased=False)
+    return mean, std.clamp_min(0.25 * float(std.mean()) + 1e-6)
+
+
+def condition_offsets(z: torch.Tensor, condition: torch.Tensor, context: torch.Tensor | None,
+                      n_conditions: int, *, balanced: bool = False) -> torch.Tensor:
+    """Per-condition locations [n_conditions, d] whose differences are the average condition shifts.
+
+    Within each context, every condition's mean minus the context's average over its conditions;
+    averaged over the contexts that hold the condition and at least one other, weighted by cells
+    (or equally with ``balanced``, as scGen balances cell types). Without contexts it is the pooled
+    condition mean minus the average of the condition means. A condition with no cells gets zeros.
+    """
+    n_contexts = int(context.max()) + 1 if context is not None else 1
+    means, counts = group_means(z, condition, context, n_conditions, n_contexts)      # [K, N, d], [K, N]
+    present = counts > 0
+    informative = present & (present.sum(1, keepdim=True) >= 2)
+    centre = (means * present[..., None]).sum(1) / present.sum(1).clamp_min(1)[:, None]   # [K, d]
+    weights = ((counts > 0).to(counts.dtype) if balanced else counts) * informative
+    weights = weights.to(means.dtype)                                                      # [K, N]
+    offsets = ((means - centre[:, None]) * weights[..., None]).sum(0) / weights.sum(0).clamp_min(1)[:, None]
+    return offsets.float()
+
+
+def pseudo_contexts(z: torch.Tensor, condition: torch.Tensor, n_clusters: int, *, seed: int = 0,
+                    n_components: int = 20, max_condition_share: float = 0.05, n_iter: int = 50) -> torch.Tensor:
+    """Unsupervised stand-ins for cell types [n]: k-means (k-means++ start) of ``z`` [n, d].
+
+    Cells must cluster by what they are, not by their condition, so only features whose
+    variance the condition explains less than ``max_condition_share`` of (eta squared; at least
+    the half least affected) are used, with each condition's mean removed; they are standardised
+    and projected on ``n_components`` principal axes. Seeded: same inputs and seed, same clusters.
+    """
+    n_conditions = int(condition.max()) + 1
+    z = z.float()
+    means, counts = group_means(z, condition, None, n_conditions, 1)
+    weights = (counts[0] / counts[0].sum()).float()
+    between = (weights[:, None] * (means[0] - z.mean(0)) ** 2).sum(0)
+    share = between / z.var(0, unbiased=False).clamp_min(1e-12)                            # eta^2 [d]
+    keep = share < max_condition_share
+    if int(keep.sum()) < max(2, z.shape[1] // 2):
+        keep = share <= share.median()
+    z = (z - condition_offsets(z, condition, None, n_conditions)[condition])[:, keep]
+    mean, std = feature_spread(z)
+    z = (z - mean) / std
+    with torch.random.fork_rng(devices=[z.device] if z.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        u, s, _ = torch.svd_lowrank(z, q=min(n_components, *z.shape), niter=4)
+    points = u * s                                                                          # [n, q]
+    k = max(1, min(int(n_clusters), points.shape[0]))
+    generator = torch.Generator(device=points.device).manual_seed(seed)
+    centres = points[torch.randint(points.shape[0], (1,), generator=generator, device=points.device)]
+    for _ in range(1, k):                                                                   # k-means++
+        distance = torch.cdist(points, centres).min(1).values.square()
+        probabilities = distance / distance.sum() if float(distance.sum()) > 0 else torch.ones_like(distance)
+        centres = torch.cat([centres, points[torch.multinomial(probabilities, 1, generator=generator)]])
+    for _ in range(n_iter):                                                                 # Lloyd
+        labels = torch.cdist(points, centres).argmin(1)
+        sums = torch.zeros_like(centres).index_add_(0, labels, points)
+        counts = torch.bincount(labels, minlength=k)
+        moved = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], centres)
+        if torch.allclose(moved, centres):
+            break
+        centres = moved
+    return torch.cdist(points, centres).argmin(1)

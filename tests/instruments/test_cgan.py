@@ -125,14 +125,30 @@ def test_condition_offsets_balance_contexts_and_skip_unpaired_ones():
     z = torch.tensor([[0.0], [0.0], [2.0], [10.0], [11.0], [11.0], [11.0], [100.0]])
     condition = torch.tensor([0, 0, 1, 0, 1, 1, 1, 0])
     context = torch.tensor([0, 0, 0, 1, 1, 1, 1, 2])
-    offsets = condition_offsets(z, condition, context, 3)
-    assert offsets.shape == (3, 1)
-    # cell-weighted average of the centred means over the two paired contexts
-    expected_stim = (1 * 1.0 + 3 * 0.5) / 4
-    expected_ctrl = (2 * -1.0 + 1 * -0.5) / 3
-    torch.testing.assert_close(offsets[:, 0], torch.tensor([expected_ctrl, expected_stim, 0.0]))
+    balanced = condition_offsets(z, condition, context, 3, balanced=True)
+    assert balanced.shape == (3, 1)
+    torch.testing.assert_close(balanced[1] - balanced[0], torch.tensor([1.5]))      # (2 + 1) / 2
+    assert float(balanced[2]) == 0.0                                                  # no cells: no offset
+    # cell weights: least squares weighs each context's shift by n_ctrl * n_stim / (n_ctrl + n_stim)
+    weighted = condition_offsets(z, condition, context, 3)
+    expected = (2 / 3 * 2.0 + 3 / 4 * 1.0) / (2 / 3 + 3 / 4)
+    torch.testing.assert_close(weighted[1] - weighted[0], torch.tensor([expected]))
     pooled = condition_offsets(z, condition, None, 2)
     torch.testing.assert_close(pooled[1] - pooled[0], z[condition == 1].mean(0) - z[condition == 0].mean(0))
+
+
+def test_condition_offsets_recover_additive_shifts_when_contexts_hold_different_conditions():
+    from virtualcell.instruments.manipulators.layers import condition_offsets
+
+    # exactly additive means level[k] + shift[c]; each context holds a different subset of the
+    # three conditions (a time course whose late points are missing for some cell types)
+    level, shift = torch.tensor([0.0, 5.0, -3.0]), torch.tensor([0.0, 1.0, 4.0])
+    design = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (2, 1), (2, 2)]
+    context = torch.tensor([k for k, _ in design for _ in range(3)])
+    condition = torch.tensor([c for _, c in design for _ in range(3)])
+    z = (level[context] + shift[condition])[:, None]
+    offsets = condition_offsets(z, condition, context, 3, balanced=True)[:, 0]
+    torch.testing.assert_close(offsets - offsets[0], shift, atol=1e-4, rtol=0)
 
 
 def test_pseudo_contexts_find_cell_types_despite_the_condition_shift():

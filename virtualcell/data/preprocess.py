@@ -55,7 +55,7 @@ class Preprocessing:
 
     @classmethod
     def from_spec(cls, spec: "str | Mapping[str, Any] | Preprocessing | None") -> "Preprocessing":
-        """``None``/``"none"``, a preset name (``"log1p"``, ``"kang-full"``), a dict or a Preprocessing."""
+        """``None``/``"none"``, a preset name (``"counts"``, ``"log1p"``, ``"kang-full"``), a dict or a Preprocessing."""
         if isinstance(spec, Preprocessing):
             return dataclasses.replace(spec)
         if spec is None:

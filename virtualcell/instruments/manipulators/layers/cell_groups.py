@@ -22,22 +22,34 @@ def feature_spread(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def condition_offsets(z: torch.Tensor, condition: torch.Tensor, context: torch.Tensor | None,
-                      n_conditions: int, *, balanced: bool = False) -> torch.Tensor:
+                      n_conditions: int, *, balanced: bool = False, n_iter: int = 200,
+                      tol: float = 1e-6) -> torch.Tensor:
     """Per-condition locations [n_conditions, d] whose differences are the average condition shifts.
 
-    Within each context, every condition's mean minus the context's average over its conditions;
-    averaged over the contexts that hold the condition and at least one other, weighted by cells
-    (or equally with ``balanced``, as scGen balances cell types). Without contexts it is the pooled
-    condition mean minus the average of the condition means. A condition with no cells gets zeros.
+    Fits the additive two-way model ``mean[k, c] ~ level[k] + offset[c]`` to the per-context
+    condition means by weighted least squares (alternating updates), over the contexts that hold
+    the condition and at least one other; the weights are cells (or equal with ``balanced``, as
+    scGen balances cell types). With two conditions this is the average, over the paired contexts,
+    of each condition's mean minus the context's centre; with more (time points, doses, targets)
+    it stays unbiased when contexts hold different subsets of the conditions, where centring each
+    context on its own conditions would not. Without contexts: the pooled condition means, centred.
+    A condition with no paired cells gets zeros.
     """
     n_contexts = int(context.max()) + 1 if context is not None else 1
     means, counts = group_means(z, condition, context, n_conditions, n_contexts)      # [K, N, d], [K, N]
+    means = means.double()
     present = counts > 0
     informative = present & (present.sum(1, keepdim=True) >= 2)
-    centre = (means * present[..., None]).sum(1) / present.sum(1).clamp_min(1)[:, None]   # [K, d]
-    weights = ((counts > 0).to(counts.dtype) if balanced else counts) * informative
-    weights = weights.to(means.dtype)                                                      # [K, N]
-    offsets = ((means - centre[:, None]) * weights[..., None]).sum(0) / weights.sum(0).clamp_min(1)[:, None]
+    weights = (informative.double() if balanced else counts.double() * informative)[..., None]   # [K, N, 1]
+    per_context, per_condition = weights.sum(1).clamp_min(1e-12), weights.sum(0).clamp_min(1e-12)
+    offsets = torch.zeros(means.shape[1:], dtype=means.dtype, device=means.device)               # [N, d]
+    for _ in range(n_iter):
+        level = ((means - offsets) * weights).sum(1) / per_context                                # [K, d]
+        updated = ((means - level[:, None]) * weights).sum(0) / per_condition
+        change = float((updated - offsets).abs().max()) if updated.numel() else 0.0
+        offsets = updated
+        if change < tol:
+            break
     return offsets.float()
 
 

@@ -5,6 +5,9 @@
         --out benchmarks/out/diffusion-valid --threads 1
     python benchmarks/bench_diffusion.py oos --data ../shared/data/kang_ifnb_full.h5ad --preprocess kang-full \
         --context-key cell_type_coarse --exclude-contexts Megakaryocyte,Erythrocyte --out benchmarks/out/diffusion-full
+    # one fit per held-out context, metrics for a grid of sampling settings (with_sampling, no refit):
+    python benchmarks/bench_diffusion.py sweep --data ../shared/data/kang_pbmc_scgen_valid.h5ad --contexts CD4T \
+        --grid guidance_scale=1,2,3 --grid strength=0.5,0.8,1.0 --grid compose=0,1 --out benchmarks/out/diffusion-tune/sweep.json
     # sampling speed (cells per second, 50 DDIM steps):
     python benchmarks/bench_diffusion.py speed --threads 2 [--device cuda]
     # side-by-side tables: this script's runs beside ``virtualcell benchmark`` runs (results.json folders)
@@ -96,9 +99,10 @@ def _calibration_samples(pipe, source, target: str, args: argparse.Namespace) ->
     z = pipe._encode(pipe.prepare(cells))
     generator = torch.Generator().manual_seed(args.seed + 1000)
     diffusion, effects = pipe.manipulator.predictive_parts(z, condition, n_samples=args.n_samples, generator=generator)
+    fitted_scale = float(pipe.manipulator.config["context_effect_scale"])  # ``effects`` are drawn at this scale
     out = {}
     for scale in args.effect_scales:
-        moved = diffusion if effects is None else diffusion + scale * effects
+        moved = diffusion if effects is None else diffusion + (scale / fitted_scale) * effects
         with torch.no_grad():
             out[scale] = np.stack([pipe._decode(sample).clamp_min(0).float().cpu().numpy() for sample in moved])
     return out
@@ -110,7 +114,7 @@ def run_oos(args: argparse.Namespace) -> dict:
     import torch
 
     from virtualcell.evaluate import metrics, report as reporting
-    from virtualcell.evaluate.benchmark import _aligned, _prepare, _safe_name, _subset
+    from virtualcell.evaluate.benchmark import _aligned, _prepare, _restore_threads, _safe_name, _subset
     from virtualcell.evaluate.calibration import calibration_report
     from virtualcell.evaluate.splits import oos_tasks
     from virtualcell.execution import seed_everything
@@ -139,6 +143,7 @@ def run_oos(args: argparse.Namespace) -> dict:
     for task in tasks:
         stim, ctrl = x[task.truth].astype(np.float64), x[task.source].astype(np.float64)
         degs = metrics.top_degs(stim, ctrl, genes, n=100)
+        _restore_threads(args.threads)  # scanpy's numba Wilcoxon raises torch's threads to all cores
         pipe = PerturbationPipeline(encoder=dict(encoder), manipulator=dict(manipulator), preprocess=None)
         train = _subset(x, obs, genes, task.train, columns)
         source = _subset(x, obs, genes, task.source, columns)
@@ -152,6 +157,7 @@ def run_oos(args: argparse.Namespace) -> dict:
         seconds_predict = time.perf_counter() - start
         pred = _aligned(predicted, genes)
         scores = metrics.perturbation_metrics(pred, stim, ctrl, genes, n_top=100, degs=degs)
+        _restore_threads(args.threads)
         start = time.perf_counter()
         samples_by_scale = _calibration_samples(pipe, source, task.target, args)
         seconds_samples = time.perf_counter() - start
@@ -181,6 +187,67 @@ def run_oos(args: argparse.Namespace) -> dict:
         reporting.write_text(out / "results.md", _markdown(report))
     print(_markdown(report))
     return report
+
+
+def run_sweep(args: argparse.Namespace) -> dict:
+    """One fit per held-out context, then the EVALUATION.md metrics for a grid of sampling settings.
+
+    Sampling settings leave the weights as they are (``DiffusionManipulator.with_sampling``), so a
+    grid costs one fit plus one prediction per setting. Grid: ``--grid key=v1,v2 ...`` (product).
+    """
+    import itertools
+
+    import anndata as ad
+    import torch
+
+    from virtualcell.evaluate import metrics
+    from virtualcell.evaluate.benchmark import _aligned, _prepare, _restore_threads, _subset
+    from virtualcell.evaluate.splits import oos_tasks
+    from virtualcell.execution import seed_everything
+    from virtualcell.pipelines.perturbation import PerturbationPipeline
+
+    torch.set_num_threads(args.threads)
+    encoder = {"name": args.encoder, **_options(args.encoder_option)}
+    manipulator = {**DEFAULT_MANIPULATOR, **_options(args.manipulator_option)}
+    grid = {}
+    for item in args.grid or []:
+        key, _, values = item.partition("=")
+        grid[key] = [json.loads(v) for v in values.split(",")]
+    settings = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())] or [{}]
+    adata = ad.read_h5ad(args.data)
+    preprocess = None if args.preprocess in (None, "none") else args.preprocess
+    x, genes, _ = _prepare(adata, preprocess)
+    obs = adata.obs
+    tasks = oos_tasks(obs, context_key=args.context_key, condition_key="condition", control="control",
+                      target="stimulated", contexts=args.contexts.split(",") if args.contexts else None,
+                      exclude_contexts=args.exclude_contexts.split(",") if args.exclude_contexts else (), min_cells=2)
+    columns = ["condition", args.context_key]
+    result = {"command": args.command, "encoder": encoder, "manipulator": manipulator, "seed": args.seed, "rows": []}
+    keys = ["r2_mean_all", "r2_mean_top100", "pearson_delta", "edistance_ratio", "r2_var_top100"]
+    for task in tasks:
+        stim, ctrl = x[task.truth].astype(np.float64), x[task.source].astype(np.float64)
+        degs = metrics.top_degs(stim, ctrl, genes, n=100)
+        _restore_threads(args.threads)
+        pipe = PerturbationPipeline(encoder=dict(encoder), manipulator=dict(manipulator), preprocess=None)
+        seed_everything(args.seed)
+        pipe.fit(_subset(x, obs, genes, task.train, columns), condition_key="condition", control="control",
+                 context_key=args.context_key, seed=args.seed, progress=not args.quiet)
+        fitted = pipe.manipulator
+        source = _subset(x, obs, genes, task.source, columns)
+        for change in settings:
+            pipe.manipulator = fitted.with_sampling(**change) if change else fitted
+            pred = _aligned(pipe.predict(source, target=task.target, seed=args.seed), genes)
+            scores = metrics.perturbation_metrics(pred, stim, ctrl, genes, n_top=100, degs=degs)
+            _restore_threads(args.threads)
+            row = {"context": task.name, **change, **{k: float(scores[k]) for k in keys}}
+            result["rows"].append(row)
+            print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+        pipe.manipulator = fitted
+    if args.out:
+        from virtualcell.evaluate import report as reporting
+
+        reporting.write_json(Path(args.out), result)
+    return result
 
 
 def run_speed(args: argparse.Namespace) -> dict:
@@ -287,6 +354,20 @@ def main(argv: list[str] | None = None) -> None:
     oos.add_argument("--seed", type=int, default=0)
     oos.add_argument("--threads", type=int, default=1)
     oos.add_argument("--quiet", action="store_true")
+    sweep = sub.add_parser("sweep", help="one fit per context, metrics for a grid of sampling settings")
+    sweep.add_argument("--data", required=True)
+    sweep.add_argument("--out", default=None, help="JSON file")
+    sweep.add_argument("--preprocess", default=None)
+    sweep.add_argument("--context-key", default="cell_type")
+    sweep.add_argument("--contexts", default=None)
+    sweep.add_argument("--exclude-contexts", default=None)
+    sweep.add_argument("--encoder", default="vae")
+    sweep.add_argument("--encoder-option", action="append")
+    sweep.add_argument("--manipulator-option", action="append")
+    sweep.add_argument("--grid", action="append", help="key=v1,v2 (JSON values), e.g. guidance_scale=1,2,3")
+    sweep.add_argument("--seed", type=int, default=0)
+    sweep.add_argument("--threads", type=int, default=1)
+    sweep.add_argument("--quiet", action="store_true")
     speed = sub.add_parser("speed", help="sampling speed, 50 DDIM steps")
     speed.add_argument("--threads", type=int, default=2)
     speed.add_argument("--device", default="cpu")
@@ -302,7 +383,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.task == "oos":
         args.effect_scales = [float(v) for v in args.effect_scales.split(",")]
         args.headline_scale = args.effect_scales[0]
-    {"oos": run_oos, "speed": run_speed, "compare": run_compare}[args.task](args)
+    {"oos": run_oos, "sweep": run_sweep, "speed": run_speed, "compare": run_compare}[args.task](args)
 
 
 if __name__ == "__main__":

@@ -188,6 +188,22 @@ def test_samples_are_seeded_and_single_sample_is_the_central_prediction(fitted):
                               noisy.manipulate(z[rows], query, generator=gen(2)))
 
 
+def test_same_seed_gives_the_same_samples_on_cpu_from_fit_to_sampling():
+    """Two independent fits with one seed, sampled with one seed: bit-identical samples on CPU."""
+    z, labels, *_ = two_types(n_per_group=10)
+    rows, query = control_query(labels)
+
+    def run(fit_seed: int, sample_seed: int) -> torch.Tensor:
+        model = DiffusionManipulator(**{**TINY, "max_epochs": 3, "eta": 0.5}).fit(z, labels, seed=fit_seed,
+                                                                               progress=False)
+        return model.manipulate(z[rows], query, n_samples=3, generator=torch.Generator().manual_seed(sample_seed))
+
+    first = run(0, 7)
+    torch.testing.assert_close(run(0, 7), first, atol=0, rtol=0)
+    assert not torch.allclose(run(1, 7), first)   # another training seed: other weights
+    assert not torch.allclose(run(0, 8), first)   # another sampling seed: other draws
+
+
 @pytest.mark.parametrize("sampler", ["ddim", "dpm-solver++", "sde-dpm-solver++", "ddpm"])
 def test_every_sampler_runs_and_agrees_roughly(fitted, sampler):
     model, (z, labels, *_rest) = fitted

@@ -12,7 +12,7 @@ With ``arithmetic_prior=1`` the diffusion runs on cells minus their condition's 
 (scGen's latent arithmetic): the additive shift is applied exactly and the network models what it
 misses (context-specific and distributional changes), as residual diffusion does for a regression
 mean (CorrDiff); ``strength=0`` is then latent arithmetic. The default (0) lets the network learn
-the whole response: on Kang OOS it predicted the top DEGs better (see benchmarks/sections/diffusion.md).
+the whole response: on Kang OOS it predicted the top DEGs better (see benchmarks/RESULTS.md).
 
 Samples and uncertainty (``n_samples > 1``; ``n_samples == 1`` is the central prediction):
 - the model: Monte Carlo dropout, one dropout mask per sample shared by all its cells;

@@ -108,15 +108,30 @@ def _calibration_samples(pipe, source, target: str, args: argparse.Namespace) ->
     return out
 
 
+def _oos_split(args: argparse.Namespace):
+    """The EVALUATION.md OOS split of ``args.data``: (x [cells, genes], genes, obs, tasks)."""
+    import anndata as ad
+
+    from virtualcell.evaluate.benchmark import _prepare
+    from virtualcell.evaluate.splits import oos_tasks
+
+    adata = ad.read_h5ad(args.data)
+    preprocess = None if args.preprocess in (None, "none") else args.preprocess
+    x, genes, _ = _prepare(adata, preprocess)
+    tasks = oos_tasks(adata.obs, context_key=args.context_key, condition_key="condition", control="control",
+                      target="stimulated", contexts=args.contexts.split(",") if args.contexts else None,
+                      exclude_contexts=args.exclude_contexts.split(",") if args.exclude_contexts else (), min_cells=2)
+    return x, genes, adata.obs, tasks
+
+
 def run_oos(args: argparse.Namespace) -> dict:
     import anndata as ad
     import pandas as pd
     import torch
 
     from virtualcell.evaluate import metrics, report as reporting
-    from virtualcell.evaluate.benchmark import _aligned, _prepare, _restore_threads, _safe_name, _subset
+    from virtualcell.evaluate.benchmark import _aligned, _restore_threads, _safe_name, _subset
     from virtualcell.evaluate.calibration import calibration_report
-    from virtualcell.evaluate.splits import oos_tasks
     from virtualcell.execution import seed_everything
     from virtualcell.pipelines.perturbation import PerturbationPipeline
 
@@ -125,13 +140,7 @@ def run_oos(args: argparse.Namespace) -> dict:
     manipulator = {**DEFAULT_MANIPULATOR, **_options(args.manipulator_option)}
     out = Path(args.out)
     (out / "predictions").mkdir(parents=True, exist_ok=True)
-    adata = ad.read_h5ad(args.data)
-    preprocess = None if args.preprocess in (None, "none") else args.preprocess
-    x, genes, _ = _prepare(adata, preprocess)
-    obs = adata.obs
-    tasks = oos_tasks(obs, context_key=args.context_key, condition_key="condition", control="control",
-                      target="stimulated", contexts=args.contexts.split(",") if args.contexts else None,
-                      exclude_contexts=args.exclude_contexts.split(",") if args.exclude_contexts else (), min_cells=2)
+    x, genes, obs, tasks = _oos_split(args)
     report = {"command": args.command, "dataset": {"path": str(Path(args.data).resolve()),
                                                    "sha256": reporting.sha256_file(args.data),
                                                    "n_cells": int(x.shape[0]), "n_genes": len(genes)},
@@ -197,12 +206,10 @@ def run_sweep(args: argparse.Namespace) -> dict:
     """
     import itertools
 
-    import anndata as ad
     import torch
 
     from virtualcell.evaluate import metrics
-    from virtualcell.evaluate.benchmark import _aligned, _prepare, _restore_threads, _subset
-    from virtualcell.evaluate.splits import oos_tasks
+    from virtualcell.evaluate.benchmark import _aligned, _restore_threads, _subset
     from virtualcell.execution import seed_everything
     from virtualcell.pipelines.perturbation import PerturbationPipeline
 
@@ -214,13 +221,7 @@ def run_sweep(args: argparse.Namespace) -> dict:
         key, _, values = item.partition("=")
         grid[key] = [json.loads(v) for v in values.split(",")]
     settings = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())] or [{}]
-    adata = ad.read_h5ad(args.data)
-    preprocess = None if args.preprocess in (None, "none") else args.preprocess
-    x, genes, _ = _prepare(adata, preprocess)
-    obs = adata.obs
-    tasks = oos_tasks(obs, context_key=args.context_key, condition_key="condition", control="control",
-                      target="stimulated", contexts=args.contexts.split(",") if args.contexts else None,
-                      exclude_contexts=args.exclude_contexts.split(",") if args.exclude_contexts else (), min_cells=2)
+    x, genes, obs, tasks = _oos_split(args)
     columns = ["condition", args.context_key]
     result = {"command": args.command, "encoder": encoder, "manipulator": manipulator, "seed": args.seed, "rows": []}
     keys = ["r2_mean_all", "r2_mean_top100", "pearson_delta", "edistance_ratio", "r2_var_top100"]

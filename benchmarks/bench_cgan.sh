@@ -7,45 +7,29 @@
 # Every run also scores the control and mean-shift baselines on the same split.
 # Outputs: benchmarks/out/cgan-<stage>/{results.json,results.md,predictions/,plots/}  (git-ignored),
 #          benchmarks/out/cgan-<stage>.time (/usr/bin/time -v), benchmarks/out/cgan-<stage>.log.
-# Environment: DATA (folder of the .h5ad files, default ../shared/data), OUT, THREADS (torch threads, 1), SEED (0).
+# Environment: DATA, OUT, THREADS, SEED (see benchmarks/env.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DATA=${DATA:-../shared/data}
-OUT=${OUT:-benchmarks/out}
-THREADS=${THREADS:-1}
-SEED=${SEED:-0}
-export TQDM_MININTERVAL=${TQDM_MININTERVAL:-30}   # progress lines in a log file every 30 s, not every 0.1 s
-
-VALID="$DATA/kang_pbmc_scgen_valid.h5ad"
-FULL="$DATA/kang_ifnb_full.h5ad"
-PAPALEXI="$DATA/papalexi2021_crispr_thp1.h5ad"
+source benchmarks/env.sh
 common=(--encoder identity-encoder --manipulator cgan --seed "$SEED" --threads "$THREADS" --overwrite)
-full=(--preprocess kang-full --context-key cell_type_coarse --exclude-contexts Megakaryocyte,Erythrocyte)
 # Kang valid (1.7k training cells): 20 epochs of batch 64, every cell once per epoch (~540 generator steps).
 valid_options=(--manipulator-option max_epochs=20 --manipulator-option batch_size=64)
 # Kang full (12k) and Papalexi (11k training cells): the same number of steps, 2048 random cells an epoch.
 large_options=(--manipulator-option max_epochs=20 --manipulator-option batch_size=64
                --manipulator-option epoch_cells=2048)
 
-run() {  # run <stage> <args...>: echo the exact command, then time it
-  local stage=$1; shift
-  echo "== cgan-$stage: virtualcell benchmark $* --out $OUT/cgan-$stage ${common[*]}" >&2
-  /usr/bin/time -v -o "$OUT/cgan-$stage.time" virtualcell benchmark "$@" --out "$OUT/cgan-$stage" "${common[@]}"
-}
-
 stage() {
   case "$1" in
-    valid-oos) run "$1" oos --data "$VALID" "${valid_options[@]}" ;;
-    valid-ood) run "$1" ood --data "$VALID" "${valid_options[@]}" ;;
-    full-oos)  run "$1" oos --data "$FULL" "${full[@]}" "${large_options[@]}" ;;
-    full-ood)  run "$1" ood --data "$FULL" "${full[@]}" "${large_options[@]}" ;;
-    pert)      run "$1" pert --data "$PAPALEXI" --preprocess log1p "${large_options[@]}" ;;
+    valid-oos) run_benchmark "cgan-$1" oos --data "$VALID" "${valid_options[@]}" ;;
+    valid-ood) run_benchmark "cgan-$1" ood --data "$VALID" "${valid_options[@]}" ;;
+    full-oos)  run_benchmark "cgan-$1" oos --data "$FULL" "${full[@]}" "${large_options[@]}" ;;
+    full-ood)  run_benchmark "cgan-$1" ood --data "$FULL" "${full[@]}" "${large_options[@]}" ;;
+    pert)      run_benchmark "cgan-$1" pert --data "$PAPALEXI" --preprocess log1p "${large_options[@]}" ;;
     *) echo "unknown stage $1 (valid-oos valid-ood full-oos full-ood pert)" >&2; exit 2 ;;
   esac
 }
 
-mkdir -p "$OUT"
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(valid-oos valid-ood full-oos full-ood pert)
 for s in "${stages[@]}"; do stage "$s" 2>&1 | tee "$OUT/cgan-$s.log"; done

@@ -72,22 +72,15 @@ def test_errors_name_the_problem():
 
 def test_population_samples_keeps_every_decoded_sample():
     class FakePipeline:
-        decoder = type("D", (), {"output_type": "expression"})()
-
-        def _decode(self, z):
-            return z - 1.0
-
-        def predict(self, adata, *, target, n_samples, seed):
+        def predict_samples(self, adata, *, target, n_samples, seed):
             assert target == "stim"
-            for s in range(n_samples):
-                self._decode(torch.full((3, 2), float(seed + s)))
+            decoded = torch.stack([torch.full((3, 2), float(seed + s)) for s in range(n_samples)])
+            return decoded, decoded[..., :1]
 
     fake = FakePipeline()
     samples = population_samples(fake, None, target="stim", n_samples=4, seed=10)
-    assert samples.shape == (4, 3, 2)
-    np.testing.assert_array_equal(samples[:, 0, 0], [9, 10, 11, 12])
-    assert "_decode" not in fake.__dict__          # the method is restored
-    assert population_samples(fake, None, target="stim", n_samples=2, seed=0).min() == 0  # clamped like predict
+    assert samples.shape == (4, 3, 2) and samples.dtype == np.float32
+    np.testing.assert_array_equal(samples[:, 0, 0], [10, 11, 12, 13])
     with pytest.raises(ValueError, match="n_samples"):
         population_samples(fake, None, target="stim", n_samples=1)
 
@@ -112,4 +105,7 @@ def test_population_samples_with_a_real_stochastic_pipeline_is_seeded():
     b = population_samples(pipe, source, target="stim", n_samples=3, seed=5)
     np.testing.assert_array_equal(a, b)
     assert a.shape == (3, n // 2, len(genes)) and not np.allclose(a[0], a[1])
+    assert a.min() >= 0                                                   # clamped like predict
+    mean = pipe.predict(source, target="stim", n_samples=3, seed=5).X
+    np.testing.assert_allclose(mean, a.mean(0), rtol=1e-6, atol=1e-6)    # the samples predict reduces
     assert 0.0 <= calibration_report(a, adata[adata.obs["condition"] == "stim"].X, genes, genes[:5])["coverage"] <= 1.0

@@ -13,11 +13,8 @@ ARCH = dict(n_groups=4, token_dim=8, n_heads=2, hidden=16, n_layers=1)
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """Every test of this module runs on one torch thread (tests/conftest.py)."""
 
 
 class LinearCritic(nn.Module):

@@ -86,34 +86,15 @@ def population_samples(pipeline, adata, *, target: str, n_samples: int = 20, see
                        **predict_kwargs: Any) -> np.ndarray:
     """``n_samples`` predicted populations [S, n, g] of ``adata``'s cells under ``target``.
 
-    Runs ``pipeline.predict(adata, target=..., n_samples=n_samples, seed=seed)`` once (so that
+    One ``pipeline.predict_samples(adata, target=..., n_samples=n_samples, seed=seed)`` call (so that
     whatever a sample shares across its cells, for a diffusion manipulator its Monte Carlo dropout
-    network and its context random effect, is drawn once per population) and keeps the decoded
-    samples that ``predict`` otherwise reduces to a mean, a variance and quantiles. Decoded
-    expression is clamped at 0 as ``predict`` does.
+    network and its context random effect, is drawn once per population): the decoded samples that
+    ``predict`` reduces to a mean, a variance and quantiles, clamped at 0 as there.
     """
     if n_samples < 2:
         raise ValueError(f"n_samples must be >= 2 to form an interval; got {n_samples}.")
-    recorded: list[np.ndarray] = []
-    decode = pipeline._decode
-
-    def recording(z):
-        out = decode(z)
-        recorded.append(out.detach().float().cpu().numpy())
-        return out
-
-    pipeline._decode = recording  # an instance attribute: shadows the method for this call only
-    try:
-        pipeline.predict(adata, target=target, n_samples=n_samples, seed=seed, **predict_kwargs)
-    finally:
-        del pipeline._decode
-    if len(recorded) != n_samples:
-        raise RuntimeError(f"Expected {n_samples} decoded samples from predict, recorded {len(recorded)}; "
-                           "PerturbationPipeline.predict must decode each sample with pipeline._decode.")
-    samples = np.stack(recorded)
-    if getattr(pipeline.decoder, "output_type", "expression") == "expression":
-        np.clip(samples, 0, None, out=samples)
-    return samples
+    decoded, _ = pipeline.predict_samples(adata, target=target, n_samples=n_samples, seed=seed, **predict_kwargs)
+    return decoded.float().cpu().numpy()
 
 
 def calibration_report(samples: Any, stim: Any, genes: Sequence[str], degs: Sequence[str],

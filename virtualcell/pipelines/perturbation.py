@@ -164,6 +164,17 @@ class PerturbationPipeline(Pipeline):
         the predictive mean and ``layers`` hold ``variance`` and the central interval
         (``q05``/``q95`` for the default ``quantiles``). Provenance goes to ``uns[key_added]``.
         """
+        decoded, samples = self.predict_samples(adata, target=target, source=source, n_samples=n_samples, seed=seed,
+                                                covariates=covariates, layer=layer)
+        return self._to_anndata(adata, decoded, samples, target, quantiles, key_added,
+                                {"target": target, "n_samples": n_samples, "seed": seed,
+                                 "covariates": dict(covariates or {})})
+
+    def predict_samples(self, adata: ad.AnnData, *, target: str, source: str | None = None, n_samples: int = 1,
+                        seed: int = 0, covariates: Mapping[str, float] | None = None,
+                        layer: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The samples behind :meth:`predict`: decoded ``[S, n, features]`` (expression clamped at 0)
+        and representation ``[S, n, d]``, before they are reduced to a mean, variance and interval."""
         self._check_fitted()
         meta = self.metadata
         if adata.n_obs == 0:
@@ -196,9 +207,7 @@ class PerturbationPipeline(Pipeline):
         decoded = torch.stack([self._decode(s) for s in samples])             # [S, n, genes]
         if self.decoder.output_type == "expression":
             decoded = decoded.clamp_min(0)
-        return self._to_anndata(adata, decoded, samples, target, quantiles, key_added,
-                                {"target": target, "n_samples": n_samples, "seed": seed,
-                                 "covariates": dict(covariates or {})})
+        return decoded, samples
 
     def _to_anndata(self, adata, decoded, samples, target, quantiles, key_added, call) -> ad.AnnData:
         meta = self.metadata

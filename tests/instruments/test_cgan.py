@@ -134,6 +134,24 @@ def test_condition_offsets_balance_contexts_and_skip_unpaired_ones():
     torch.testing.assert_close(pooled[1] - pooled[0], z[condition == 1].mean(0) - z[condition == 0].mean(0))
 
 
+def test_paired_groups_and_offsets_ignore_a_few_stray_cells_of_a_condition():
+    from virtualcell.instruments.manipulators.layers import condition_offsets, paired_groups
+
+    counts = torch.tensor([[10, 10], [18, 2], [0, 5]])
+    assert paired_groups(counts).tolist() == [[True, True], [True, True], [False, True]]
+    assert paired_groups(counts, min_cells=3).tolist() == [[True, True], [True, False], [False, True]]
+    # condition 1 is 17/45 of all cells; group 1's 2/20 is below half that share
+    assert paired_groups(counts, min_share=0.5).tolist() == [[True, True], [True, False], [False, True]]
+    # group 1 (a held-out type's controls at 100 with 2 strays of another type at 3) must not move the shift
+    z = torch.tensor([[0.0]] * 10 + [[1.0]] * 10 + [[100.0]] * 18 + [[3.0]] * 2)
+    condition = torch.tensor([0] * 10 + [1] * 10 + [0] * 18 + [1] * 2)
+    group = torch.tensor([0] * 20 + [1] * 20)
+    strict = condition_offsets(z, condition, group, 2, balanced=True, min_share=0.5)
+    torch.testing.assert_close(strict[1] - strict[0], torch.tensor([1.0]))
+    loose = condition_offsets(z, condition, group, 2, balanced=True)
+    assert float(loose[1] - loose[0]) < -40                                            # (1 + (3 - 100)) / 2
+
+
 def test_condition_offsets_recover_additive_shifts_when_contexts_hold_different_conditions():
     from virtualcell.instruments.manipulators.layers import condition_offsets
 

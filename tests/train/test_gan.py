@@ -98,6 +98,22 @@ def test_group_sampler_matches_groups_and_flags_unpaired_ones():
     assert (targets != condition).all()
 
 
+def test_group_sampler_leaves_out_groups_with_a_few_stray_cells_of_the_target():
+    from virtualcell.train.gan import _GroupSampler
+
+    # group 0: 10 controls, 10 stimulated; group 1: 18 controls of a held-out type + 2 stray stimulated
+    condition = torch.tensor([0] * 10 + [1] * 10 + [0] * 18 + [1] * 2)
+    groups = torch.tensor([0] * 20 + [1] * 20)
+    g = torch.Generator().manual_seed(0)
+    query = (torch.tensor([0, 1] * 10), torch.ones(20, dtype=torch.long))
+    loose = _GroupSampler(torch.arange(40), condition, groups, 2, min_cells=1)
+    assert loose.sample(*query, g)[1].all()                        # without the share rule the strays match
+    strict = _GroupSampler(torch.arange(40), condition, groups, 2, min_cells=1, min_share=0.5)
+    rows, matched = strict.sample(*query, g)
+    assert matched.tolist() == [True, False] * 10                  # 2/20 = 0.1 < 0.5 x 12/40
+    assert set(rows.tolist()) <= set(range(10, 20)) | {38, 39}
+
+
 def _two_conditions(n: int = 80, d: int = 12, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     condition = torch.arange(n) % 2

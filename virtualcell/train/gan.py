@@ -16,7 +16,8 @@ Control and stimulated cells are never the same cells, so the generator ``G(x, a
 Group matching: with ``groups`` (any partition of the cells, e.g. contexts when known or
 unsupervised clusters when not), each fake cell from group ``k`` is compared with a real cell of
 the target condition *from the same group*, and fakes whose group has no real cells of the target
-are left out of the adversarial terms. Otherwise a held-out cell type, present only among the
+(fewer than ``min_group_cells``, or a share of the group below ``min_group_share`` times the
+target's share of all cells) are left out of the adversarial terms. Otherwise a held-out cell type, present only among the
 controls, would be pushed to look like the other cell types' responses. The discriminator lives
 here and in training checkpoints, never in the saved artifact.
 """
@@ -35,7 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..execution import autocast
-from ..instruments.manipulators.layers.cell_groups import feature_spread
+from ..instruments.manipulators.layers.cell_groups import feature_spread, paired_groups
 from ..instruments.manipulators.layers.trunk import CGANTrunk
 from .loop import History, TrainingLoop, split_validation
 
@@ -132,6 +133,7 @@ class GANOptions:
     correction_weight: float = 0.0
     drift_weight: float = 1e-3
     min_group_cells: int = 5
+    min_group_share: float = 0.0
     epoch_cells: int | None = None
     val_fraction: float = 0.1
     patience: int | None = 10
@@ -142,14 +144,15 @@ class _GroupSampler:
     """Random training rows by (group, condition): ``sample(groups, conditions) -> (rows, matched)``."""
 
     def __init__(self, rows: torch.Tensor, condition: torch.Tensor, group: torch.Tensor, n_conditions: int,
-                 min_cells: int) -> None:
+                 min_cells: int, min_share: float = 0.0) -> None:
         self.n_conditions = n_conditions
         n_groups = int(group.max()) + 1
         key = group[rows] * n_conditions + condition[rows]
         self.sorted_rows = rows[torch.argsort(key, stable=True)]
         self.counts = torch.bincount(key, minlength=n_groups * n_conditions)
         self.offsets = torch.cumsum(self.counts, 0) - self.counts
-        self.matched = self.counts >= min_cells
+        self.matched = paired_groups(self.counts.view(n_groups, n_conditions), min_cells=min_cells,
+                                     min_share=min_share).flatten()
         per_condition = torch.bincount(condition[rows], minlength=n_conditions)
         self.present = torch.nonzero(per_condition > 0).flatten()
         self.any_rows = rows[torch.argsort(condition[rows], stable=True)]
@@ -229,7 +232,8 @@ def train_cgan(generator: nn.Module, x: torch.Tensor, condition: torch.Tensor,
     if val_rows.numel() and torch.unique(condition[val_rows.to(device)]).numel() < 2:
         train_rows, val_rows = torch.arange(x.shape[0]), torch.empty(0, dtype=torch.long)
     train_rows, val_rows = train_rows.to(device), val_rows.to(device)
-    sampler = _GroupSampler(train_rows, condition, groups, n_conditions, options.min_group_cells)
+    sampler = _GroupSampler(train_rows, condition, groups, n_conditions, options.min_group_cells,
+                           options.min_group_share)
     if sampler.present.numel() < 2:
         raise ValueError("After the validation split the training cells cover fewer than two conditions; "
                          "lower val_fraction or add cells.")

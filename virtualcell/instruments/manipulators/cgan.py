@@ -135,7 +135,9 @@ class CGANManipulator(Manipulator):
     Matching args: the critic compares each moved cell with real cells of the target condition
     from the same group (contexts when ``fit`` gets them and ``use_context``; otherwise
     ``match_groups`` k-means clusters, 0: no matching); a group needs ``min_group_cells`` real
-    cells of the target to take part in the adversarial loss. ``critic_components``: the critic
+    cells of the target to take part in the adversarial loss and, for k-means clusters, a share of
+    them at least ``min_group_share`` times the target's share of all cells (the same rule picks
+    the clusters that the balanced condition means average over). ``critic_components``: the critic
     reads the GAN features projected on this many principal axes (None: the features themselves).
     Training args (see :class:`virtualcell.train.gan.GANOptions`): ``max_epochs``, ``batch_size``,
     ``lr_generator``, ``lr_discriminator``, ``lr_tables`` (the per-condition tables),
@@ -158,7 +160,8 @@ class CGANManipulator(Manipulator):
                  token_dim: int = 32, n_heads: int = 4, n_blocks: int = 1, hidden: int = 256, n_layers: int = 2,
                  dropout: float = 0.0,
                  use_covariates: bool = True, init_locations: bool = True, use_context: bool = True,
-                 match_groups: int = 10, min_group_cells: int = 5, critic_components: int | None = None,
+                 match_groups: int = 10, min_group_cells: int = 5, min_group_share: float = 0.5,
+                 critic_components: int | None = None,
                  max_epochs: int = 30, batch_size: int = 64, lr_generator: float = 2e-4,
                  lr_discriminator: float = 4e-4, lr_tables: float = 2e-3, n_critic: int = 1,
                  gp_weight: float = 10.0, cycle_weight: float = 10.0, identity_weight: float = 10.0,
@@ -207,7 +210,9 @@ class CGANManipulator(Manipulator):
             self._build()
         self.network.to(z.device)
         self.network.prepare(z)
-        if labels.context is not None and self.config["use_context"]:
+        known = labels.context is not None and self.config["use_context"]
+        share = 0.0 if known else float(self.config["min_group_share"])  # contexts are real pairings
+        if known:
             groups = labels.context.to(z.device)
         elif self.config["match_groups"]:
             groups = pseudo_contexts(z.index_select(1, self.network.gan_index), target, self.config["match_groups"],
@@ -215,10 +220,11 @@ class CGANManipulator(Manipulator):
         else:
             groups = None
         if self.config["init_locations"]:
-            self.network.prepare(z, condition_offsets(z, target, groups, self.n_conditions, balanced=True))
+            self.network.prepare(z, condition_offsets(z, target, groups, self.n_conditions, balanced=True,
+                                                        min_share=share))
         self.network.embed.fit_covariates(target, covariates)
         keys = set(GANOptions.__dataclass_fields__)
-        options = GANOptions(**{k: v for k, v in self.config.items() if k in keys})
+        options = GANOptions(**{**{k: v for k, v in self.config.items() if k in keys}, "min_group_share": share})
         history, _ = train_cgan(self.network, z, target, covariates, n_conditions=self.n_conditions, options=options,
                                 groups=groups, feature_index=self.network.gan_index,
                                 discriminator_kwargs={**self._architecture(),

@@ -12,7 +12,7 @@ import torch
 
 from ..group_means import group_means
 
-__all__ = ["condition_offsets", "pseudo_contexts", "feature_spread"]
+__all__ = ["condition_offsets", "pseudo_contexts", "feature_spread", "paired_groups"]
 
 
 def feature_spread(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -21,8 +21,26 @@ def feature_spread(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, std.clamp_min(0.25 * float(std.mean()) + 1e-6)
 
 
+def paired_groups(counts: torch.Tensor, *, min_cells: int = 1, min_share: float = 0.0) -> torch.Tensor:
+    """Which (group, condition) cells stand for the condition in that group: bool [K, N].
+
+    ``counts`` [K, N]: cells per group and condition. A pair qualifies with at least ``min_cells``
+    cells whose share of the group is at least ``min_share`` times the condition's share of all
+    cells. Unsupervised groups need the share rule: a held-out cell type's controls form a cluster
+    with a few stray perturbed cells of other types, and moving the controls to look like those
+    strays (or averaging their shift into the condition's) pulls the held-out type off.
+    """
+    counts = counts.double()
+    enough = counts >= min_cells
+    if min_share > 0:
+        share = counts / counts.sum(1, keepdim=True).clamp_min(1)                     # [K, N]
+        overall = counts.sum(0) / counts.sum().clamp_min(1)                            # [N]
+        enough &= share >= min_share * overall
+    return enough
+
+
 def condition_offsets(z: torch.Tensor, condition: torch.Tensor, context: torch.Tensor | None,
-                      n_conditions: int, *, balanced: bool = False, n_iter: int = 200,
+                      n_conditions: int, *, balanced: bool = False, min_share: float = 0.0, n_iter: int = 200,
                       tol: float = 1e-6) -> torch.Tensor:
     """Per-condition locations [n_conditions, d] whose differences are the average condition shifts.
 
@@ -33,12 +51,13 @@ def condition_offsets(z: torch.Tensor, condition: torch.Tensor, context: torch.T
     of each condition's mean minus the context's centre; with more (time points, doses, targets)
     it stays unbiased when contexts hold different subsets of the conditions, where centring each
     context on its own conditions would not. Without contexts: the pooled condition means, centred.
-    A condition with no paired cells gets zeros.
+    A condition with no paired cells gets zeros. ``min_share``: a context holds a condition only
+    with that share of it (see :func:`paired_groups`).
     """
     n_contexts = int(context.max()) + 1 if context is not None else 1
     means, counts = group_means(z, condition, context, n_conditions, n_contexts)      # [K, N, d], [K, N]
     means = means.double()
-    present = counts > 0
+    present = paired_groups(counts, min_share=min_share)
     informative = present & (present.sum(1, keepdim=True) >= 2)
     weights = (informative.double() if balanced else counts.double() * informative)[..., None]   # [K, N, 1]
     per_context, per_condition = weights.sum(1).clamp_min(1e-12), weights.sum(0).clamp_min(1e-12)

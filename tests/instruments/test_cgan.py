@@ -175,10 +175,30 @@ def test_pseudo_contexts_find_cell_types_despite_the_condition_shift():
     clusters = pseudo_contexts(x, condition, 3, seed=0)
     types = adata.obs["cell_type"].cat.codes.to_numpy()
     for k in np.unique(clusters.numpy()):                  # every cluster is (nearly) one cell type, both conditions
-        members = clusters.numpy() == k
-        assert np.bincount(types[members]).max() >= 0.95 * members.sum()
+        members = clusters.numpy() == k                    # (a few perturbed cells join a neighbour's centroid)
+        assert np.bincount(types[members]).max() >= 0.9 * members.sum()
         assert len(np.unique(condition.numpy()[members])) == 2
     torch.testing.assert_close(pseudo_contexts(x, condition, 3, seed=0), clusters)
+
+
+def test_pseudo_contexts_keep_a_strongly_responding_type_together():
+    from virtualcell.instruments.manipulators.layers import pseudo_contexts
+
+    adata = simulate_perturbation(n_cells_per_group=40, n_genes=40, n_cell_types=3, effect_size=1.0, seed=0)
+    x = torch.from_numpy(adata.X).clone()
+    condition = torch.tensor(adata.obs["condition"].cat.codes.to_numpy(), dtype=torch.long)
+    types = adata.obs["cell_type"].cat.codes.to_numpy()
+    x[torch.from_numpy(types == 0) & (condition == 1)] += 3.0 * (torch.arange(40) % 2 == 0).float()
+
+    def shares(clusters: torch.Tensor) -> list[float]:          # perturbed share of each cluster
+        return [float(condition[clusters == k].float().mean()) for k in torch.unique(clusters)]
+
+    # k-means on every cell splits the strongly responding type into a control and a perturbed cluster
+    assert min(shares(pseudo_contexts(x, condition, 3, seed=0, reference=None))) == 0.0
+    # centroids of the controls, every cell to its nearest: each cluster pairs the two conditions
+    clusters = pseudo_contexts(x, condition, 3, seed=0)
+    assert all(0.3 <= share <= 0.7 for share in shares(clusters))
+    assert len(np.unique(clusters.numpy()[types == 0])) == 1
 
 
 # -- the manipulator ------------------------------------------------------------------------------

@@ -72,14 +72,38 @@ def condition_offsets(z: torch.Tensor, condition: torch.Tensor, context: torch.T
     return offsets.float()
 
 
+def _kmeans(points: torch.Tensor, k: int, generator: torch.Generator, n_iter: int) -> tuple[torch.Tensor, float]:
+    """One k-means run (k-means++ start, Lloyd updates) of ``points`` [n, q]: (centres [k, q], inertia)."""
+    centres = points[torch.randint(points.shape[0], (1,), generator=generator, device=points.device)]
+    for _ in range(1, k):                                                                   # k-means++
+        distance = torch.cdist(points, centres).min(1).values.square()
+        probabilities = distance / distance.sum() if float(distance.sum()) > 0 else torch.ones_like(distance)
+        centres = torch.cat([centres, points[torch.multinomial(probabilities, 1, generator=generator)]])
+    for _ in range(n_iter):                                                                 # Lloyd
+        labels = torch.cdist(points, centres).argmin(1)
+        sums = torch.zeros_like(centres).index_add_(0, labels, points)
+        counts = torch.bincount(labels, minlength=k)
+        moved = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], centres)
+        if torch.allclose(moved, centres):
+            break
+        centres = moved
+    return centres, float(torch.cdist(points, centres).min(1).values.square().sum())
+
+
 def pseudo_contexts(z: torch.Tensor, condition: torch.Tensor, n_clusters: int, *, seed: int = 0,
-                    n_components: int = 20, max_condition_share: float = 0.05, n_iter: int = 50) -> torch.Tensor:
+                    n_components: int = 20, max_condition_share: float = 0.05, reference: int | None = 0,
+                    n_init: int = 1, n_iter: int = 50) -> torch.Tensor:
     """Unsupervised stand-ins for cell types [n]: k-means (k-means++ start) of ``z`` [n, d].
 
     Cells must cluster by what they are, not by their condition, so only features whose
     variance the condition explains less than ``max_condition_share`` of (eta squared; at least
     the half least affected) are used, with each condition's mean removed; they are standardised
-    and projected on ``n_components`` principal axes. Seeded: same inputs and seed, same clusters.
+    and projected on ``n_components`` principal axes. The centroids are fitted on the cells of
+    the ``reference`` condition (the controls) and every cell joins its nearest one: a cell type
+    whose response is strong and specific (monocytes under interferon) would otherwise split into a
+    control and a perturbed cluster, neither of which pairs the conditions. None: all cells.
+    The best (lowest inertia) of ``n_init`` k-means runs is kept. Seeded: same inputs and seed,
+    same clusters.
     """
     n_conditions = int(condition.max()) + 1
     z = z.float()
@@ -96,20 +120,12 @@ def pseudo_contexts(z: torch.Tensor, condition: torch.Tensor, n_clusters: int, *
     with torch.random.fork_rng(devices=[z.device] if z.device.type == "cuda" else []):
         torch.manual_seed(seed)
         u, s, _ = torch.svd_lowrank(z, q=min(n_components, *z.shape), niter=4)
-    points = u * s                                                                          # [n, q]
+    everyone = u * s                                                                        # [n, q]
+    points = everyone[condition == reference] if reference is not None else everyone
+    if points.shape[0] == 0:
+        raise ValueError(f"No cells of the reference condition {reference} to fit the clusters on.")
     k = max(1, min(int(n_clusters), points.shape[0]))
     generator = torch.Generator(device=points.device).manual_seed(seed)
-    centres = points[torch.randint(points.shape[0], (1,), generator=generator, device=points.device)]
-    for _ in range(1, k):                                                                   # k-means++
-        distance = torch.cdist(points, centres).min(1).values.square()
-        probabilities = distance / distance.sum() if float(distance.sum()) > 0 else torch.ones_like(distance)
-        centres = torch.cat([centres, points[torch.multinomial(probabilities, 1, generator=generator)]])
-    for _ in range(n_iter):                                                                 # Lloyd
-        labels = torch.cdist(points, centres).argmin(1)
-        sums = torch.zeros_like(centres).index_add_(0, labels, points)
-        counts = torch.bincount(labels, minlength=k)
-        moved = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], centres)
-        if torch.allclose(moved, centres):
-            break
-        centres = moved
-    return torch.cdist(points, centres).argmin(1)
+    runs = [_kmeans(points, k, generator, n_iter) for _ in range(max(1, n_init))]
+    centres = min(runs, key=lambda run: run[1])[0]                                          # lowest inertia
+    return torch.cdist(everyone, centres).argmin(1)

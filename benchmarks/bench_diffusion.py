@@ -17,7 +17,8 @@ The OOS loop is the harness's (``virtualcell.evaluate.benchmark``): the same pre
 DEGs, metrics, seeding (``seed_everything(seed)`` before fit, ``predict(seed=seed)``), so its metric
 numbers equal ``virtualcell benchmark oos`` with the same options. On top it draws ``--n-samples``
 predicted populations per held-out context and scores the predicted 90% interval of the mean over
-the top-100 DEGs (``virtualcell.evaluate.calibration``).
+the top-100 DEGs (``virtualcell.evaluate.calibration``), for each ``--effect-scales`` value of the
+pipeline's ``context_effect_scale`` (the gene-space random effect of the held-out type's response).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def _markdown(report: dict) -> str:
     metrics = ["r2_mean_all", "r2_mean_top100", "pearson_delta", "pearson_delta_top100", "de_overlap_top100",
                "edistance_ratio", "r2_var_top100", "gene_corr_top100"]
     calib = ["coverage90", "coverage50", "coverage80", "coverage95", "mean_width90", "mean_abs_error"]
-    calib += sorted({k for r in report["results"].values() for k in r if k.startswith("coverage90_scale")})
+    tags = sorted({k[len("coverage90"):] for r in report["results"].values() for k in r if k.startswith("coverage90_scale")})
     timing = ["seconds_train", "seconds_predict", "seconds_samples", "cells_per_second"]
     lines = [f"# Diffusion OOS: {report['method']['label']}", "",
              f"- command: `{report['command']}`",
@@ -69,43 +70,31 @@ def _markdown(report: dict) -> str:
     for name, r in rows.items():
         lines.append(f"| {name} | " + " | ".join(_fmt(r.get(k)) for k in metrics + timing) + " |")
     lines.append("| **mean** | " + " | ".join(_fmt(report["means"].get(k)) for k in metrics + timing) + " |")
-    lines += ["", "## Calibration: real mean of each top-100 DEG inside the predicted interval of the mean", "",
-              "| context | " + " | ".join(calib) + " |", "|---" * (len(calib) + 1) + "|"]
-    for name, r in rows.items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(r.get(k)) for k in calib) + " |")
-    lines.append("| **mean** | " + " | ".join(_fmt(report["means"].get(k)) for k in calib) + " |")
+    scales = report["effect_scales"]
+    for tag, scale in [("", scales[0])] + [(t, float(t[len("_scale"):])) for t in tags]:
+        columns = [k + tag for k in calib]
+        lines += ["", "## Calibration: real mean of each top-100 DEG inside the predicted interval of the mean "
+                  f"(context_effect_scale {scale:g})", "",
+                  "| context | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+        for name, r in rows.items():
+            lines.append(f"| {name} | " + " | ".join(_fmt(r.get(k)) for k in columns) + " |")
+        lines.append("| **mean** | " + " | ".join(_fmt(report["means"].get(k)) for k in columns) + " |")
     return "\n".join(lines) + "\n"
 
 
 def _calibration_samples(pipe, source, target: str, args: argparse.Namespace) -> dict[float, np.ndarray]:
-    """Decoded populations [S, m, genes] of (at most ``--calib-cells``) source cells, per random-effect scale.
+    """Decoded populations [S, m, genes] of (at most ``--calib-cells``) source cells, per context_effect_scale.
 
-    The diffusion part is sampled once (``DiffusionManipulator.predictive_parts``); the context
-    random effect is rescaled, which gives exactly what ``context_effect_scale=scale`` would sample.
+    ``population_samples`` (``pipe.predict_samples(..., context_effect_scale=scale)``), seed
+    ``--seed + 1000``: the same model samples for every scale, only the random effect's scale differs.
     """
-    import torch
-
-    from virtualcell.data.fields import make_condition
-    from virtualcell.data.vocabulary import Vocabulary
+    from virtualcell.evaluate.calibration import population_samples
 
     rng = np.random.default_rng(args.seed)
     rows = np.sort(rng.choice(source.n_obs, size=min(args.calib_cells, source.n_obs), replace=False))
     cells = source[rows]
-    meta = pipe.metadata
-    conditions = pipe.conditions
-    condition = make_condition(np.full(cells.n_obs, conditions.id(target)),
-                               source_ids=conditions.encode(cells.obs[meta["condition_key"]].astype(str)),
-                               context_ids=Vocabulary(meta["contexts"]).encode(cells.obs[meta["context_key"]].astype(str)))
-    z = pipe._encode(pipe.prepare(cells))
-    generator = torch.Generator().manual_seed(args.seed + 1000)
-    diffusion, effects = pipe.manipulator.predictive_parts(z, condition, n_samples=args.n_samples, generator=generator)
-    fitted_scale = float(pipe.manipulator.config["context_effect_scale"])  # ``effects`` are drawn at this scale
-    out = {}
-    for scale in args.effect_scales:
-        moved = diffusion if effects is None else diffusion + (scale / fitted_scale) * effects
-        with torch.no_grad():
-            out[scale] = np.stack([pipe._decode(sample).clamp_min(0).float().cpu().numpy() for sample in moved])
-    return out
+    return {scale: population_samples(pipe, cells, target=target, n_samples=args.n_samples, seed=args.seed + 1000,
+                                      context_effect_scale=scale) for scale in args.effect_scales}
 
 
 def _oos_split(args: argparse.Namespace):
@@ -359,7 +348,8 @@ def main(argv: list[str] | None = None) -> None:
     oos.add_argument("--out", required=True)
     oos.add_argument("--n-samples", type=int, default=20, help="sampled populations for calibration")
     oos.add_argument("--calib-cells", type=int, default=200, help="source cells per population (subsampled, seeded)")
-    oos.add_argument("--effect-scales", default="1,2,3", help="context_effect_scale values scored (first: headline)")
+    oos.add_argument("--effect-scales", default="1,0",
+                     help="context_effect_scale values scored (first: headline; 0: the model's own spread alone)")
     sweep = sub.add_parser("sweep", help="one fit per context, metrics for a grid of sampling settings")
     _add_split_arguments(sweep)
     sweep.add_argument("--out", default=None, help="JSON file")

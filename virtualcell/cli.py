@@ -170,6 +170,7 @@ def predict(
     cells: Optional[str] = typer.Option(None, help="Only cells matching 'key=value[&key=value]', e.g. 'cell_type=CD4T&condition=control'."),
     source: Optional[str] = typer.Option(None, help="Their current condition when the data has no condition column."),
     n_samples: int = typer.Option(1, min=1, help="Samples per cell (stochastic manipulators): adds variance and q05/q95 layers."),
+    context_effect_scale: float = typer.Option(1.0, min=0.0, help="With n-samples > 1: scale of the random effect of a context whose response was not seen in fit (0: the model's spread alone)."),
     device: str = typer.Option("cpu", help="cpu, cuda, mps or auto."),
     seed: int = typer.Option(0, help="Seed."),
 ) -> None:
@@ -181,7 +182,8 @@ def predict(
         adata = _read_h5ad(data)
         if cells:
             adata = adata[_match(adata.obs, cells)].copy()
-        predicted = model.predict(adata, target=target, source=source, n_samples=n_samples, seed=seed)
+        predicted = model.predict(adata, target=target, source=source, n_samples=n_samples, seed=seed,
+                                  context_effect_scale=context_effect_scale)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.partial")
         predicted.write_h5ad(tmp)

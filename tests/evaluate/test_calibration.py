@@ -72,8 +72,8 @@ def test_errors_name_the_problem():
 
 def test_population_samples_keeps_every_decoded_sample():
     class FakePipeline:
-        def predict_samples(self, adata, *, target, n_samples, seed):
-            assert target == "stim"
+        def predict_samples(self, adata, *, target, n_samples, seed, context_effect_scale):
+            assert target == "stim" and context_effect_scale == 1.0
             decoded = torch.stack([torch.full((3, 2), float(seed + s)) for s in range(n_samples)])
             return decoded, decoded[..., :1]
 

@@ -83,17 +83,20 @@ def coverage_curve(samples: Any, real: Any, idx: Sequence[int] | np.ndarray | No
 
 
 def population_samples(pipeline, adata, *, target: str, n_samples: int = 20, seed: int = 0,
-                       **predict_kwargs: Any) -> np.ndarray:
+                       context_effect_scale: float = 1.0, **predict_kwargs: Any) -> np.ndarray:
     """``n_samples`` predicted populations [S, n, g] of ``adata``'s cells under ``target``.
 
-    One ``pipeline.predict_samples(adata, target=..., n_samples=n_samples, seed=seed)`` call (so that
-    whatever a sample shares across its cells, for a diffusion manipulator its Monte Carlo dropout
-    network and its context random effect, is drawn once per population): the decoded samples that
+    One ``pipeline.predict_samples(adata, target=..., n_samples=n_samples, seed=seed,
+    context_effect_scale=...)`` call (so that whatever a sample shares across its cells, the
+    pipeline's random effect of an unobserved context's response and, for a diffusion manipulator,
+    its Monte Carlo dropout network, is drawn once per population): the decoded samples that
     ``predict`` reduces to a mean, a variance and quantiles, clamped at 0 as there.
+    ``context_effect_scale=0`` leaves the manipulator's own spread alone.
     """
     if n_samples < 2:
         raise ValueError(f"n_samples must be >= 2 to form an interval; got {n_samples}.")
-    decoded, _ = pipeline.predict_samples(adata, target=target, n_samples=n_samples, seed=seed, **predict_kwargs)
+    decoded, _ = pipeline.predict_samples(adata, target=target, n_samples=n_samples, seed=seed,
+                                          context_effect_scale=context_effect_scale, **predict_kwargs)
     return decoded.float().cpu().numpy()
 
 

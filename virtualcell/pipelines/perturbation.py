@@ -20,7 +20,10 @@ from ..data.vocabulary import Vocabulary
 from ..execution import as_tensor, batched_apply, make_generator, resolve_device
 from .pipeline import Pipeline, resolve_component
 
-__all__ = ["PerturbationPipeline"]
+__all__ = ["PerturbationPipeline", "RESPONSE_MEANS_FILE"]
+
+#: per-(context, condition) means and counts of the preprocessed expression (see ``context_effects``)
+RESPONSE_MEANS_FILE = "response_means.safetensors"
 
 
 def _data_fingerprint(adata: ad.AnnData) -> str:
@@ -37,6 +40,11 @@ class PerturbationPipeline(Pipeline):
     >>> pipe = PerturbationPipeline(encoder="pca", manipulator="latent-arithmetic")
     >>> pipe.fit(train, condition_key="condition", control="control", context_key="cell_type")
     >>> predicted = pipe.predict(control_cells, target="stimulated")   # AnnData, log-normalised
+
+    Fitted with ``context_key``, it keeps the per-(context, condition) means of the preprocessed
+    expression (``response_means``, [K, N, genes] and counts [K, N]); with ``n_samples > 1`` they
+    add a random effect per sample to predictions for contexts whose response was not observed
+    (``context_effect_scale``; see ``virtualcell.pipelines.context_effects``).
 
     Args:
         encoder: registered name, ``{"name": ..., **kwargs}`` or an ``Encoder`` (default ``"pca"``).
@@ -57,6 +65,7 @@ class PerturbationPipeline(Pipeline):
         self.preprocessing = Preprocessing.from_spec(preprocess)
         self.device = resolve_device(device)
         self.batch_size = 4096
+        self.response_means: tuple[torch.Tensor, torch.Tensor] | None = None   # CPU ([K, N, G], [K, N])
 
     # -- fitting ---------------------------------------------------------------------------------
     def fit(self, adata: ad.AnnData, *, condition_key: str = "condition", control: str = "control",
@@ -105,6 +114,14 @@ class PerturbationPipeline(Pipeline):
         context_ids = contexts.encode(adata.obs[context_key]) if contexts else None
         target = make_condition(condition_ids, context_ids=context_ids,
                                 covariates=covariate_tensors(adata, covariate_keys)).to(self.device)
+        self.response_means = None
+        if context_ids is not None:
+            from ..instruments.manipulators.group_means import group_means
+
+            means, counts = group_means(x, torch.as_tensor(condition_ids, dtype=torch.long, device=self.device),
+                                        torch.as_tensor(context_ids, dtype=torch.long, device=self.device),
+                                        len(conditions), len(contexts))
+            self.response_means = (means.cpu(), counts.float().cpu())
         self.manipulator.to(self.device)
         self.manipulator.fit(z, target, n_conditions=len(conditions), n_contexts=len(contexts) if contexts else 0,
                              seed=seed, progress=progress)
@@ -132,6 +149,17 @@ class PerturbationPipeline(Pipeline):
         self.preprocessing = Preprocessing.from_spec(self.metadata["preprocessing"])
         self.batch_size = 4096
 
+    def _tensor_files(self) -> dict[str, dict[str, torch.Tensor]]:
+        if self.response_means is None:
+            return {}
+        means, counts = self.response_means
+        return {RESPONSE_MEANS_FILE: {"means": means, "counts": counts}}
+
+    def _load_tensor_files(self, files: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
+        """``response_means`` from the saved file; None for an artifact saved without it (no random effects)."""
+        tensors = files.get(RESPONSE_MEANS_FILE)
+        self.response_means = None if tensors is None else (tensors["means"].float(), tensors["counts"].float())
+
     def _check_fitted(self) -> None:
         if not self.metadata:
             raise RuntimeError("This pipeline is not fitted; call .fit(adata, ...) or PerturbationPipeline.load(path).")
@@ -156,26 +184,39 @@ class PerturbationPipeline(Pipeline):
 
     def predict(self, adata: ad.AnnData, *, target: str, source: str | None = None, n_samples: int = 1,
                 seed: int = 0, covariates: Mapping[str, float] | None = None, layer: str | None = None,
-                key_added: str = "virtualcell", quantiles: tuple[float, float] = (0.05, 0.95)) -> ad.AnnData:
+                key_added: str = "virtualcell", quantiles: tuple[float, float] = (0.05, 0.95),
+                context_effect_scale: float = 1.0) -> ad.AnnData:
         """Predict ``adata``'s cells under condition ``target``; returns a new AnnData.
 
         Each cell's current condition is read from the fitted condition column when ``adata`` has it,
         otherwise ``source`` (default: the control label) is used. With ``n_samples > 1``, ``X`` holds
         the predictive mean and ``layers`` hold ``variance`` and the central interval
-        (``q05``/``q95`` for the default ``quantiles``). Provenance goes to ``uns[key_added]``.
+        (``q05``/``q95`` for the default ``quantiles``); ``context_effect_scale`` scales the random
+        effect of unobserved contexts' responses (see :meth:`predict_samples`). Provenance goes to
+        ``uns[key_added]``.
         """
         decoded, samples = self.predict_samples(adata, target=target, source=source, n_samples=n_samples, seed=seed,
-                                                covariates=covariates, layer=layer)
+                                                covariates=covariates, layer=layer,
+                                                context_effect_scale=context_effect_scale)
         return self._to_anndata(adata, decoded, samples, target, quantiles, key_added,
                                 {"target": target, "n_samples": n_samples, "seed": seed,
-                                 "covariates": dict(covariates or {})})
+                                 "covariates": dict(covariates or {}), "context_effect_scale": context_effect_scale})
 
     def predict_samples(self, adata: ad.AnnData, *, target: str, source: str | None = None, n_samples: int = 1,
                         seed: int = 0, covariates: Mapping[str, float] | None = None,
-                        layer: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                        layer: str | None = None, context_effect_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """The samples behind :meth:`predict`: decoded ``[S, n, features]`` (expression clamped at 0)
-        and representation ``[S, n, d]``, before they are reduced to a mean, variance and interval."""
+        and representation ``[S, n, d]``, before they are reduced to a mean, variance and interval.
+
+        With ``n_samples > 1`` and a pipeline fitted with ``context_key``, cells of a context whose
+        response ``source -> target`` was not observed at fit (a context unknown here, or one with no
+        cells in either condition at fit) get ``context_effect_scale`` times a random effect per
+        sample in the decoded space (``context_effects.context_effects``, drawn on CPU from ``seed``),
+        added before the clamp at 0. ``n_samples == 1`` is the central prediction, without it.
+        """
         self._check_fitted()
+        if context_effect_scale < 0:
+            raise ValueError(f"context_effect_scale must be >= 0 (0: no random effect); got {context_effect_scale}.")
         meta = self.metadata
         if adata.n_obs == 0:
             raise DataError("No cells to predict from (the AnnData is empty).")
@@ -186,10 +227,12 @@ class PerturbationPipeline(Pipeline):
             source_ids = conditions.encode(condition_labels(adata, key))
         else:
             source_ids = np.full(adata.n_obs, conditions.id(source or meta["control"]), dtype=np.int64)
-        context_ids = None
+        context_ids, effect_contexts = None, None    # the manipulator's ids; per-cell ids, -1 if unknown
         if meta["context_key"] and meta["context_key"] in adata.obs:
             known = Vocabulary(meta["contexts"])
             values = adata.obs[meta["context_key"]].astype(str)
+            lookup = {label: i for i, label in enumerate(known.labels)}
+            effect_contexts = torch.as_tensor(np.array([lookup.get(v, -1) for v in values], dtype=np.int64))
             if values.isin(known.labels).all():
                 context_ids = known.encode(values)
         if self.manipulator.requires_context and context_ids is None:
@@ -205,9 +248,28 @@ class PerturbationPipeline(Pipeline):
             moved = self.manipulator.manipulate(z, condition.to(self.device), n_samples=n_samples, generator=generator)
         samples = moved.unsqueeze(0) if n_samples == 1 else moved             # [S, n, d]
         decoded = torch.stack([self._decode(s) for s in samples])             # [S, n, genes]
+        if n_samples > 1 and context_effect_scale > 0 and self.response_means is not None:
+            decoded = decoded + context_effect_scale * self._context_effects(condition, effect_contexts, n_samples,
+                                                                             seed).to(decoded.device, decoded.dtype)
         if self.decoder.output_type == "expression":
             decoded = decoded.clamp_min(0)
         return decoded, samples
+
+    def _context_effects(self, condition: Condition, contexts: torch.Tensor | None, n_samples: int,
+                         seed: int) -> torch.Tensor:
+        """Random effects [S, n, genes] of unobserved contexts' responses (CPU; zeros for observed ones)."""
+        from .context_effects import context_effects
+
+        means, counts = self.response_means
+        genes = list(self.decoder.output_features or [])
+        if genes != list(self.preprocessing.genes):
+            raise ValueError("context_effect_scale > 0 needs a decoder whose outputs are the fitted genes "
+                             f"({len(self.preprocessing.genes)} genes); this one has {len(genes)} outputs. "
+                             "Pass context_effect_scale=0.")
+        seed_sequence = np.random.SeedSequence(int(seed), spawn_key=(0x5EED,))   # not the manipulator's stream
+        generator = torch.Generator().manual_seed(int(seed_sequence.generate_state(1, np.uint64)[0]))
+        return context_effects(means, counts, condition.source.cpu(), condition.target.cpu(), contexts, n_samples,
+                               generator)
 
     def _to_anndata(self, adata, decoded, samples, target, quantiles, key_added, call) -> ad.AnnData:
         meta = self.metadata

@@ -1,8 +1,10 @@
 """Pipeline: a named set of components saved as one folder.
 
 ```
-<pipeline>/  pipeline.json   class, format version, component folder names, edge metadata, hash
+<pipeline>/  pipeline.json   class, format version, component folder names, edge metadata,
+                             sha256 of each tensor file, hash
              <name>/         one artifact folder per component
+             *.safetensors   the pipeline's own tensors, if any (e.g. response_means.safetensors)
              README.md       model card
 ```
 """
@@ -85,6 +87,15 @@ class Pipeline:
                     names[role] = role
             spec = {"format_version": PIPELINE_FORMAT, "class": type(self).__name__, "components": names,
                     "metadata": self.metadata, "virtualcell_version": package_version("virtualcell")}
+            files = self._tensor_files()
+            if files:
+                from safetensors.torch import save_file
+
+                from ..registry.artifact import sha256_file
+
+                for filename, tensors in files.items():
+                    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / filename))
+                spec["tensor_files"] = {filename: sha256_file(tmp / filename) for filename in files}
             spec["sha256"] = _hash(spec)
             (tmp / PIPELINE_FILE).write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n", encoding="utf-8")
             (tmp / "README.md").write_text(self._card(names, card or {}), encoding="utf-8")
@@ -119,9 +130,37 @@ class Pipeline:
         Pipeline.__init__(pipeline, **{role: load_component(path / folder, device=device)
                                        for role, folder in spec["components"].items()})
         pipeline.metadata = spec["metadata"]
+        pipeline._load_tensor_files(_read_tensor_files(path, spec.get("tensor_files", {})))
         pipeline._after_load()
         pipeline.device = resolve_device(device)
         return pipeline
 
     def _after_load(self) -> None:
         """Rebuild derived state from ``metadata`` (subclasses)."""
+
+    def _tensor_files(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The pipeline's own tensors to save, ``{filename: {name: tensor}}`` (subclasses; default none)."""
+        return {}
+
+    def _load_tensor_files(self, files: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
+        """Restore what :meth:`_tensor_files` saved (``{}`` for an artifact saved without them)."""
+
+
+def _read_tensor_files(path: Path, checksums: Mapping[str, str]) -> dict[str, dict[str, torch.Tensor]]:
+    """The tensor files listed in ``pipeline.json``, each checked against its recorded sha256 (CPU tensors)."""
+    from safetensors.torch import load_file
+
+    from ..registry.artifact import TamperedArtifactError, sha256_file
+
+    files = {}
+    for filename, digest in checksums.items():
+        file = path / filename
+        if Path(filename).name != filename:
+            raise TamperedArtifactError(f"{path / PIPELINE_FILE} names tensor file {filename!r} outside the folder.")
+        if not file.exists():
+            raise TamperedArtifactError(f"{path} is missing {filename}; the pipeline artifact is incomplete.")
+        if sha256_file(file) != digest:
+            raise TamperedArtifactError(f"{file} was modified after the pipeline was saved (sha256 mismatch). "
+                                        "Re-save or re-pull the pipeline.")
+        files[filename] = load_file(str(file))
+    return files

@@ -165,7 +165,10 @@ def read_config(path: str | Path, *, verify: bool = True) -> dict[str, Any]:
 
 def _assign_tensors(component: torch.nn.Module, tensors: Mapping[str, torch.Tensor], where: Path) -> None:
     expected = set(component.state_dict())
+    retired = getattr(component, "retired_tensors", frozenset())  # left by older versions of the component
     for key, tensor in tensors.items():
+        if key in retired:
+            continue
         module_path, _, attr = key.rpartition(".")
         try:
             module = component.get_submodule(module_path)

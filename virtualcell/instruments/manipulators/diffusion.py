@@ -16,13 +16,12 @@ the whole response: on Kang OOS it predicted the top DEGs better (see benchmarks
 
 Samples and uncertainty (``n_samples > 1``; ``n_samples == 1`` is the central prediction):
 - the model: Monte Carlo dropout, one dropout mask per sample shared by all its cells;
-- the response of an unseen context: a random effect per sample, drawn from the spread of the
-  observed responses of the training contexts (multivariate Student t with K - 1 degrees of
-  freedom, scale ``sqrt(1 + 1/K)`` times their covariance: the predictive distribution of one more
-  context; needs ``labels.context`` at fit, otherwise none);
 - single cells: DDIM's ``eta`` or forward noising.
-The spread of the per-sample population means is the uncertainty of the mean response (see
-``virtualcell.evaluate.calibration``).
+The spread of the per-sample population means is the model's uncertainty of the mean response (see
+``virtualcell.evaluate.calibration``). The uncertainty of an unseen context's response (how far it
+may lie from the training contexts' responses) is added by ``PerturbationPipeline`` in gene space
+for every manipulator (``context_effect_scale``, ``virtualcell.pipelines.context_effects``): in
+this representation the training contexts' responses spread far less than once decoded.
 """
 
 from __future__ import annotations
@@ -56,7 +55,7 @@ TRAIN_SCHEDULER_DEFAULTS: dict[str, Any] = {
 }
 #: init arguments that may differ between fit and manipulate (they leave the weights as they are)
 SAMPLING_ARGS = frozenset({"sampler", "sampler_config", "num_inference_steps", "inversion", "strength",
-                           "guidance_scale", "compose", "eta", "mc_dropout", "context_effect_scale", "sample_batch_size",
+                           "guidance_scale", "compose", "eta", "mc_dropout", "sample_batch_size",
                            "sampling_progress", "mixed_precision"})
 
 
@@ -89,27 +88,6 @@ def _json_config(scheduler) -> dict[str, Any]:
     config = {"_class_name": type(scheduler).__name__, **dict(scheduler.config)}
     finite = {k: v for k, v in config.items() if not (isinstance(v, float) and not math.isfinite(v))}
     return to_json_value(finite, where="scheduler config")
-
-
-def sample_context_effects(means: torch.Tensor, counts: torch.Tensor, source: int, target: int, n_samples: int,
-                           generator: torch.Generator) -> torch.Tensor:
-    """Random effects [n_samples, d] for the response ``source -> target`` of a context not seen in it.
-
-    ``means`` [K, N, d] and ``counts`` [K, N] are per-(context, condition) means and sizes. The
-    responses ``r_k = means[k, target] - means[k, source]`` of the K contexts observed in both are
-    treated as draws from a population of responses; a new context's response deviates from their
-    mean as a multivariate Student t with K - 1 degrees of freedom and scale
-    ``(1 + 1/K) * cov(r)``. Fewer than 2 such contexts: zeros (no information).
-    """
-    both = (counts[:, source] > 0) & (counts[:, target] > 0)
-    k, d = int(both.sum()), means.shape[-1]
-    if k < 2:
-        return torch.zeros(n_samples, d)
-    responses = (means[both, target] - means[both, source]).double().cpu()
-    centred = (responses - responses.mean(0)) / (k - 1) ** 0.5              # centred.T @ centred = cov(r)
-    gaussian = torch.randn(n_samples, k, generator=generator, dtype=torch.float64) @ centred
-    chi2 = torch.randn(n_samples, k - 1, generator=generator, dtype=torch.float64).pow(2).sum(1) / (k - 1)
-    return (gaussian * ((1 + 1 / k) / chi2).sqrt()[:, None]).float()
 
 
 def _cpu_generator(generator: torch.Generator | None) -> torch.Generator:
@@ -150,12 +128,13 @@ class DiffusionManipulator(Manipulator):
         compose: weight in [0, 1] of the condition's direction learned across contexts (see ``_eps``).
         eta: DDIM's per-cell stochasticity (0: deterministic denoising).
         mc_dropout: one dropout mask per sample shared by all cells (the model's uncertainty).
-        context_effect_scale: scale of the per-sample random effect of an unseen context's response
-            (0: none; 1: the spread of the training contexts' responses).
         sample_batch_size: rows (cells x samples) per network call.
     """
 
     stochastic: ClassVar[bool] = True
+    #: left by artifacts saved when the context random effect was drawn here (now ``PerturbationPipeline``)
+    retired_args: ClassVar[frozenset[str]] = frozenset({"context_effect_scale"})
+    retired_tensors: ClassVar[frozenset[str]] = frozenset({"group_means", "group_counts"})
     test_config: ClassVar[dict[str, Any]] = {
         "hidden": 32, "depth": 2, "cond_dim": 16, "max_epochs": 4, "batch_size": 32, "patience": None,
         "num_inference_steps": 10, "sampling_progress": False,
@@ -170,7 +149,7 @@ class DiffusionManipulator(Manipulator):
                  sampler: str = "ddim", sampler_config: dict | None = None, num_inference_steps: int = 50,
                  inversion: str = "ddim", strength: float = 0.8, guidance_scale: float = 2.0, compose: float = 1.0,
                  eta: float = 0.0,
-                 mc_dropout: bool = True, context_effect_scale: float = 1.0, sample_batch_size: int = 8192,
+                 mc_dropout: bool = True, sample_batch_size: int = 8192,
                  sampling_progress: bool = True) -> None:
         super().__init__()
         if sampler not in SAMPLERS:
@@ -201,12 +180,15 @@ class DiffusionManipulator(Manipulator):
         self.register_buffer("covariate_mean", torch.zeros(0))  # [k]
         self.register_buffer("covariate_std", torch.ones(0))    # [k]
         self.register_buffer("condition_means", torch.zeros(0, 0))      # [N, d] balanced, or [0, 0]
-        self.register_buffer("group_means", torch.zeros(0, 0, 0))       # [K, N, d] per context and condition
-        self.register_buffer("group_counts", torch.zeros(0, 0))         # [K, N]
         self.covariate_names: list[str] = []
         self.denoiser: torch.nn.Module | None = None
         self.train_scheduler_config: dict[str, Any] = {**TRAIN_SCHEDULER_DEFAULTS, **dict(scheduler or {})}
         self.training_summary: dict[str, Any] = {}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], **overrides: Any) -> "DiffusionManipulator":
+        """Like ``Configurable.from_config``; the ``retired_args`` of older artifacts' configs are dropped."""
+        return super().from_config({k: v for k, v in dict(config).items() if k not in cls.retired_args}, **overrides)
 
     # -- schedulers ------------------------------------------------------------------------------
     def training_scheduler(self):
@@ -277,15 +259,9 @@ class DiffusionManipulator(Manipulator):
     def _fit(self, z: torch.Tensor, labels: Condition, *, seed: int = 0, progress: bool = True, **kwargs: Any) -> None:
         from ...train.diffusion import DenoisingData, train_denoiser
 
-        from .group_means import group_means
         from .latent_arithmetic import balanced_means
 
         cfg = self.config
-        if labels.context is not None and self.n_contexts > 0:
-            self.group_means, self.group_counts = group_means(z, labels.target, labels.context, self.n_conditions,
-                                                              self.n_contexts)
-        else:
-            self.group_means, self.group_counts = z.new_zeros(0, self.n_conditions, z.shape[1]), z.new_zeros(0, self.n_conditions)
         if cfg["arithmetic_prior"]:
             self.condition_means = balanced_means(z, labels.target, labels.context, self.n_conditions,
                                                   torch.Generator().manual_seed(seed))
@@ -330,22 +306,6 @@ class DiffusionManipulator(Manipulator):
             raise ValueError(f"Condition id(s) {bad} had no cells when the diffusion manipulator was fitted; "
                              "it cannot move cells from or to them.")
         return means
-
-    def _context_effects(self, condition: Condition, n_samples: int, generator: torch.Generator) -> torch.Tensor | None:
-        """Per-sample random effects [S, n, d] of an unseen context's response, or None."""
-        scale = float(self.config["context_effect_scale"])
-        if scale == 0 or self.group_means.shape[0] == 0 or condition.source is None:
-            return None
-        effects = torch.zeros(n_samples, len(condition), self.n_features)
-        pairs = torch.stack([condition.source, condition.target], 1).cpu()
-        for source, target in torch.unique(pairs, dim=0).tolist():
-            if source == target:
-                continue
-            rows = (pairs[:, 0] == source) & (pairs[:, 1] == target)
-            draw = sample_context_effects(self.group_means.cpu(), self.group_counts.cpu(), source, target,
-                                          n_samples, generator)
-            effects[:, rows] = scale * draw[:, None, :]
-        return effects
 
     def _normalise(self, z: torch.Tensor) -> torch.Tensor:
         return (z - self.feature_mean) / self.feature_std
@@ -444,28 +404,9 @@ class DiffusionManipulator(Manipulator):
         for begin in range(0, n, rows):
             yield slice(begin, min(begin + rows, n))
 
-    def predictive_parts(self, z: torch.Tensor, condition: Condition, *, n_samples: int,
-                         generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The two parts of ``manipulate``'s samples: diffusion counterfactuals and context random effects.
-
-        Returns ``(cells [S, n, d], effects [S, n, d] or None)``; ``manipulate`` returns their sum
-        (the same numbers for the same generator). Exposed so that a calibration study can rescale
-        the random effect without sampling the diffusion again.
-        """
-        self._check_fitted()
-        if z.ndim != 2 or z.shape[1] != self.n_features or z.shape[0] != len(condition):
-            raise ValueError(f"Expected z [n, {self.n_features}] and one condition per row; got z {tuple(z.shape)} "
-                             f"and {len(condition)} conditions.")
-        return self._parts(z, condition.to(z.device), n_samples, generator)
-
+    @torch.no_grad()
     def _manipulate(self, z: torch.Tensor, condition: Condition, *, n_samples: int,
                     generator: torch.Generator | None) -> torch.Tensor:
-        cells, effects = self._parts(z, condition, n_samples, generator)
-        return cells if effects is None else cells + effects
-
-    @torch.no_grad()
-    def _parts(self, z: torch.Tensor, condition: Condition, n_samples: int,
-               generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.denoiser is None:
             raise RuntimeError("DiffusionManipulator has no denoiser; fit or load it first.")
         if self.config["arithmetic_prior"] and condition.source is None:
@@ -474,11 +415,9 @@ class DiffusionManipulator(Manipulator):
         self.denoiser.eval()
         generator = _cpu_generator(generator)
         device, (n, d) = z.device, z.shape
-        posterior = n_samples > 1  # one sample: the central prediction (mean network, no random effect)
-        masks = None
-        if posterior and self.config["mc_dropout"] and self.config["dropout"] > 0:
+        masks = None  # one sample: the central prediction (the mean network)
+        if n_samples > 1 and self.config["mc_dropout"] and self.config["dropout"] > 0:
             masks = [m.to(device) for m in self.denoiser.draw_dropout_masks(n_samples, generator)]
-        effects = self._context_effects(condition, n_samples, generator) if posterior else None
         context = None
         if self.denoiser.context is not None and condition.context is not None:
             if len(condition.context) and int(condition.context.max()) >= self.n_contexts:
@@ -505,4 +444,4 @@ class DiffusionManipulator(Manipulator):
             out[:, rows] = self._denormalise(x).view(n_samples, m, d).to(z.dtype)
         if not chunks:  # strength 0: no diffusion, only the prior's shift
             out[:] = start
-        return out + shift, None if effects is None else effects.to(device, z.dtype)
+        return out + shift

@@ -8,6 +8,9 @@
     # one fit per held-out context, metrics for a grid of sampling settings (with_sampling, no refit):
     python benchmarks/bench_diffusion.py sweep --data ../shared/data/kang_pbmc_scgen_valid.h5ad --contexts CD4T \
         --grid guidance_scale=1,2,3 --grid strength=0.5,0.8,1.0 --grid compose=0,1 --out benchmarks/out/diffusion-tune/sweep.json
+    # on a GPU, one process per held-out context, then one folder of them:
+    python benchmarks/bench_diffusion.py oos ... --contexts CD4T --device cuda --encoder-option device=cuda --out o/CD4T
+    python benchmarks/bench_diffusion.py merge o/CD4T o/B ... --out benchmarks/out/diffusion-valid-gpu
     # sampling speed (cells per second, 50 DDIM steps):
     python benchmarks/bench_diffusion.py speed --threads 2 [--device cuda]
     # side-by-side tables: this script's runs beside ``virtualcell benchmark`` runs (results.json folders)
@@ -17,8 +20,9 @@ The OOS loop is the harness's (``virtualcell.evaluate.benchmark``): the same pre
 DEGs, metrics, seeding (``seed_everything(seed)`` before fit, ``predict(seed=seed)``), so its metric
 numbers equal ``virtualcell benchmark oos`` with the same options. On top it draws ``--n-samples``
 predicted populations per held-out context and scores the predicted 90% interval of the mean over
-the top-100 DEGs (``virtualcell.evaluate.calibration``), for each ``--effect-scales`` value of the
-pipeline's ``context_effect_scale`` (the gene-space random effect of the held-out type's response).
+the top-100 DEGs (``virtualcell.evaluate.calibration``, predictive quantiles; ``coverage90_linear``:
+numpy's default quantiles of the same samples), for each ``--effect-scales`` value of the pipeline's
+``context_effect_scale`` (the gene-space random effect of the held-out type's response).
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ def _fmt(value) -> str:
 def _markdown(report: dict) -> str:
     metrics = ["r2_mean_all", "r2_mean_top100", "pearson_delta", "pearson_delta_top100", "de_overlap_top100",
                "edistance_ratio", "r2_var_top100", "gene_corr_top100"]
-    calib = ["coverage90", "coverage50", "coverage80", "coverage95", "mean_width90", "mean_abs_error"]
+    calib = ["coverage90", "coverage90_linear", "coverage50", "coverage80", "coverage95", "mean_width90", "mean_abs_error"]
     tags = sorted({k[len("coverage90"):] for r in report["results"].values() for k in r if k.startswith("coverage90_scale")})
     timing = ["seconds_train", "seconds_predict", "seconds_samples", "cells_per_second"]
     lines = [f"# Diffusion OOS: {report['method']['label']}", "",
@@ -63,7 +67,7 @@ def _markdown(report: dict) -> str:
              f"- encoder `{json.dumps(report['method']['encoder'])}`, manipulator `{json.dumps(report['method']['manipulator'])}`",
              f"- seed {report['seed']}; calibration: {report['n_samples']} sampled populations of at most "
              f"{report['calib_cells']} source cells per context, context_effect_scale {report['effect_scales']}; "
-             f"torch threads {report['threads']}; machine {report['machine']}", "",
+             f"torch threads {report['threads']}; device {report.get('device', 'cpu')}; machine {report['machine']}", "",
              "## Metrics (central prediction, n_samples=1)", "",
              "| context | " + " | ".join(metrics + timing) + " |", "|---" * (len(metrics) + len(timing) + 1) + "|"]
     rows = report["results"]
@@ -72,7 +76,7 @@ def _markdown(report: dict) -> str:
     lines.append("| **mean** | " + " | ".join(_fmt(report["means"].get(k)) for k in metrics + timing) + " |")
     scales = report["effect_scales"]
     for tag, scale in [("", scales[0])] + [(t, float(t[len("_scale"):])) for t in tags]:
-        columns = [k + tag for k in calib]
+        columns = [k + tag for k in calib if not (tag and k == "coverage90_linear")]
         lines += ["", "## Calibration: real mean of each top-100 DEG inside the predicted interval of the mean "
                   f"(context_effect_scale {scale:g})", "",
                   "| context | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
@@ -134,7 +138,7 @@ def run_oos(args: argparse.Namespace) -> dict:
                                                    "sha256": reporting.sha256_file(args.data),
                                                    "n_cells": int(x.shape[0]), "n_genes": len(genes)},
               "method": {"label": f"{args.encoder}+diffusion", "encoder": encoder, "manipulator": manipulator},
-              "seed": args.seed, "n_samples": args.n_samples, "threads": args.threads,
+              "seed": args.seed, "n_samples": args.n_samples, "threads": args.threads, "device": args.device,
               "calib_cells": args.calib_cells, "effect_scales": args.effect_scales,
               "machine": reporting.machine_info(), "packages": reporting.package_versions(), "results": {}, "means": {}}
     columns = ["condition", args.context_key]
@@ -142,7 +146,8 @@ def run_oos(args: argparse.Namespace) -> dict:
         stim, ctrl = x[task.truth].astype(np.float64), x[task.source].astype(np.float64)
         degs = metrics.top_degs(stim, ctrl, genes, n=100)
         _restore_threads(args.threads)  # scanpy's numba Wilcoxon raises torch's threads to all cores
-        pipe = PerturbationPipeline(encoder=dict(encoder), manipulator=dict(manipulator), preprocess=None)
+        pipe = PerturbationPipeline(encoder=dict(encoder), manipulator=dict(manipulator), preprocess=None,
+                                    device=args.device)
         train = _subset(x, obs, genes, task.train, columns)
         source = _subset(x, obs, genes, task.source, columns)
         seed_everything(args.seed)
@@ -169,15 +174,17 @@ def run_oos(args: argparse.Namespace) -> dict:
             result.update({f"coverage90{tag}": calibration["coverage"], f"mean_width90{tag}": calibration["mean_width"],
                            f"mean_abs_error{tag}": calibration["mean_abs_error"]})
             result.update({f"coverage{round(float(k) * 100)}{tag}": v for k, v in calibration["curve"].items() if k != "0.9"})
+            if not tag:  # the same samples with numpy's default (narrower) sample quantiles, for comparison
+                result["coverage90_linear"] = calibration_report(samples, stim, genes, degs, method="linear")["coverage"]
         report["results"][task.name] = result
         samples = samples_by_scale[args.headline_scale]
-        lower, upper = np.quantile(samples.mean(1), [0.05, 0.95], axis=0)
+        lower, upper = np.quantile(samples.mean(1), [0.05, 0.95], axis=0, method="weibull")
         saved = ad.AnnData(X=pred.astype(np.float32), obs=source.obs.copy(),
                            var=pd.DataFrame({"mean_q05": lower, "mean_q95": upper, "top100_deg": np.isin(genes, degs)},
                                             index=pd.Index(genes, dtype=str)))
         saved.uns["benchmark"] = {"context": task.name, "seed": args.seed, "n_samples": args.n_samples,
                                   "calib_cells": args.calib_cells, "context_effect_scale": args.headline_scale}
-        reporting.atomic_write(out / "predictions" / f"{_safe_name(task.name)}.h5ad", lambda tmp: saved.write_h5ad(tmp))
+        reporting.write_h5ad(saved, out / "predictions" / f"{_safe_name(task.name)}.h5ad")
         keys = [k for k, v in result.items() if isinstance(v, float)]
         report["means"] = {k: float(np.mean([r[k] for r in report["results"].values()])) for k in keys}
         print(task.name, json.dumps({k: round(v, 4) for k, v in result.items() if isinstance(v, float)}), flush=True)
@@ -218,7 +225,8 @@ def run_sweep(args: argparse.Namespace) -> dict:
         stim, ctrl = x[task.truth].astype(np.float64), x[task.source].astype(np.float64)
         degs = metrics.top_degs(stim, ctrl, genes, n=100)
         _restore_threads(args.threads)
-        pipe = PerturbationPipeline(encoder=dict(encoder), manipulator=dict(manipulator), preprocess=None)
+        pipe = PerturbationPipeline(encoder=dict(encoder), manipulator=dict(manipulator), preprocess=None,
+                                    device=args.device)
         seed_everything(args.seed)
         pipe.fit(_subset(x, obs, genes, task.train, columns), condition_key="condition", control="control",
                  context_key=args.context_key, seed=args.seed, progress=not args.quiet)
@@ -302,6 +310,41 @@ def _method_results(folder: Path) -> dict[str, dict[str, dict]]:
     return {report["method"]["label"]: report["results"]}
 
 
+def run_merge(args: argparse.Namespace) -> dict:
+    """Merge ``oos`` folders of disjoint ``--contexts`` (same data and method) into ``--out``.
+
+    The merged ``results.json`` keeps the first run's settings, every run's per-context results (in the
+    order given) and their means, and lists the runs' commands under ``commands``; predictions are copied.
+    """
+    import shutil
+
+    from virtualcell.evaluate import report as reporting
+
+    reports = [json.loads((Path(folder) / "results.json").read_text()) for folder in args.runs]
+    first = reports[0]
+    for folder, report in zip(args.runs, reports):
+        for key in ("dataset", "method", "seed", "n_samples", "calib_cells", "effect_scales"):
+            if report[key] != first[key]:
+                raise ValueError(f"{folder} differs from {args.runs[0]} in {key!r}; only runs of one setting merge.")
+    merged = {**first, "command": args.command, "commands": [r["command"] for r in reports], "results": {}}
+    for folder, report in zip(args.runs, reports):
+        overlap = sorted(set(merged["results"]) & set(report["results"]))
+        if overlap:
+            raise ValueError(f"{folder} repeats contexts {overlap}; merge runs of disjoint --contexts.")
+        merged["results"].update(report["results"])
+    keys = [k for k, v in next(iter(merged["results"].values())).items() if isinstance(v, float)]
+    merged["means"] = {k: float(np.mean([r[k] for r in merged["results"].values()])) for k in keys}
+    out = Path(args.out)
+    (out / "predictions").mkdir(parents=True, exist_ok=True)
+    for folder in args.runs:
+        for file in sorted((Path(folder) / "predictions").glob("*.h5ad")):
+            shutil.copyfile(file, out / "predictions" / file.name)
+    reporting.write_json(out / "results.json", merged)
+    reporting.write_text(out / "results.md", _markdown(merged))
+    print(_markdown(merged))
+    return merged
+
+
 def run_compare(args: argparse.Namespace) -> str:
     """Per-context tables of every method in the given run folders (first occurrence of a label wins)."""
     methods: dict[str, dict[str, dict]] = {}
@@ -337,6 +380,7 @@ def _add_split_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manipulator-option", action="append")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="the pipeline's device (the VAE: --encoder-option device=cuda)")
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -361,6 +405,9 @@ def main(argv: list[str] | None = None) -> None:
     speed.add_argument("--n-latent", type=int, default=100)
     speed.add_argument("--manipulator-option", action="append")
     speed.add_argument("--out", default=None)
+    merge = sub.add_parser("merge", help="one oos folder from oos folders run per context (e.g. in parallel)")
+    merge.add_argument("runs", nargs="+")
+    merge.add_argument("--out", required=True)
     compare = sub.add_parser("compare", help="side-by-side per-context tables from run folders")
     compare.add_argument("runs", nargs="+")
     compare.add_argument("--metrics", default=",".join(COMPARED))
@@ -369,7 +416,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.task == "oos":
         args.effect_scales = [float(v) for v in args.effect_scales.split(",")]
         args.headline_scale = args.effect_scales[0]
-    {"oos": run_oos, "sweep": run_sweep, "speed": run_speed, "compare": run_compare}[args.task](args)
+    {"oos": run_oos, "sweep": run_sweep, "speed": run_speed, "merge": run_merge, "compare": run_compare}[args.task](args)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from virtualcell.cli import app
 from virtualcell.datasets import simulate_perturbation
+from virtualcell.evaluate.report import write_h5ad
 
 runner = CliRunner()
 
@@ -43,7 +44,7 @@ def test_demo_rejects_unknown_cell_type(tmp_path):
 @pytest.fixture
 def h5ad(tmp_path):
     path = tmp_path / "sim.h5ad"
-    simulate_perturbation(n_cells_per_group=40, n_genes=30, n_cell_types=3, seed=0).write_h5ad(path)
+    write_h5ad(simulate_perturbation(n_cells_per_group=40, n_genes=30, n_cell_types=3, seed=0), path)
     return path
 
 

@@ -20,3 +20,10 @@ def _contract_classes():
 
 
 globals().update(dict(_contract_classes()))
+
+
+class TestContract_diffusion_transformer(ManipulatorContract):
+    """The diffusion manipulator with its transformer denoiser passes the same contract."""
+
+    name = "diffusion"
+    init_kwargs = {**registry.get("diffusion").test_config, "denoiser": "transformer", "heads": 2, "n_tokens": 2}

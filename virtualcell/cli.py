@@ -175,6 +175,7 @@ def predict(
     seed: int = typer.Option(0, help="Seed."),
 ) -> None:
     """Predict cells under a target condition with a saved pipeline; writes an .h5ad."""
+    from .evaluate.report import write_h5ad
     from .pipelines import PerturbationPipeline
 
     try:
@@ -184,10 +185,7 @@ def predict(
             adata = adata[_match(adata.obs, cells)].copy()
         predicted = model.predict(adata, target=target, source=source, n_samples=n_samples, seed=seed,
                                   context_effect_scale=context_effect_scale)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.partial")
-        predicted.write_h5ad(tmp)
-        tmp.replace(out)
+        write_h5ad(predicted, out)
     except (ValueError, KeyError, TypeError, FileNotFoundError, RuntimeError) as error:
         _fail(error)
     typer.echo(f"wrote {predicted.n_obs} predicted cells x {predicted.n_vars} genes under {target!r} to {out}")

@@ -26,6 +26,7 @@ from virtualcell.data.public import (
     papalexi2021,
 )
 from virtualcell.data.simulate import simulate_perturbation
+from virtualcell.evaluate.report import write_h5ad
 
 SHARED = Path(os.environ.get(ENV_VAR) or Path(__file__).resolve().parents[2].parent / "shared" / "data")
 SCGEN_VALID = SHARED / KANG2018_REGISTRY["scgen-valid"].filename
@@ -49,7 +50,7 @@ def tiny(tmp_path) -> tuple[Path, str]:
     a = simulate_perturbation(n_cells_per_group=3, n_genes=5, n_cell_types=2, seed=0)
     del a.uns["ground_truth"]
     path = tmp_path / "tiny_source.h5ad"
-    a.write_h5ad(path)
+    write_h5ad(a, path)
     return path, file_sha256(path)
 
 
@@ -179,7 +180,7 @@ def test_local_path_hash_and_columns(tmp_path, tiny):
     a = ad.read_h5ad(source)
     del a.obs["cell_type"]
     bad = tmp_path / "no_cell_type.h5ad"
-    a.write_h5ad(bad)
+    write_h5ad(a, bad)
     with pytest.raises(ValueError, match=r"lacks the expected obs column.*cell_type"):
         kang2018(bad, verify=False)
     assert papalexi2021(bad, verify=False).n_obs == 12  # papalexi only needs 'condition'

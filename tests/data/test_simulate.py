@@ -16,6 +16,7 @@ from virtualcell.data.simulate import (
     simulate_perturbation,
     simulate_time_course,
 )
+from virtualcell.evaluate.report import write_h5ad
 
 
 def _group_mean(adata, cell_type: str, condition: str, dose: float | None = None) -> np.ndarray:
@@ -162,7 +163,7 @@ def test_expected_relu_mean_monte_carlo():
 
 def test_h5ad_roundtrip(tmp_path):
     a = simulate_perturbation(n_cells_per_group=5, n_genes=10, doses=[0.5, 2.0])
-    a.write_h5ad(tmp_path / "sim.h5ad")
+    write_h5ad(a, tmp_path / "sim.h5ad")
     import anndata as ad
 
     b = ad.read_h5ad(tmp_path / "sim.h5ad")

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from virtualcell.datasets import simulate_perturbation
 from virtualcell.evaluate.commands import benchmark_app, parse_list, parse_options
+from virtualcell.evaluate.report import write_h5ad
 
 runner = CliRunner()
 FAST = ["--encoder-option", "n_components=5", "--n-top", "20", "--quiet", "--no-plots"]
@@ -20,7 +21,7 @@ FAST = ["--encoder-option", "n_components=5", "--n-top", "20", "--quiet", "--no-
 @pytest.fixture(scope="module")
 def kang_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "kang_like.h5ad"
-    simulate_perturbation(n_cells_per_group=30, n_genes=40, n_cell_types=3, seed=0).write_h5ad(path)
+    write_h5ad(simulate_perturbation(n_cells_per_group=30, n_genes=40, n_cell_types=3, seed=0), path)
     return path
 
 
@@ -30,7 +31,7 @@ def screen_path(tmp_path_factory):
                                   conditions=("control", "KO_A", "KO_B"))
     adata.obs["bio_rep"] = pd.Categorical(np.random.default_rng(0).choice(["rep_1", "rep_2", "rep_3"], size=adata.n_obs))
     path = tmp_path_factory.mktemp("data") / "screen.h5ad"
-    adata.write_h5ad(path)
+    write_h5ad(adata, path)
     return path
 
 

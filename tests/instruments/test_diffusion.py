@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from virtualcell.component import Condition
-from virtualcell.instruments.manipulators.denoisers import ResidualMLPDenoiser
+from virtualcell.instruments.manipulators.denoisers import FeatureGroupTransformerDenoiser, ResidualMLPDenoiser
 from virtualcell.instruments.manipulators.diffusion import DiffusionManipulator
 from virtualcell.train.diffusion import DenoisingData, NoisePredictionStep, train_denoiser
 
@@ -72,6 +72,29 @@ def test_dropout_masks_are_used_only_in_eval_with_masks():
     masks = net.draw_dropout_masks(1, torch.Generator().manual_seed(1))
     masked = net(x, t, c, dropout_masks=[m.expand(4, -1) for m in masks])
     assert not torch.allclose(masked, plain)
+
+
+def test_transformer_denoiser_shapes_zero_init_and_monte_carlo_masks():
+    net = FeatureGroupTransformerDenoiser(7, n_conditions=3, n_contexts=2, n_covariates=1, hidden=16, depth=2,
+                                          heads=2, n_tokens=3, cond_dim=8, dropout=0.5)
+    x, t = torch.randn(5, 7), torch.randint(0, 1000, (5,))
+    condition, context = torch.tensor([0, 1, 2, 3, 0]), torch.tensor([0, 1, 2, 0, 1])
+    out = net(x, t, condition, context, torch.randn(5, 1))
+    assert out.shape == (5, 7) and torch.all(out == 0)       # 7 features in 3 groups of 3 (padded), zero head
+    assert net.null_condition == 3 and net.null_context == 2
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    net.eval()
+    plain = net(x, t, condition, context)
+    masks = net.draw_dropout_masks(2, torch.Generator().manual_seed(0))
+    assert len(masks) == 2 and masks[0].shape == (2, 3 * 16)
+    first = net(x, t, condition, context, dropout_masks=[m[0].expand(5, -1) for m in masks])
+    second = net(x, t, condition, context, dropout_masks=[m[1].expand(5, -1) for m in masks])
+    assert not torch.allclose(first, plain) and not torch.allclose(first, second)
+    with pytest.raises(ValueError, match="multiple of heads"):
+        FeatureGroupTransformerDenoiser(4, 2, hidden=10, heads=4)
+    with pytest.raises(ValueError, match="n_tokens"):
+        FeatureGroupTransformerDenoiser(4, 2, hidden=8, heads=2, n_tokens=5)
 
 
 # -- training -------------------------------------------------------------------------------------
@@ -230,6 +253,27 @@ def test_context_specific_responses_beat_the_additive_prior(fitted):
     diffusion_error = (model.with_sampling(strength=0.8).manipulate(z[rows], query) - truth)[:, :2].pow(2).mean()
     arithmetic_error = (model.with_sampling(strength=0.0).manipulate(z[rows], query) - truth)[:, :2].pow(2).mean()
     assert diffusion_error < 0.5 * arithmetic_error
+
+
+def test_transformer_denoiser_learns_context_specific_responses_and_round_trips(tmp_path):
+    z, labels, offsets, centres, responses = two_types(n_per_group=20)
+    settings = {**TINY, "denoiser": "transformer", "hidden": 32, "heads": 4, "n_tokens": 2, "max_epochs": 200,
+                "lr": 5e-3, "batch_size": 80, "validation_fraction": 0.0, "ema_decay": None, "arithmetic_prior": 1.0,
+                "strength": 0.8, "guidance_scale": 1.0, "compose": 0.0}
+    model = DiffusionManipulator(**settings).fit(z, labels, seed=0, progress=False)
+    assert isinstance(model.denoiser, FeatureGroupTransformerDenoiser)
+    rows, query = control_query(labels)
+    truth = centres[query.context] + responses[query.context] + offsets[rows]
+    diffusion_error = (model.manipulate(z[rows], query) - truth)[:, :2].pow(2).mean()
+    arithmetic_error = (model.with_sampling(strength=0.0).manipulate(z[rows], query) - truth)[:, :2].pow(2).mean()
+    assert diffusion_error < 0.5 * arithmetic_error
+    model.save(tmp_path / "transformer")
+    loaded = DiffusionManipulator.load(tmp_path / "transformer")
+    assert isinstance(loaded.denoiser, FeatureGroupTransformerDenoiser)
+    draws = [m.manipulate(z[rows], query, n_samples=2, generator=torch.Generator().manual_seed(3)) for m in (model, loaded)]
+    torch.testing.assert_close(draws[0], draws[1], atol=0, rtol=0)
+    with pytest.raises(ValueError, match="Unknown denoiser"):
+        DiffusionManipulator(denoiser="unet")
 
 
 def test_save_load_restores_the_nested_scheduler_configs(fitted, tmp_path):

@@ -189,3 +189,23 @@ def test_cuda_training_and_inference(mixed_precision):
     decoded = a.paired_decoder().decode(z)
     assert decoded.shape == x.shape and decoded.device.type == "cuda"
     torch.testing.assert_close(a.to("cpu").encode(x), z.cpu(), atol=1e-4, rtol=1e-4)
+
+
+def test_training_runs_where_the_data_is_unless_a_device_is_named():
+    x, genes = _data()
+    assert _fit(x, genes, max_epochs=1).device.type == "cpu"
+    assert VAEEncoder().config["device"] is None
+
+
+@needs_cuda
+def test_a_cuda_pipeline_trains_its_vae_on_the_gpu():
+    adata = simulate_perturbation(n_cells_per_group=25, n_genes=40, n_cell_types=3, seed=1)
+    held_out = (adata.obs.cell_type == "type_0") & (adata.obs.condition == "stimulated")
+    pipeline = PerturbationPipeline(encoder={"name": "vae", **SMALL, "max_epochs": 2},
+                                    manipulator="latent-arithmetic", device="cuda")
+    pipeline.fit(adata[~held_out].copy(), condition_key="condition", control="control", context_key="cell_type",
+                 seed=0, progress=False)
+    assert pipeline.encoder.device.type == "cuda"
+    predicted = pipeline.predict(adata[(adata.obs.cell_type == "type_0") & (adata.obs.condition == "control")],
+                                 target="stimulated")
+    assert np.isfinite(predicted.X).all()

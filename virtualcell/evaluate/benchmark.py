@@ -188,7 +188,7 @@ def _write_prediction(path: Path, pred: np.ndarray, obs: pd.DataFrame, genes: li
     """The predicted cells [n, genes] (log-normalised), obs as the pipeline returned it (condition = target)."""
     out = ad.AnnData(X=pred.astype(np.float32), obs=obs.copy(), var=pd.DataFrame(index=pd.Index(genes, dtype=str)))
     out.uns["benchmark"] = {k: v for k, v in reporting.json_clean(info).items() if v is not None}
-    reporting.atomic_write(path, lambda tmp: out.write_h5ad(tmp))
+    reporting.write_h5ad(out, path)
 
 
 def run_benchmark(

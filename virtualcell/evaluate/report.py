@@ -15,6 +15,7 @@ from typing import Any
 
 __all__ = [
     "atomic_write",
+    "write_h5ad",
     "write_json",
     "write_text",
     "sha256_file",
@@ -47,6 +48,25 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], Any]) -> 
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_h5ad(adata: Any, path: str | os.PathLike[str]) -> Path:
+    """Write an AnnData to ``path`` atomically (see :func:`atomic_write`).
+
+    Under pandas >= 3 text columns and indices are pandas' string arrays, which anndata writes only
+    on opt-in (files then need anndata >= 0.11 to read); the opt-in is scoped to this write.
+    """
+    import anndata as ad
+    import pandas as pd
+
+    def write(tmp: Path) -> None:
+        if int(pd.__version__.split(".")[0]) >= 3 and hasattr(ad.settings, "allow_write_nullable_strings"):
+            with ad.settings.override(allow_write_nullable_strings=True):
+                adata.write_h5ad(tmp)
+        else:
+            adata.write_h5ad(tmp)
+
+    return atomic_write(path, write)
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:

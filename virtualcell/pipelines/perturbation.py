@@ -18,6 +18,7 @@ from ..data.fields import condition_labels, context_vocabulary, covariate_tensor
 from ..data.preprocess import Preprocessing
 from ..data.vocabulary import Vocabulary
 from ..execution import as_tensor, batched_apply, make_generator, resolve_device
+from .intervals import predictive_quantiles
 from .pipeline import Pipeline, resolve_component
 
 __all__ = ["PerturbationPipeline", "RESPONSE_MEANS_FILE"]
@@ -191,7 +192,8 @@ class PerturbationPipeline(Pipeline):
         Each cell's current condition is read from the fitted condition column when ``adata`` has it,
         otherwise ``source`` (default: the control label) is used. With ``n_samples > 1``, ``X`` holds
         the predictive mean and ``layers`` hold ``variance`` and the central interval
-        (``q05``/``q95`` for the default ``quantiles``); ``context_effect_scale`` scales the random
+        (``q05``/``q95`` for the default ``quantiles``, predictive quantiles of the samples: see
+        ``virtualcell.pipelines.intervals``); ``context_effect_scale`` scales the random
         effect of unobserved contexts' responses (see :meth:`predict_samples`). Provenance goes to
         ``uns[key_added]``.
         """
@@ -282,7 +284,7 @@ class PerturbationPipeline(Pipeline):
         out = ad.AnnData(X=mean, obs=obs, var=pd.DataFrame(index=pd.Index(self.decoder.output_features, dtype=str)))
         out.obsm[f"X_{key_added}"] = samples.mean(0).float().cpu().numpy()
         if decoded.shape[0] > 1:
-            lo, hi = torch.quantile(decoded.float(), torch.tensor(quantiles, device=decoded.device), dim=0)
+            lo, hi = predictive_quantiles(decoded.float(), quantiles, dim=0)
             out.layers["variance"] = decoded.float().var(0).cpu().numpy()
             out.layers[f"q{round(quantiles[0] * 100):02d}"] = lo.cpu().numpy()
             out.layers[f"q{round(quantiles[1] * 100):02d}"] = hi.cpu().numpy()

@@ -74,7 +74,9 @@ def _read_obs(group) -> pd.DataFrame:
         if hasattr(node, "attrs") and node.attrs.get("encoding-type") == "categorical":
             columns[name] = pd.Categorical.from_codes(node["codes"][:], categories=list(node["categories"][:]))
         else:
-            columns[name] = node[:]
+            values = node[:]
+            # text as the running pandas stores it by default (object under pandas 2, its string dtype under 3)
+            columns[name] = pd.Series(values, dtype=str).array if values.dtype.kind in "OUST" else values
     return pd.DataFrame(columns, index=pd.Index(group["_index"][:], dtype=str))
 
 

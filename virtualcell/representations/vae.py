@@ -61,7 +61,8 @@ class VAEEncoder(Encoder):
         weight_decay, adam_eps: Adam's L2 penalty (scvi-tools: 1e-6) and epsilon.
         validation_fraction: cells held out to report (and, with ``patience``, early-stop on) the
             validation loss; 0 trains on every cell.
-        device: where training runs (``"cpu"``, ``"cuda"``, ``"auto"``); the fitted model stays there.
+        device: where training runs (``"cpu"``, ``"cuda"``, ``"auto"``; None: where the data is, so a
+            pipeline's ``device`` decides); the fitted model stays there.
         mixed_precision: bf16 autocast on CPU, bf16 (or fp16 with a GradScaler) on CUDA. On CPUs
             without AMX, bf16 is slower than float32.
         checkpoint_dir: write a resumable checkpoint every epoch and resume from it when present.
@@ -73,7 +74,7 @@ class VAEEncoder(Encoder):
                  kl_weight: float = 5e-5, likelihood: str = "gaussian", output_activation: str = "leaky_relu",
                  lr: float = 2e-3, batch_size: int = 128, max_epochs: int = 40, patience: int | None = None,
                  min_delta: float = 0.0, weight_decay: float = 1e-6, adam_eps: float = 1e-8,
-                 validation_fraction: float = 0.1, device: str = "cpu", mixed_precision: bool = False,
+                 validation_fraction: float = 0.1, device: str | None = None, mixed_precision: bool = False,
                  checkpoint_dir: str | None = None) -> None:
         super().__init__()
         if likelihood not in LIKELIHOODS:
@@ -153,7 +154,7 @@ class VAEEncoder(Encoder):
             raise ValueError(f"VAEEncoder needs at least 2 cells to train (batch norm); got {x.shape[0]}.")
         self._check_input(x)
         c = self.config
-        device = resolve_device(c["device"])
+        device = x.device if c["device"] is None else resolve_device(c["device"])
         x = x.to(device=device, dtype=torch.float32)
         train_rows, val_rows = (r.to(device) for r in split_validation(
             x.shape[0], c["validation_fraction"], torch.Generator().manual_seed(seed)))

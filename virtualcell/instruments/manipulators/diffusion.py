@@ -48,6 +48,7 @@ _SAMPLER_DEFAULTS: dict[str, dict[str, Any]] = {
     "sde-dpm-solver++": {"algorithm_type": "sde-dpmsolver++", "solver_order": 2},
 }
 INVERSIONS = ("ddim", "noise")
+DENOISERS = ("mlp", "transformer")
 #: the training scheduler (``DDPMScheduler``) unless overridden by ``scheduler=``
 TRAIN_SCHEDULER_DEFAULTS: dict[str, Any] = {
     "num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "prediction_type": "epsilon",
@@ -106,7 +107,9 @@ class DiffusionManipulator(Manipulator):
     """Classifier-free-guided conditional diffusion with per-cell counterfactuals.
 
     Network and training:
-        hidden, depth, cond_dim, dropout: residual-MLP denoiser (``denoisers.ResidualMLPDenoiser``).
+        denoiser: ``"mlp"`` (``denoisers.ResidualMLPDenoiser``) or ``"transformer"`` over feature groups
+            (``denoisers.FeatureGroupTransformerDenoiser``: ``n_tokens`` groups, ``heads`` attention heads).
+        hidden, depth, cond_dim, dropout: the denoiser's width, blocks, conditioning width and dropout.
         use_context: condition the denoiser on the context (cell type) when ``labels.context`` is given.
         scheduler: overrides of the training ``DDPMScheduler`` config (see ``TRAIN_SCHEDULER_DEFAULTS``).
         max_epochs, batch_size, lr, weight_decay, ema_decay, validation_fraction, patience: the
@@ -140,7 +143,8 @@ class DiffusionManipulator(Manipulator):
         "num_inference_steps": 10, "sampling_progress": False,
     }
 
-    def __init__(self, *, hidden: int = 256, depth: int = 3, cond_dim: int = 128, dropout: float = 0.1,
+    def __init__(self, *, denoiser: str = "mlp", hidden: int = 256, depth: int = 3, cond_dim: int = 128,
+                 dropout: float = 0.1, n_tokens: int = 16, heads: int = 4,
                  use_context: bool = True, arithmetic_prior: float = 0.0, scheduler: dict | None = None,
                  max_epochs: int = 300, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 1e-4,
                  ema_decay: float | None = 0.999, validation_fraction: float = 0.1, patience: int | None = 60,
@@ -152,6 +156,11 @@ class DiffusionManipulator(Manipulator):
                  mc_dropout: bool = True, sample_batch_size: int = 8192,
                  sampling_progress: bool = True) -> None:
         super().__init__()
+        if denoiser not in DENOISERS:
+            raise ValueError(f"Unknown denoiser {denoiser!r}; choose one of {list(DENOISERS)}.")
+        if denoiser == "transformer" and (hidden % heads or n_tokens < 1):
+            raise ValueError(f"The transformer denoiser needs hidden ({hidden}) divisible by heads ({heads}) and "
+                             f"n_tokens >= 1 (got {n_tokens}).")
         if sampler not in SAMPLERS:
             raise ValueError(f"Unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}.")
         if inversion not in INVERSIONS:
@@ -207,12 +216,16 @@ class DiffusionManipulator(Manipulator):
 
     # -- fitted state ----------------------------------------------------------------------------
     def _build_denoiser(self, n_covariates: int):
-        from .denoisers import ResidualMLPDenoiser
+        from .denoisers import FeatureGroupTransformerDenoiser, ResidualMLPDenoiser
 
-        n_contexts = self.n_contexts if self.config["use_context"] else 0
-        return ResidualMLPDenoiser(self.n_features, self.n_conditions, n_contexts, n_covariates,
-                                   hidden=self.config["hidden"], depth=self.config["depth"],
-                                   cond_dim=self.config["cond_dim"], dropout=self.config["dropout"])
+        c = self.config
+        n_contexts = self.n_contexts if c["use_context"] else 0
+        shared = {"hidden": c["hidden"], "depth": c["depth"], "cond_dim": c["cond_dim"], "dropout": c["dropout"]}
+        if c["denoiser"] == "transformer":
+            return FeatureGroupTransformerDenoiser(self.n_features, self.n_conditions, n_contexts, n_covariates,
+                                                   heads=c["heads"], n_tokens=min(c["n_tokens"], self.n_features),
+                                                   **shared)
+        return ResidualMLPDenoiser(self.n_features, self.n_conditions, n_contexts, n_covariates, **shared)
 
     def fitted_state(self) -> dict[str, Any]:
         return {**super().fitted_state(), "covariates": list(self.covariate_names),

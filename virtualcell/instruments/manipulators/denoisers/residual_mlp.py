@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .embeddings import CovariateEmbedding, LabelEmbedding, TimestepConditioning
+from .embeddings import DenoiserConditioning
 
 __all__ = ["ResidualMLPDenoiser", "AdaptiveResidualBlock"]
 
@@ -51,7 +51,7 @@ class AdaptiveResidualBlock(nn.Module):
         return h + gate * self.fc2(u)
 
 
-class ResidualMLPDenoiser(nn.Module):
+class ResidualMLPDenoiser(DenoiserConditioning):
     """Noise predictor ``eps(x_t, t, condition, context, covariates)`` for [B, n_features] inputs.
 
     Args:
@@ -65,12 +65,8 @@ class ResidualMLPDenoiser(nn.Module):
 
     def __init__(self, n_features: int, n_conditions: int, n_contexts: int = 0, n_covariates: int = 0, *,
                  hidden: int = 512, depth: int = 4, cond_dim: int = 128, dropout: float = 0.1) -> None:
-        super().__init__()
+        super().__init__(n_conditions, n_contexts, n_covariates, cond_dim)
         self.n_features, self.dropout = n_features, dropout
-        self.time = TimestepConditioning(cond_dim)
-        self.condition = LabelEmbedding(n_conditions, cond_dim)
-        self.context = LabelEmbedding(n_contexts, cond_dim) if n_contexts > 0 else None
-        self.covariates = CovariateEmbedding(n_covariates, cond_dim) if n_covariates > 0 else None
         self.input = nn.Linear(n_features, hidden)
         self.blocks = nn.ModuleList(AdaptiveResidualBlock(hidden, cond_dim, dropout) for _ in range(depth))
         self.output_norm = nn.LayerNorm(hidden)
@@ -78,35 +74,9 @@ class ResidualMLPDenoiser(nn.Module):
         nn.init.zeros_(self.output.weight)
         nn.init.zeros_(self.output.bias)
 
-    @property
-    def null_condition(self) -> int:
-        return self.condition.null_id
-
-    @property
-    def null_context(self) -> int:
-        return self.context.null_id if self.context is not None else 0
-
-    def conditioning(self, t: torch.Tensor, condition: torch.Tensor, context: torch.Tensor | None = None,
-                     covariates: torch.Tensor | None = None, covariates_known: torch.Tensor | None = None) -> torch.Tensor:
-        """The conditioning vector ``c`` [B, cond_dim] (SiLU of the sum of the embeddings)."""
-        c = self.time(t) + self.condition(condition)
-        if self.context is not None:
-            ids = context if context is not None else torch.full_like(condition, self.null_context)
-            c = c + self.context(ids)
-        if self.covariates is not None:
-            if covariates is None:
-                covariates = c.new_zeros(c.shape[0], self.covariates.mlp[0].in_features - 1)
-                covariates_known = torch.zeros(c.shape[0], dtype=torch.bool, device=c.device)
-            elif covariates_known is None:
-                covariates_known = torch.ones(c.shape[0], dtype=torch.bool, device=c.device)
-            c = c + self.covariates(covariates.to(c.dtype), covariates_known)
-        return nn.functional.silu(c)
-
-    def draw_dropout_masks(self, n_draws: int, generator: torch.Generator) -> list[torch.Tensor]:
-        """One dropout mask per block and draw: a list of [n_draws, 4 * hidden] tensors (CPU)."""
-        keep = 1.0 - self.dropout
-        return [(torch.rand(n_draws, block.mask_width, generator=generator) < keep).float() / keep
-                for block in self.blocks]
+    def mask_widths(self) -> list[int]:
+        """Dropout masks: one [n_draws, 4 * hidden] per block."""
+        return [block.mask_width for block in self.blocks]
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor, context: torch.Tensor | None = None,
                 covariates: torch.Tensor | None = None, covariates_known: torch.Tensor | None = None,

@@ -86,6 +86,20 @@ def _markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _write_report(out: Path, report: dict) -> None:
+    """``results.json``, ``results.md`` and ``calibration.png`` (coverage against nominal level per context)."""
+    from virtualcell.evaluate import report as reporting
+    from virtualcell.evaluate.plots import coverage_curves
+
+    reporting.write_json(out / "results.json", report)
+    reporting.write_text(out / "results.md", _markdown(report))
+    levels = {"coverage50": 0.5, "coverage80": 0.8, "coverage90": 0.9, "coverage95": 0.95}
+    curves = {name: {level: r[key] for key, level in levels.items()} for name, r in report["results"].items()}
+    title = (f"{report['method']['label']}, {Path(report['dataset']['path']).name}\n{report['n_samples']} samples, "
+             f"context_effect_scale {report['effect_scales'][0]:g}")
+    reporting.atomic_write(out / "calibration.png", lambda tmp: coverage_curves(curves, tmp, title=title))
+
+
 def _calibration_samples(pipe, source, target: str, args: argparse.Namespace) -> dict[float, np.ndarray]:
     """Decoded populations [S, m, genes] of (at most ``--calib-cells``) source cells, per context_effect_scale.
 
@@ -188,8 +202,7 @@ def run_oos(args: argparse.Namespace) -> dict:
         keys = [k for k, v in result.items() if isinstance(v, float)]
         report["means"] = {k: float(np.mean([r[k] for r in report["results"].values()])) for k in keys}
         print(task.name, json.dumps({k: round(v, 4) for k, v in result.items() if isinstance(v, float)}), flush=True)
-        reporting.write_json(out / "results.json", report)
-        reporting.write_text(out / "results.md", _markdown(report))
+        _write_report(out, report)
     print(_markdown(report))
     return report
 
@@ -318,15 +331,15 @@ def run_merge(args: argparse.Namespace) -> dict:
     """
     import shutil
 
-    from virtualcell.evaluate import report as reporting
-
     reports = [json.loads((Path(folder) / "results.json").read_text()) for folder in args.runs]
     first = reports[0]
     for folder, report in zip(args.runs, reports):
         for key in ("dataset", "method", "seed", "n_samples", "calib_cells", "effect_scales"):
             if report[key] != first[key]:
                 raise ValueError(f"{folder} differs from {args.runs[0]} in {key!r}; only runs of one setting merge.")
-    merged = {**first, "command": args.command, "commands": [r["command"] for r in reports], "results": {}}
+    in_place = len(args.runs) == 1 and Path(args.runs[0]).resolve() == Path(args.out).resolve()
+    merged = {**first, "command": first["command"] if in_place else args.command,
+              "commands": [c for r in reports for c in r.get("commands", [r["command"]])], "results": {}}
     for folder, report in zip(args.runs, reports):
         overlap = sorted(set(merged["results"]) & set(report["results"]))
         if overlap:
@@ -338,9 +351,9 @@ def run_merge(args: argparse.Namespace) -> dict:
     (out / "predictions").mkdir(parents=True, exist_ok=True)
     for folder in args.runs:
         for file in sorted((Path(folder) / "predictions").glob("*.h5ad")):
-            shutil.copyfile(file, out / "predictions" / file.name)
-    reporting.write_json(out / "results.json", merged)
-    reporting.write_text(out / "results.md", _markdown(merged))
+            if (out / "predictions" / file.name).resolve() != file.resolve():  # merge A --out A re-renders A
+                shutil.copyfile(file, out / "predictions" / file.name)
+    _write_report(out, merged)
     print(_markdown(merged))
     return merged
 
@@ -380,7 +393,7 @@ def _add_split_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manipulator-option", action="append")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="cpu", help="the pipeline's device (the VAE: --encoder-option device=cuda)")
+    parser.add_argument("--device", default="cpu", help="the pipeline's device (cpu, cuda); a VAE without its own device option trains there")
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -405,7 +418,8 @@ def main(argv: list[str] | None = None) -> None:
     speed.add_argument("--n-latent", type=int, default=100)
     speed.add_argument("--manipulator-option", action="append")
     speed.add_argument("--out", default=None)
-    merge = sub.add_parser("merge", help="one oos folder from oos folders run per context (e.g. in parallel)")
+    merge = sub.add_parser("merge", help="one oos folder from oos folders run per context (e.g. in parallel); "
+                                         "'merge A --out A' rewrites A's results.md and calibration.png")
     merge.add_argument("runs", nargs="+")
     merge.add_argument("--out", required=True)
     compare = sub.add_parser("compare", help="side-by-side per-context tables from run folders")

@@ -19,7 +19,7 @@ from virtualcell.evaluate.metrics import (
     r2_var,
     top_degs,
 )
-from virtualcell.evaluate.plots import mean_scatter, metrics_bar
+from virtualcell.evaluate.plots import coverage_curves, mean_scatter, metrics_bar
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -271,3 +271,11 @@ def test_plots_write_png(synthetic, tmp_path):
     out2 = tmp_path / "bar.png"
     metrics_bar(table, "r2_mean_all", path=out2)
     assert out2.read_bytes()[:8] == PNG_MAGIC
+
+    out3 = tmp_path / "coverage.png"
+    fig = coverage_curves({"CD4T": {0.5: 0.45, 0.9: 0.86}, "NK": {0.9: 0.76, 0.5: 0.39}}, path=out3)
+    assert out3.read_bytes()[:8] == PNG_MAGIC
+    ys = [list(line.get_ydata()) for line in fig.axes[0].get_lines()[1:]]
+    assert ys == [[0.45, 0.86], [0.39, 0.76]]          # sorted by level, one line per context after the diagonal
+    with pytest.raises(ValueError, match="empty"):
+        coverage_curves({})

@@ -67,8 +67,9 @@ def interval_coverage(samples: Any, real: Any, idx: Sequence[int] | np.ndarray |
     """How often the real per-gene mean lies in the predicted ``level`` interval of the mean.
 
     ``samples`` [S, n, g]; ``real`` [r, g] the real perturbed cells; ``idx`` the genes to score
-    (positions or a boolean mask; None: all); ``method`` as in :func:`mean_interval`. Returns ``coverage`` (fraction of genes covered),
-    ``mean_width`` (average interval width), ``mean_abs_error`` (|centre - real mean|) and ``n_genes``.
+    (positions or a boolean mask; None: all); ``method`` as in :func:`mean_interval`. Returns
+    ``coverage`` (fraction of genes covered), ``mean_width`` (average interval width),
+    ``mean_abs_error`` (|centre - real mean|) and ``n_genes``.
     """
     from scipy import sparse
 

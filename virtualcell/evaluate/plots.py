@@ -1,4 +1,4 @@
-"""Evaluation plots (scGen-style mean scatter, metric bar charts).
+"""Evaluation plots (scGen-style mean scatter, metric bar charts, interval coverage curves).
 
 Figures are built with matplotlib's object API on an Agg canvas: no pyplot, no global backend
 change, nothing is ever shown; pass ``path`` to save a PNG.
@@ -17,7 +17,7 @@ from virtualcell.evaluate.metrics import _check_gene_names, _gene_positions, _ma
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["mean_scatter", "metrics_bar"]
+__all__ = ["mean_scatter", "metrics_bar", "coverage_curves"]
 
 
 def _new_figure(figsize: tuple[float, float]) -> Figure:
@@ -127,6 +127,39 @@ def metrics_bar(
     ax.set_xticklabels(contexts, rotation=45, ha="right")
     ax.set_ylabel(metric)
     ax.set_title(metric)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+
+def coverage_curves(
+    coverage: Mapping[str, Mapping[float, float]],
+    path: str | os.PathLike[str] | None = None,
+    band: tuple[float, float] | None = (0.8, 0.97),
+    title: str = "Coverage of the predicted interval of the mean",
+) -> Figure:
+    """Reliability plot: nominal level (x) against observed coverage (y), one line per context.
+
+    ``coverage[context][level]`` is the fraction of genes whose real mean fell in the predicted
+    ``level`` interval. The diagonal is perfect calibration; ``band`` marks a target range at 0.9
+    (None: no band). Saves a PNG to ``path`` if given.
+    """
+    if not coverage:
+        raise ValueError("coverage is empty")
+    fig = _new_figure((5.5, 4.2))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], ls="--", lw=0.8, c="0.3", label="calibrated")
+    if band is not None:
+        ax.vlines(0.9, band[0], band[1], colors="0.75", lw=6, label=f"goal at 0.9: {band[0]:g}-{band[1]:g}")
+    for context, curve in coverage.items():
+        levels = sorted(float(k) for k in curve)
+        ax.plot(levels, [curve[k] for k in sorted(curve, key=float)], marker="o", ms=3, lw=1, label=context)
+    ax.set_xlim(0.4, 1.0)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xlabel("nominal level of the interval")
+    ax.set_ylabel("observed coverage")
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     _save(fig, path)

@@ -6,7 +6,9 @@ The ``p`` quantile at order position ``p (S + 1)`` (interpolated between neighbo
 extremes) therefore bounds an interval that holds a new draw with about its nominal probability,
 whatever ``S``. The usual sample quantile (position ``1 + p (S - 1)``, numpy's ``"linear"``) is
 narrower: its 5%-95% interval of 20 draws holds a new one only about 81% of the time. This is
-numpy's ``method="weibull"``; the torch version serves tensors on any device.
+numpy's ``method="weibull"``; the torch version serves tensors on any device. Positions beyond the
+extremes are clamped, so S samples resolve central intervals up to level ``(S - 1) / (S + 1)``
+(0.905 for 20 samples: their 95% interval is the same range as their 90% one).
 """
 
 from __future__ import annotations

@@ -74,6 +74,13 @@ class DenoiserConditioning(nn.Module):
 
     dropout: float
 
+    def __init__(self, n_conditions: int, n_contexts: int, n_covariates: int, cond_dim: int) -> None:
+        super().__init__()
+        self.time = TimestepConditioning(cond_dim)
+        self.condition = LabelEmbedding(n_conditions, cond_dim)
+        self.context = LabelEmbedding(n_contexts, cond_dim) if n_contexts > 0 else None
+        self.covariates = CovariateEmbedding(n_covariates, cond_dim) if n_covariates > 0 else None
+
     def mask_widths(self) -> list[int]:
         """Width of each dropout mask the forward pass takes (one entry per masked layer)."""
         raise NotImplementedError
@@ -82,13 +89,6 @@ class DenoiserConditioning(nn.Module):
         """One mask per masked layer and draw: [n_draws, width] tensors (CPU), scaled by 1 / keep probability."""
         keep = 1.0 - self.dropout
         return [(torch.rand(n_draws, width, generator=generator) < keep).float() / keep for width in self.mask_widths()]
-
-    def __init__(self, n_conditions: int, n_contexts: int, n_covariates: int, cond_dim: int) -> None:
-        super().__init__()
-        self.time = TimestepConditioning(cond_dim)
-        self.condition = LabelEmbedding(n_conditions, cond_dim)
-        self.context = LabelEmbedding(n_contexts, cond_dim) if n_contexts > 0 else None
-        self.covariates = CovariateEmbedding(n_covariates, cond_dim) if n_covariates > 0 else None
 
     @property
     def null_condition(self) -> int:

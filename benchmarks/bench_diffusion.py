@@ -138,7 +138,7 @@ def run_oos(args: argparse.Namespace) -> dict:
 
     from virtualcell.evaluate import metrics, report as reporting
     from virtualcell.evaluate.benchmark import _aligned, _restore_threads, _safe_name, _subset
-    from virtualcell.evaluate.calibration import calibration_report
+    from virtualcell.evaluate.calibration import calibration_report, mean_interval
     from virtualcell.execution import seed_everything
     from virtualcell.pipelines.perturbation import PerturbationPipeline
 
@@ -192,7 +192,7 @@ def run_oos(args: argparse.Namespace) -> dict:
                 result["coverage90_linear"] = calibration_report(samples, stim, genes, degs, method="linear")["coverage"]
         report["results"][task.name] = result
         samples = samples_by_scale[args.headline_scale]
-        lower, upper = np.quantile(samples.mean(1), [0.05, 0.95], axis=0, method="weibull")
+        lower, upper, _ = mean_interval(samples, level=0.9)
         saved = ad.AnnData(X=pred.astype(np.float32), obs=source.obs.copy(),
                            var=pd.DataFrame({"mean_q05": lower, "mean_q95": upper, "top100_deg": np.isin(genes, degs)},
                                             index=pd.Index(genes, dtype=str)))

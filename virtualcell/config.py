@@ -120,8 +120,13 @@ class Configurable:
 
     @classmethod
     def from_config(cls: type[T], config: Mapping[str, Any], **overrides: Any) -> T:
-        """Build an instance from a config (plus ``overrides``); unknown keys are an error."""
-        arguments = {**_thaw(config), **overrides}
+        """Build an instance from a config (plus ``overrides``); unknown keys are an error.
+
+        Keys a class lists in ``retired_args`` (arguments older versions took, kept in saved
+        artifacts' configs) are dropped.
+        """
+        retired = getattr(cls, "retired_args", frozenset())
+        arguments = {**{k: v for k, v in _thaw(config).items() if k not in retired}, **overrides}
         signature = inspect.signature(cls.__init__)
         accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
         unknown = sorted(set(arguments) - set(signature.parameters) - {"self"})

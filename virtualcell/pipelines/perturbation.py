@@ -232,11 +232,11 @@ class PerturbationPipeline(Pipeline):
         context_ids, effect_contexts = None, None    # the manipulator's ids; per-cell ids, -1 if unknown
         if meta["context_key"] and meta["context_key"] in adata.obs:
             known = Vocabulary(meta["contexts"])
-            values = adata.obs[meta["context_key"]].astype(str)
-            lookup = {label: i for i, label in enumerate(known.labels)}
-            effect_contexts = torch.as_tensor(np.array([lookup.get(v, -1) for v in values], dtype=np.int64))
-            if values.isin(known.labels).all():
-                context_ids = known.encode(values)
+            ids = np.array([known.id(v) if v in known else -1 for v in adata.obs[meta["context_key"]].astype(str)],
+                           dtype=np.int64)
+            effect_contexts = torch.as_tensor(ids)
+            if (ids >= 0).all():
+                context_ids = ids
         if self.manipulator.requires_context and context_ids is None:
             raise DataError(f"{type(self.manipulator).__name__} needs every cell's {meta['context_key']!r} "
                             f"among the fitted ones {meta['contexts']}.")

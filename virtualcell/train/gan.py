@@ -17,8 +17,9 @@ Group matching: with ``groups`` (any partition of the cells, e.g. contexts when 
 unsupervised clusters when not), each fake cell from group ``k`` is compared with a real cell of
 the target condition *from the same group*, and fakes whose group has no real cells of the target
 (fewer than ``min_group_cells``, or a share of the group below ``min_group_share`` times the
-target's share of all cells) are left out of the adversarial terms. Otherwise a held-out cell type, present only among the
-controls, would be pushed to look like the other cell types' responses. The discriminator lives
+target's share of all cells) are left out of the adversarial terms. Otherwise a held-out cell
+type, present only among the controls, would be pushed to look like the other cell types'
+responses. The discriminator lives
 here and in training checkpoints, never in the saved artifact.
 """
 

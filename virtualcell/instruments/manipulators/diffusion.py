@@ -194,11 +194,6 @@ class DiffusionManipulator(Manipulator):
         self.train_scheduler_config: dict[str, Any] = {**TRAIN_SCHEDULER_DEFAULTS, **dict(scheduler or {})}
         self.training_summary: dict[str, Any] = {}
 
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any], **overrides: Any) -> "DiffusionManipulator":
-        """Like ``Configurable.from_config``; the ``retired_args`` of older artifacts' configs are dropped."""
-        return super().from_config({k: v for k, v in dict(config).items() if k not in cls.retired_args}, **overrides)
-
     # -- schedulers ------------------------------------------------------------------------------
     def training_scheduler(self):
         """A fresh diffusers ``DDPMScheduler`` (the noise schedule the denoiser was trained with)."""

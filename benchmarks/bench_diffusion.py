@@ -83,6 +83,11 @@ def _markdown(report: dict) -> str:
         for name, r in rows.items():
             lines.append(f"| {name} | " + " | ".join(_fmt(r.get(k)) for k in columns) + " |")
         lines.append("| **mean** | " + " | ".join(_fmt(report["means"].get(k)) for k in columns) + " |")
+    trained = ["epochs", "best_epoch", "stopped_early"]
+    lines += ["", "## Denoiser training (best_epoch 0-based)", "", "| context | " + " | ".join(trained) + " |",
+              "|---" * (len(trained) + 1) + "|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(r.get("training", {}).get(k)) for k in trained) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -16,13 +16,12 @@
     # side-by-side tables: this script's runs beside ``virtualcell benchmark`` runs (results.json folders)
     python benchmarks/bench_diffusion.py compare benchmarks/out/diffusion-valid benchmarks/out/valid-vae ...
 
-The OOS loop is the harness's (``virtualcell.evaluate.benchmark``): the same preprocessing, tasks,
-DEGs, metrics, seeding (``seed_everything(seed)`` before fit, ``predict(seed=seed)``), so its metric
-numbers equal ``virtualcell benchmark oos`` with the same options. On top it draws ``--n-samples``
-predicted populations per held-out context and scores the predicted 90% interval of the mean over
-the top-100 DEGs (``virtualcell.evaluate.calibration``, predictive quantiles; ``coverage90_linear``:
-numpy's default quantiles of the same samples), for each ``--effect-scales`` value of the pipeline's
-``context_effect_scale`` (the gene-space random effect of the held-out type's response).
+``oos`` is the harness itself: it calls ``virtualcell.evaluate.run_benchmark`` (protocol ``oos``, the
+diffusion manipulator, the baselines and noise ceiling, ``n_samples=--n-samples`` for ``coverage90`` and
+the interval width per context, with the harness's calibration rules), so its numbers equal
+``virtualcell benchmark oos --manipulator diffusion --n-samples N`` with the same options. ``merge`` joins
+harness folders of disjoint ``--contexts``; ``sweep`` scores sampling settings of one fit per context
+with the same metrics (v2, PCA of the cells outside the context).
 """
 
 from __future__ import annotations
@@ -50,74 +49,23 @@ def _options(items: list[str] | None) -> dict:
     return out
 
 
-def _fmt(value) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
+def run_oos(args: argparse.Namespace) -> dict:
+    """The harness itself (``virtualcell.evaluate.run_benchmark``, protocol ``oos``) with the diffusion
+    manipulator and ``--n-samples`` populations per held-out context for ``coverage90``."""
+    import torch
 
+    from virtualcell.evaluate import run_benchmark
 
-def _markdown(report: dict) -> str:
-    metrics = ["r2_mean_all", "r2_mean_top100", "pearson_delta", "pearson_delta_top100", "de_overlap_top100",
-               "edistance_ratio", "r2_var_top100", "gene_corr_top100"]
-    calib = ["coverage90", "coverage90_linear", "coverage50", "coverage80", "coverage95", "mean_width90", "mean_abs_error"]
-    tags = sorted({k[len("coverage90"):] for r in report["results"].values() for k in r if k.startswith("coverage90_scale")})
-    timing = ["seconds_train", "seconds_predict", "seconds_samples", "cells_per_second"]
-    lines = [f"# Diffusion OOS: {report['method']['label']}", "",
-             f"- command: `{report['command']}`",
-             f"- data: `{report['dataset']['path']}` (sha256 `{report['dataset']['sha256'][:16]}…`), "
-             f"{report['dataset']['n_cells']} cells x {report['dataset']['n_genes']} genes",
-             f"- encoder `{json.dumps(report['method']['encoder'])}`, manipulator `{json.dumps(report['method']['manipulator'])}`",
-             f"- seed {report['seed']}; calibration: {report['n_samples']} sampled populations of at most "
-             f"{report['calib_cells']} source cells per context, context_effect_scale {report['effect_scales']}; "
-             f"torch threads {report['threads']}; device {report.get('device', 'cpu')}; machine {report['machine']}", "",
-             "## Metrics (central prediction, n_samples=1)", "",
-             "| context | " + " | ".join(metrics + timing) + " |", "|---" * (len(metrics) + len(timing) + 1) + "|"]
-    rows = report["results"]
-    for name, r in rows.items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(r.get(k)) for k in metrics + timing) + " |")
-    lines.append("| **mean** | " + " | ".join(_fmt(report["means"].get(k)) for k in metrics + timing) + " |")
-    scales = report["effect_scales"]
-    for tag, scale in [("", scales[0])] + [(t, float(t[len("_scale"):])) for t in tags]:
-        columns = [k + tag for k in calib if not (tag and k == "coverage90_linear")]
-        lines += ["", "## Calibration: real mean of each top-100 DEG inside the predicted interval of the mean "
-                  f"(context_effect_scale {scale:g})", "",
-                  "| context | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-        for name, r in rows.items():
-            lines.append(f"| {name} | " + " | ".join(_fmt(r.get(k)) for k in columns) + " |")
-        lines.append("| **mean** | " + " | ".join(_fmt(report["means"].get(k)) for k in columns) + " |")
-    trained = ["epochs", "best_epoch", "stopped_early"]
-    lines += ["", "## Denoiser training (best_epoch 0-based)", "", "| context | " + " | ".join(trained) + " |",
-              "|---" * (len(trained) + 1) + "|"]
-    for name, r in rows.items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(r.get("training", {}).get(k)) for k in trained) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _write_report(out: Path, report: dict) -> None:
-    """``results.json``, ``results.md`` and ``calibration.png`` (coverage against nominal level per context)."""
-    from virtualcell.evaluate import report as reporting
-    from virtualcell.evaluate.plots import coverage_curves
-
-    reporting.write_json(out / "results.json", report)
-    reporting.write_text(out / "results.md", _markdown(report))
-    levels = {"coverage50": 0.5, "coverage80": 0.8, "coverage90": 0.9, "coverage95": 0.95}
-    curves = {name: {level: r[key] for key, level in levels.items()} for name, r in report["results"].items()}
-    title = (f"{report['method']['label']}, {Path(report['dataset']['path']).name}\n{report['n_samples']} samples, "
-             f"context_effect_scale {report['effect_scales'][0]:g}")
-    reporting.atomic_write(out / "calibration.png", lambda tmp: coverage_curves(curves, tmp, title=title))
-
-
-def _calibration_samples(pipe, source, target: str, args: argparse.Namespace) -> dict[float, np.ndarray]:
-    """Decoded populations [S, m, genes] of (at most ``--calib-cells``) source cells, per context_effect_scale.
-
-    ``population_samples`` (``pipe.predict_samples(..., context_effect_scale=scale)``), seed
-    ``--seed + 1000``: the same model samples for every scale, only the random effect's scale differs.
-    """
-    from virtualcell.evaluate.calibration import population_samples
-
-    rng = np.random.default_rng(args.seed)
-    rows = np.sort(rng.choice(source.n_obs, size=min(args.calib_cells, source.n_obs), replace=False))
-    cells = source[rows]
-    return {scale: population_samples(pipe, cells, target=target, n_samples=args.n_samples, seed=args.seed + 1000,
-                                      context_effect_scale=scale) for scale in args.effect_scales}
+    torch.set_num_threads(args.threads)
+    report = run_benchmark(args.data, "oos", encoder={"name": args.encoder, **_options(args.encoder_option)},
+                           manipulator={**DEFAULT_MANIPULATOR, **_options(args.manipulator_option)},
+                           context_key=args.context_key, contexts=args.contexts.split(",") if args.contexts else None,
+                           exclude_contexts=args.exclude_contexts.split(",") if args.exclude_contexts else (),
+                           preprocess=None if args.preprocess in (None, "none") else args.preprocess, seed=args.seed,
+                           out=args.out, baselines=not args.no_baselines, device=args.device, n_samples=args.n_samples,
+                           progress=not args.quiet, overwrite=True, command=args.command)
+    print((Path(args.out) / "results.md").read_text())
+    return report
 
 
 def _oos_split(args: argparse.Namespace):
@@ -136,82 +84,6 @@ def _oos_split(args: argparse.Namespace):
     return x, genes, adata.obs, tasks
 
 
-def run_oos(args: argparse.Namespace) -> dict:
-    import anndata as ad
-    import pandas as pd
-    import torch
-
-    from virtualcell.evaluate import metrics, report as reporting
-    from virtualcell.evaluate.benchmark import _aligned, _restore_threads, _safe_name, _subset
-    from virtualcell.evaluate.calibration import calibration_report, mean_interval
-    from virtualcell.execution import seed_everything
-    from virtualcell.pipelines.perturbation import PerturbationPipeline
-
-    torch.set_num_threads(args.threads)
-    encoder = {"name": args.encoder, **_options(args.encoder_option)}
-    manipulator = {**DEFAULT_MANIPULATOR, **_options(args.manipulator_option)}
-    out = Path(args.out)
-    (out / "predictions").mkdir(parents=True, exist_ok=True)
-    x, genes, obs, tasks = _oos_split(args)
-    report = {"command": args.command, "dataset": {"path": str(Path(args.data).resolve()),
-                                                   "sha256": reporting.sha256_file(args.data),
-                                                   "n_cells": int(x.shape[0]), "n_genes": len(genes)},
-              "method": {"label": f"{args.encoder}+diffusion", "encoder": encoder, "manipulator": manipulator},
-              "seed": args.seed, "n_samples": args.n_samples, "threads": args.threads, "device": args.device,
-              "calib_cells": args.calib_cells, "effect_scales": args.effect_scales,
-              "machine": reporting.machine_info(), "packages": reporting.package_versions(), "results": {}, "means": {}}
-    columns = ["condition", args.context_key]
-    for task in tasks:
-        stim, ctrl = x[task.truth].astype(np.float64), x[task.source].astype(np.float64)
-        degs = metrics.top_degs(stim, ctrl, genes, n=100)
-        _restore_threads(args.threads)  # scanpy's numba Wilcoxon raises torch's threads to all cores
-        pipe = PerturbationPipeline(encoder=dict(encoder), manipulator=dict(manipulator), preprocess=None,
-                                    device=args.device)
-        train = _subset(x, obs, genes, task.train, columns)
-        source = _subset(x, obs, genes, task.source, columns)
-        seed_everything(args.seed)
-        start = time.perf_counter()
-        pipe.fit(train, condition_key="condition", control="control", context_key=args.context_key, seed=args.seed,
-                 progress=not args.quiet)
-        seconds_train = time.perf_counter() - start
-        start = time.perf_counter()
-        predicted = pipe.predict(source, target=task.target, seed=args.seed)
-        seconds_predict = time.perf_counter() - start
-        pred = _aligned(predicted, genes)
-        scores = metrics.perturbation_metrics(pred, stim, ctrl, genes, n_top=100, degs=degs)
-        _restore_threads(args.threads)
-        start = time.perf_counter()
-        samples_by_scale = _calibration_samples(pipe, source, task.target, args)
-        seconds_samples = time.perf_counter() - start
-        result = {**scores, "seconds_train": seconds_train, "seconds_predict": seconds_predict,
-                  "seconds_samples": seconds_samples,
-                  "cells_per_second": float(args.n_samples * min(args.calib_cells, source.n_obs) / seconds_samples),
-                  "training": dict(getattr(pipe.manipulator, "training_summary", {})), **task.sizes}
-        for scale, samples in samples_by_scale.items():
-            calibration = calibration_report(samples, stim, genes, degs, level=0.9, levels=(0.5, 0.8, 0.9, 0.95))
-            tag = "" if scale == args.headline_scale else f"_scale{scale:g}"
-            result.update({f"coverage90{tag}": calibration["coverage"], f"mean_width90{tag}": calibration["mean_width"],
-                           f"mean_abs_error{tag}": calibration["mean_abs_error"]})
-            result.update({f"coverage{round(float(k) * 100)}{tag}": v for k, v in calibration["curve"].items() if k != "0.9"})
-            if not tag:  # the same samples with numpy's default (narrower) sample quantiles, for comparison
-                result["coverage90_linear"] = calibration_report(samples, stim, genes, degs, method="linear")["coverage"]
-        report["results"][task.name] = result
-        samples = samples_by_scale[args.headline_scale]
-        lower, upper, _ = mean_interval(samples, level=0.9)
-        saved = ad.AnnData(X=pred.astype(np.float32), obs=source.obs.copy(),
-                           var=pd.DataFrame({"mean_q05": lower, "mean_q95": upper, "top100_deg": np.isin(genes, degs)},
-                                            index=pd.Index(genes, dtype=str)))
-        saved.uns["benchmark"] = {"context": task.name, "seed": args.seed, "n_samples": args.n_samples,
-                                  "calib_cells": args.calib_cells, "context_effect_scale": args.headline_scale}
-        reporting.write_h5ad(saved, out / "predictions" / f"{_safe_name(task.name)}.h5ad")
-        keys = [k for k, v in result.items() if isinstance(v, float)]
-        report["means"] = {k: float(np.mean([r[k] for r in report["results"].values()])) for k in keys}
-        print(task.name, json.dumps({k: round(v, 4) for k, v in result.items() if isinstance(v, float)}), flush=True)
-        _write_report(out, report)
-    print(_markdown(report))
-    return report
-
-
 def run_sweep(args: argparse.Namespace) -> dict:
     """One fit per held-out context, then the EVALUATION.md metrics for a grid of sampling settings.
 
@@ -224,6 +96,7 @@ def run_sweep(args: argparse.Namespace) -> dict:
 
     from virtualcell.evaluate import metrics
     from virtualcell.evaluate.benchmark import _aligned, _restore_threads, _subset
+    from virtualcell.evaluate.distribution import fit_pca_space
     from virtualcell.execution import seed_everything
     from virtualcell.pipelines.perturbation import PerturbationPipeline
 
@@ -238,7 +111,8 @@ def run_sweep(args: argparse.Namespace) -> dict:
     x, genes, obs, tasks = _oos_split(args)
     columns = ["condition", args.context_key]
     result = {"command": args.command, "encoder": encoder, "manipulator": manipulator, "seed": args.seed, "rows": []}
-    keys = ["r2_mean_all", "r2_mean_top100", "pearson_delta", "edistance_ratio", "r2_var_top100"]
+    keys = ["r2_mean_all", "r2_mean_top100", "pearson_delta", "edistance_ratio", "mmd_ratio", "std_ratio_top100",
+            "r2_var_top100"]
     for task in tasks:
         stim, ctrl = x[task.truth].astype(np.float64), x[task.source].astype(np.float64)
         degs = metrics.top_degs(stim, ctrl, genes, n=100)
@@ -250,10 +124,12 @@ def run_sweep(args: argparse.Namespace) -> dict:
                  context_key=args.context_key, seed=args.seed, progress=not args.quiet)
         fitted = pipe.manipulator
         source = _subset(x, obs, genes, task.source, columns)
+        space = fit_pca_space(x[task.reference], 50, args.seed)   # metrics v2: PCA of the cells outside the context
         for change in settings:
             pipe.manipulator = fitted.with_sampling(**change) if change else fitted
             pred = _aligned(pipe.predict(source, target=task.target, seed=args.seed), genes)
-            scores = metrics.perturbation_metrics(pred, stim, ctrl, genes, n_top=100, degs=degs)
+            scores = metrics.perturbation_metrics(pred, stim, ctrl, genes, n_top=100, degs=degs, reference=space,
+                                                  seed=args.seed)
             _restore_threads(args.threads)
             row = {"context": task.name, **change, **{k: float(scores[k]) for k in keys}}
             result["rows"].append(row)
@@ -329,37 +205,40 @@ def _method_results(folder: Path) -> dict[str, dict[str, dict]]:
 
 
 def run_merge(args: argparse.Namespace) -> dict:
-    """Merge ``oos`` folders of disjoint ``--contexts`` (same data and method) into ``--out``.
-
-    The merged ``results.json`` keeps the first run's settings, every run's per-context results (in the
-    order given) and their means, and lists the runs' commands under ``commands``; predictions are copied.
-    """
+    """Merge harness folders of disjoint ``--contexts`` (same data and method, e.g. one GPU process per
+    context) into ``--out``: every label's per-context results, their means and medians recomputed,
+    the runs' commands under ``commands``; predictions are copied."""
     import shutil
+
+    from virtualcell.evaluate import report as reporting
+    from virtualcell.evaluate.benchmark import _summaries
 
     reports = [json.loads((Path(folder) / "results.json").read_text()) for folder in args.runs]
     first = reports[0]
     for folder, report in zip(args.runs, reports):
-        for key in ("dataset", "method", "seed", "n_samples", "calib_cells", "effect_scales"):
-            if report[key] != first[key]:
+        for key in ("dataset", "method", "seed", "protocol", "metrics"):
+            if report.get(key) != first.get(key):
                 raise ValueError(f"{folder} differs from {args.runs[0]} in {key!r}; only runs of one setting merge.")
-    in_place = len(args.runs) == 1 and Path(args.runs[0]).resolve() == Path(args.out).resolve()
-    merged = {**first, "command": first["command"] if in_place else args.command,
-              "commands": [c for r in reports for c in r.get("commands", [r["command"]])], "results": {}}
+    merged = {**first, "command": args.command, "commands": [c for r in reports for c in r.get("commands", [r["command"]])],
+              "contexts": [], "results": {label: {} for label in first["results"]}, "degs": {}}
     for folder, report in zip(args.runs, reports):
-        overlap = sorted(set(merged["results"]) & set(report["results"]))
+        overlap = sorted(set(merged["contexts"]) & set(report["contexts"]))
         if overlap:
             raise ValueError(f"{folder} repeats contexts {overlap}; merge runs of disjoint --contexts.")
-        merged["results"].update(report["results"])
-    keys = [k for k, v in next(iter(merged["results"].values())).items() if isinstance(v, float)]
-    merged["means"] = {k: float(np.mean([r[k] for r in merged["results"].values()])) for k in keys}
+        merged["contexts"] += report["contexts"]
+        merged["degs"].update(report["degs"])
+        for label, per in report["results"].items():
+            merged["results"].setdefault(label, {}).update(per)
+    _summaries(merged)
     out = Path(args.out)
     (out / "predictions").mkdir(parents=True, exist_ok=True)
     for folder in args.runs:
         for file in sorted((Path(folder) / "predictions").glob("*.h5ad")):
-            if (out / "predictions" / file.name).resolve() != file.resolve():  # merge A --out A re-renders A
+            if (out / "predictions" / file.name).resolve() != file.resolve():
                 shutil.copyfile(file, out / "predictions" / file.name)
-    _write_report(out, merged)
-    print(_markdown(merged))
+    reporting.write_json(out / "results.json", merged)
+    reporting.write_text(out / "results.md", reporting.markdown_report(merged))
+    print(reporting.markdown_report(merged))
     return merged
 
 
@@ -405,13 +284,12 @@ def _add_split_arguments(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="task", required=True)
-    oos = sub.add_parser("oos", help="OOS metrics and calibration per held-out context")
+    oos = sub.add_parser("oos", help="the harness (virtualcell benchmark oos) with the diffusion manipulator "
+                                     "and --n-samples populations per context for coverage90")
     _add_split_arguments(oos)
     oos.add_argument("--out", required=True)
-    oos.add_argument("--n-samples", type=int, default=20, help="sampled populations for calibration")
-    oos.add_argument("--calib-cells", type=int, default=200, help="source cells per population (subsampled, seeded)")
-    oos.add_argument("--effect-scales", default="1,0",
-                     help="context_effect_scale values scored (first: headline; 0: the model's own spread alone)")
+    oos.add_argument("--n-samples", type=int, default=20, help="sampled populations for coverage90 (>= 2)")
+    oos.add_argument("--no-baselines", action="store_true", help="only the method and the noise ceiling")
     sweep = sub.add_parser("sweep", help="one fit per context, metrics for a grid of sampling settings")
     _add_split_arguments(sweep)
     sweep.add_argument("--out", default=None, help="JSON file")
@@ -432,9 +310,6 @@ def main(argv: list[str] | None = None) -> None:
     compare.add_argument("--metrics", default=",".join(COMPARED))
     args = parser.parse_args(argv)
     args.command = "python benchmarks/bench_diffusion.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    if args.task == "oos":
-        args.effect_scales = [float(v) for v in args.effect_scales.split(",")]
-        args.headline_scale = args.effect_scales[0]
     {"oos": run_oos, "sweep": run_sweep, "speed": run_speed, "merge": run_merge, "compare": run_compare}[args.task](args)
 
 

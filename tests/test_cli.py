@@ -6,7 +6,7 @@ import anndata as ad
 import pytest
 from typer.testing import CliRunner
 
-from virtualcell.cli import app
+from virtualcell.cli import app, main
 from virtualcell.datasets import simulate_perturbation
 from virtualcell.evaluate.report import write_h5ad
 
@@ -18,6 +18,26 @@ def test_help_lists_commands():
     assert result.exit_code == 0
     for command in ("demo", "fit", "predict", "info"):
         assert command in result.output
+
+
+def test_help_shows_the_debug_option():
+    result = runner.invoke(app, ["--help"])
+    assert "--debug" in result.output and "VIRTUALCELL_DEBUG" in result.output
+
+
+def test_main_accepts_debug_anywhere(tmp_path, capsys, monkeypatch):
+    """One line and exit 2 for a user error; --debug (also after the command) adds the traceback."""
+    monkeypatch.delenv("VIRTUALCELL_DEBUG", raising=False)
+    args = ["fit", "--data", str(tmp_path / "nope.h5ad"), "--out", str(tmp_path / "m")]
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.startswith("error: --data") and "Traceback" not in err
+    with pytest.raises(SystemExit) as exited:
+        main(args + ["--debug"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "Traceback" in err and "FileNotFoundError" in err
+    assert not (tmp_path / "m").exists()
 
 
 def test_info_lists_registered_components():
@@ -60,6 +80,13 @@ def test_fit_then_predict(tmp_path, h5ad):
     assert result.exit_code == 0, result.output
     predicted = ad.read_h5ad(out)
     assert predicted.n_obs == 40 and (predicted.obs["condition"] == "stimulated").all()
+    again = ["predict", "--pipeline", str(model), "--data", str(h5ad), "--target", "stimulated", "--out", str(out)]
+    result = runner.invoke(app, again)
+    assert result.exit_code == 2 and "--overwrite" in result.output, "an existing output is kept"
+    assert runner.invoke(app, again + ["--overwrite", "--device", "auto"]).exit_code == 0
+    assert ad.read_h5ad(out).n_obs == 240
+    result = runner.invoke(app, ["fit", "--data", str(h5ad), "--out", str(model), "--context-key", "cell_type"])
+    assert result.exit_code == 2 and "already exists" in result.output
 
 
 def test_fit_errors_are_clear(tmp_path, h5ad):

@@ -1,20 +1,54 @@
 import pytest
 import torch
 
-from virtualcell.execution import batched_apply, make_generator, resolve_device
+from virtualcell.execution import DeviceUnavailableError, batched_apply, make_generator, resolve_device
+
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 
 
 def test_resolve_device():
     assert resolve_device("cpu").type == "cpu"
-    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    assert resolve_device(" CPU ").type == "cpu"
+    assert resolve_device(torch.device("cpu")).type == "cpu"
+    assert resolve_device(None).type == "cpu"
     with pytest.raises(ValueError, match="Unknown device"):
         resolve_device("tpu")
+    for bad in ("cuda:x", "cpu:1", "auto:0", "cuda:-1"):
+        with pytest.raises(ValueError, match="Unknown device"):
+            resolve_device(bad)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_auto_is_a_device_torch_can_use():
+    """'auto' used to reach torch as the string 'auto' (predict and embed crashed)."""
+    device = resolve_device("auto")
+    assert device.type in ("cpu", "cuda", "mps")
+    assert torch.zeros(2, device=device).sum().item() == 0.0
+    if torch.cuda.is_available():
+        assert device.type == "cuda"
+
+
+@NO_CUDA
 def test_missing_cuda_is_a_clear_error():
-    with pytest.raises(RuntimeError, match="no CUDA GPU"):
-        resolve_device("cuda")
+    for name in ("cuda", "cuda:0", torch.device("cuda")):
+        with pytest.raises(DeviceUnavailableError, match=r"CUDA was requested.*use --device cpu or --device auto"):
+            resolve_device(name)
+    assert issubclass(DeviceUnavailableError, RuntimeError)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_index_beyond_the_gpus_is_a_clear_error():
+    assert resolve_device("cuda").type == "cuda"
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+    count = torch.cuda.device_count()
+    with pytest.raises(DeviceUnavailableError, match=f"torch sees {count} GPU"):
+        resolve_device(f"cuda:{count}")
+
+
+def test_missing_mps_is_a_clear_error():
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        pytest.skip("this machine has an Apple GPU")
+    with pytest.raises(DeviceUnavailableError, match="MPS"):
+        resolve_device("mps")
 
 
 def test_batched_apply_matches_direct():

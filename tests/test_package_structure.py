@@ -20,7 +20,10 @@ PACKAGE = Path(virtualcell.__file__).parent
 FLOORS = {
     "config": set(), "component": {"config"}, "execution": set(),
     "data": {"config", "component", "execution", "data"},
-    "representations": {"config", "component", "execution", "data", "representations", "instruments", "train"},
+    # store/ (zarr format, append, kNN, streaming/Dask embed) sits beside data/: encoders' outputs go into it,
+    # representations/store.py re-exports it, pipelines/ and cli/ call it
+    "store": {"config", "component", "execution", "data", "store"},
+    "representations": {"config", "component", "execution", "data", "representations", "instruments", "train", "store"},
     "instruments": {"config", "component", "execution", "data", "representations", "instruments", "train"},
     "pipelines": {"config", "component", "execution", "data", "representations", "instruments", "pipelines"},
     "train": {"config", "component", "execution", "data", "representations", "instruments", "train"},

@@ -68,14 +68,14 @@ class Component(nn.Module, Configurable):
     # -- artifacts -------------------------------------------------------------------------------
     def save(self, path: str | Path, *, card: Mapping[str, Any] | None = None, overwrite: bool = False) -> Path:
         """Write the artifact folder (config.json, weights.safetensors, features.txt, README.md) atomically."""
-        from .registry.artifact import save_component
+        from .registry import save_component
 
         return save_component(self, path, card=card, overwrite=overwrite)
 
     @classmethod
     def load(cls: type[C], path: str | Path, *, device: str | torch.device = "cpu") -> C:
         """Load an artifact folder; the class is resolved through the registry, never from the file."""
-        from .registry.artifact import load_component
+        from .registry import load_component
 
         component = load_component(path, device=device)
         if not isinstance(component, cls):

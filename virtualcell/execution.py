@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "DeviceUnavailableError",
     "resolve_device",
     "seed_everything",
     "make_generator",
@@ -23,26 +24,57 @@ __all__ = [
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
+class DeviceUnavailableError(RuntimeError):
+    """A device was asked for that this machine (or this build of torch) does not have."""
+
+
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
+def _cuda_unavailable_reason() -> str | None:
+    """Why torch cannot use CUDA here (None when it can)."""
+    if torch.version.cuda is None and getattr(torch.version, "hip", None) is None:
+        return f"this torch build ({torch.__version__}) has no CUDA support"
+    if not torch.cuda.is_available():
+        return "torch sees no GPU (no driver, or CUDA_VISIBLE_DEVICES hides them)"
+    return None
+
+
 def resolve_device(device: str | torch.device | None = "cpu") -> torch.device:
-    """Turn ``"auto" | "cpu" | "cuda[:i]" | "mps"`` into a ``torch.device``; ask for a missing one: error."""
+    """Turn ``"auto" | "cpu" | "cuda[:i]" | "mps"`` into a ``torch.device``.
+
+    ``"auto"`` picks CUDA, then MPS, then CPU. Asking for a device this machine lacks raises
+    :class:`DeviceUnavailableError` (a ``RuntimeError``) that says why and what to pass instead;
+    an unknown name raises ``ValueError``.
+    """
     if isinstance(device, torch.device):
-        name = device.type
+        name = str(device)
     else:
-        name = (device or "cpu").lower()
+        name = (device or "cpu").strip().lower()
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
-    kind = name.split(":")[0]
-    if kind not in DEVICES:
-        raise ValueError(f"Unknown device {device!r}; use one of {DEVICES} (or 'cuda:1').")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' was asked for but torch sees no CUDA GPU; use device='auto' or 'cpu'.")
-    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise RuntimeError("device='mps' was asked for but this machine has no Apple GPU; use 'auto' or 'cpu'.")
-    return torch.device(device if isinstance(device, torch.device) else name)
+    kind, _, index = name.partition(":")
+    if kind not in DEVICES or (index and (not index.isdigit() or kind == "auto")):
+        raise ValueError(f"Unknown device {device!r}; use one of {DEVICES} (or 'cuda:1' for the second GPU).")
+    if kind == "cuda":
+        reason = _cuda_unavailable_reason()
+        if reason:
+            raise DeviceUnavailableError(f"CUDA was requested (device {name!r}) but {reason}; "
+                                         "use --device cpu or --device auto (device='cpu' / 'auto' in Python).")
+        if index and int(index) >= torch.cuda.device_count():
+            raise DeviceUnavailableError(f"GPU {name!r} was requested but torch sees {torch.cuda.device_count()} GPU(s) "
+                                         f"(cuda:0 to cuda:{torch.cuda.device_count() - 1}); use --device cuda or auto.")
+    if kind == "mps" and not _mps_available():
+        raise DeviceUnavailableError("MPS (Apple GPU) was requested but this machine has none; "
+                                     "use --device cpu or --device auto (device='cpu' / 'auto' in Python).")
+    if kind == "cpu" and index:
+        raise ValueError(f"Unknown device {device!r}; the CPU takes no index, use 'cpu'.")
+    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:

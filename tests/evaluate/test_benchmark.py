@@ -50,6 +50,7 @@ def test_oos_tasks_hold_out_exactly_the_stimulated_cells_of_each_context(kang_li
         np.testing.assert_array_equal(task.truth, here & stim)
         np.testing.assert_array_equal(task.source, here & ~stim)
         np.testing.assert_array_equal(task.train, ~(here & stim))
+        np.testing.assert_array_equal(task.reference, ~here)      # the PCA of the distribution metrics
     assert [t.name for t in oos_tasks(obs, context_key="cell_type", exclude_contexts=["type_1"])] == ["type_0", "type_2"]
 
 
@@ -75,6 +76,7 @@ def test_pert_tasks_share_training_cells_and_drop_ambiguous(screen):
         np.testing.assert_array_equal(task.train, expected_train)
         np.testing.assert_array_equal(task.source, (rep == "rep_3") & (condition == "control"))
         np.testing.assert_array_equal(task.truth, (rep == "rep_3") & (condition == task.name))
+        np.testing.assert_array_equal(task.reference, expected_train)
     n_a = int(((rep == "rep_3") & (condition == "KO_A")).sum())
     assert [t.name for t in pert_tasks(obs, min_cells=n_a + 1)] == [t.name for t in tasks if t.truth.sum() > n_a]
     with pytest.raises(DataError, match="train_replicates"):
@@ -87,14 +89,15 @@ def test_outputs_exist_and_parse(kang_like, tmp_path):
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["status"] == "complete" and saved["protocol"] == "oos"
     assert saved["contexts"] == ["type_0", "type_1", "type_2"]
-    assert set(saved["results"]) == {"pca+latent-arithmetic", "control", "mean-shift"}
+    assert set(saved["results"]) == {"pca+latent-arithmetic", "control", "mean-shift", "noise-ceiling"}
     assert saved["method"]["components"]["encoder"] == {"name": "pca", "class": "PCAEncoder", "config": {"n_components": 5}}
     for key in ("dataset", "seed", "means", "machine", "packages", "degs"):
         assert key in saved
     assert saved["machine"]["torch_threads"] == torch.get_num_threads()
     per = saved["results"]["pca+latent-arithmetic"]["type_1"]
     for key in ("r2_mean_all", "r2_mean_top20", "pearson_delta", "pearson_delta_top20", "de_overlap_top20",
-                "edistance_ratio", "r2_var_top20", "seconds_train", "seconds_predict"):
+                "edistance_ratio", "mmd_ratio", "mean_sqdist_ratio", "std_ratio_top20", "r2_var_top20",
+                "seconds_train", "seconds_predict"):
         assert isinstance(per[key], float), key
     assert per["n_source"] == 30 and per["n_truth"] == 30 and per["n_train"] == 150
     assert saved["means"]["control"]["n_contexts"] == 3
@@ -120,7 +123,9 @@ def test_predictions_reproduce_the_metrics(kang_like, tmp_path):
     here = kang_like.obs["cell_type"] == "type_2"
     stim = kang_like[here & (kang_like.obs["condition"] == "stimulated")].X
     ctrl = kang_like[here & (kang_like.obs["condition"] == "control")].X
-    again = perturbation_metrics(pred, stim, ctrl, list(kang_like.var_names), n_top=20, degs=saved["degs"]["type_2"])
+    outside = kang_like[~here].X                                    # the PCA reference: the other contexts
+    again = perturbation_metrics(pred, stim, ctrl, list(kang_like.var_names), n_top=20, degs=saved["degs"]["type_2"],
+                                 reference=outside, seed=0)
     for key, value in again.items():
         assert value == pytest.approx(saved["results"]["pca+latent-arithmetic"]["type_2"][key], abs=1e-5), key
 
@@ -201,12 +206,39 @@ def test_oos_shows_the_context_column_to_the_method(kang_like, spy):
 def test_pert_trains_one_model_for_all_targets(screen, tmp_path, spy):
     report = run_benchmark(screen, "pert", preprocess="log1p", min_cells=5, out=tmp_path, plots=False, **FAST)
     assert report["contexts"] == ["KO_A", "KO_B", "KO_C"]
-    assert len(spy) == 3, "one fit per method (method, control, mean-shift), shared by every target"
+    assert len(spy) == 4, "one fit per method (method, control, mean-shift, mean-perturbation), shared by every target"
     trained = {report["results"]["pca+latent-arithmetic"][t]["seconds_train"] for t in report["contexts"]}
     assert len(trained) == 1
     assert all("ambiguous" not in str(cols) for cols in spy)
     assert report["means"]["mean-shift"]["pearson_delta"] > report["means"]["control"]["pearson_delta"]
     assert sorted(p.name for p in (tmp_path / "predictions").iterdir()) == ["KO_A.h5ad", "KO_B.h5ad", "KO_C.h5ad"]
+    assert set(report["results"]) == {"pca+latent-arithmetic", "control", "mean-shift", "mean-perturbation",
+                                      "noise-ceiling"}
+    for label, per in report["results"].items():
+        assert all(0.0 <= per[t]["discrimination"] <= 1.0 for t in report["contexts"]), label
+    # one response for every target: its ranks are a permutation, so the mean is exactly chance
+    assert report["means"]["mean-perturbation"]["discrimination"] == pytest.approx(0.5)
+    assert report["means"]["control"]["discrimination"] == pytest.approx(0.5)
+    assert report["means"]["mean-shift"]["discrimination"] < 0.5
+
+
+def test_n_samples_reports_interval_calibration_for_the_method(kang_like):
+    report = run_benchmark(kang_like, "oos", contexts=["type_0", "type_1"], n_samples=4, **FAST)
+    scores = report["results"]["pca+latent-arithmetic"]["type_0"]
+    assert 0.0 <= scores["coverage90"] <= 1.0 and scores["interval_width90"] > 0.0
+    assert {"coverage90_all", "interval_width90_all", "seconds_samples"} <= set(scores)
+    assert "coverage90" not in report["results"]["mean-shift"]["type_0"]
+    point = run_benchmark(kang_like, "oos", contexts=["type_0", "type_1"], **FAST)
+    assert point["results"]["pca+latent-arithmetic"]["type_0"]["r2_mean_all"] == scores["r2_mean_all"]
+    with pytest.raises(ValueError, match="n_samples"):
+        run_benchmark(kang_like, "oos", n_samples=0, **FAST)
+
+
+def test_noise_ceiling_row_is_written_even_without_baselines(kang_like):
+    report = run_benchmark(kang_like, "oos", contexts=["type_1"], baselines=False, **FAST)
+    ceiling = report["results"]["noise-ceiling"]["type_1"]
+    assert ceiling["r2_mean_all"] > report["results"]["pca+latent-arithmetic"]["type_1"]["r2_mean_all"] - 0.2
+    assert ceiling["n_truth"] == 30
 
 
 def test_raw_counts_without_preprocess_is_an_error_that_teaches(screen):

@@ -57,8 +57,19 @@ def test_ood_hides_the_context_and_skips_baselines_on_request(kang_path, tmp_pat
     assert result.exit_code == 0, result.output
     saved = json.loads((out / "results.json").read_text())
     assert saved["protocol"] == "ood" and saved["split"]["method_sees_context"] is False
-    assert list(saved["results"]) == ["pca+latent-arithmetic"]
+    assert list(saved["results"]) == ["pca+latent-arithmetic", "noise-ceiling"]
     assert saved["method"]["components"]["manipulator"]["config"] == {"balance": False}
+
+
+def test_n_samples_adds_interval_calibration(kang_path, tmp_path):
+    out = tmp_path / "sampled"
+    result = runner.invoke(benchmark_app, ["oos", "--data", str(kang_path), "--out", str(out), "--contexts", "type_1",
+                                           "--no-baselines", "--n-samples", "3", *FAST])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "results.json").read_text())
+    assert "--n-samples 3" in saved["command"] and saved["metrics"]["n_samples"] == 3
+    assert 0.0 <= saved["results"]["pca+latent-arithmetic"]["type_1"]["coverage90"] <= 1.0
+    assert "coverage90" in result.output
 
 
 def test_pert_on_a_screen(screen_path, tmp_path):
@@ -68,7 +79,7 @@ def test_pert_on_a_screen(screen_path, tmp_path):
     assert result.exit_code == 0, result.output
     saved = json.loads((out / "results.json").read_text())
     assert saved["contexts"] == ["KO_A", "KO_B"] and saved["dataset"]["preprocess"] == "log1p"
-    assert "2 targets" in result.output
+    assert "2 targets" in result.output and "discrimination" in result.output and "mean-perturbation" in result.output
 
 
 def test_errors_are_short_and_teach(kang_path, screen_path, tmp_path):

@@ -11,7 +11,6 @@ from scipy import sparse, stats
 from virtualcell.evaluate.metrics import (
     de_overlap,
     edistance_ratio,
-    energy_distance,
     gene_correlation_similarity,
     pearson_delta,
     perturbation_metrics,
@@ -107,73 +106,6 @@ def test_de_overlap_hand():
     assert de_overlap(pred, stim, ctrl, n=10) == pytest.approx(1.0)  # n capped at 4 genes
 
 
-# ----------------------------------------------------------------------------- energy distance
-
-
-def test_energy_distance_hand():
-    # a = {(0,0), (2,0)}, b = {(1,1)}: mean‖a−b‖² = (2+2)/2 = 2, mean‖a−a'‖² = (0+4+4+0)/4 = 2,
-    # mean‖b−b'‖² = 0 -> E = 2·2 − 2 − 0 = 2  (= 2·‖ā − b̄‖² = 2·‖(1,0) − (1,1)‖²)
-    a = np.array([[0.0, 0.0], [2.0, 0.0]])
-    b = np.array([[1.0, 1.0]])
-    assert energy_distance(a, b) == pytest.approx(2.0)
-
-
-def _edist_brute(a: np.ndarray, b: np.ndarray) -> float:
-    def mean_sq(x, y):
-        total = 0.0
-        for xi in x:
-            for yj in y:
-                total += float(((xi - yj) ** 2).sum())
-        return total / (len(x) * len(y))
-
-    return 2 * mean_sq(a, b) - mean_sq(a, a) - mean_sq(b, b)
-
-
-def test_energy_distance_matches_brute_force():
-    rng = np.random.default_rng(2)
-    a = rng.normal(size=(17, 5))
-    b = rng.normal(loc=0.5, scale=2.0, size=(11, 5))
-    assert energy_distance(a, b) == pytest.approx(_edist_brute(a, b), rel=1e-10)
-    assert energy_distance(a, a) == pytest.approx(0.0, abs=1e-12)
-
-
-def test_edistance_ratio_hand():
-    # S = {(3,0), (3,2)}, C = {(0,0), (0,2)}, mean(P) = (1, 5). PC1 of S ∪ C is the x axis
-    # (var x = 2.25 > var y = 1). 1 PC: E(P,S)/E(C,S) = (1−3)² / (0−3)² = 4/9.
-    # 2 PCs (capped by rank) = full space: ((1−3)² + (5−1)²) / ((0−3)² + 0²) = 20/9.
-    stim = np.array([[3.0, 0.0], [3.0, 2.0]])
-    ctrl = np.array([[0.0, 0.0], [0.0, 2.0]])
-    pred = np.array([[1.0, 5.0]])
-    assert edistance_ratio(pred, stim, ctrl, n_pcs=1) == pytest.approx(4 / 9)
-    assert edistance_ratio(pred, stim, ctrl) == pytest.approx(20 / 9)
-
-
-def test_edistance_ratio_ctrl_and_stim(synthetic):
-    _, stim, ctrl = synthetic
-    assert edistance_ratio(ctrl, stim, ctrl) == pytest.approx(1.0)
-    rng = np.random.default_rng(3)
-    near = stim + rng.normal(0, 0.3, stim.shape)  # stim-ish
-    assert edistance_ratio(near, stim, ctrl) < 0.1
-    assert edistance_ratio(stim, stim, ctrl) == pytest.approx(0.0, abs=1e-12)
-
-
-def test_edistance_ratio_gram_path_matches_dense_svd():
-    # > 500 cells and genes takes the Gram-matrix eigh path; it must agree with the top-20 axes
-    # of a dense SVD, and be deterministic
-    rng = np.random.default_rng(4)
-    ctrl = rng.normal(size=(260, 520))
-    stim = ctrl[::-1] + rng.normal(0.3, 1.0, size=(260, 520))
-    pred = ctrl + 0.2
-    r1 = edistance_ratio(pred, stim, ctrl, n_pcs=20)
-    assert r1 == edistance_ratio(pred, stim, ctrl, n_pcs=20)
-    # reference: top-20 principal axes from a dense SVD
-    x = np.vstack([stim, ctrl])
-    _, _, vt = np.linalg.svd(x - x.mean(0), full_matrices=False)
-    v = vt[:20].T
-    ref = energy_distance(pred @ v, stim @ v) / energy_distance(ctrl @ v, stim @ v)
-    assert r1 == pytest.approx(ref, rel=1e-8)
-
-
 # ----------------------------------------------------------------------------- gene correlation
 
 
@@ -207,20 +139,30 @@ def test_perturbation_metrics(synthetic):
     genes, stim, ctrl = synthetic
     degs = top_degs(stim, ctrl, genes, n=10)
     keys = {
-        "r2_mean_all", "r2_mean_top10", "pearson_delta", "pearson_delta_top10",
-        "de_overlap_top10", "edistance_ratio", "r2_var_top10", "gene_corr_top10",
+        "r2_mean_all", "r2_mean_top10", "pearson_delta", "pearson_delta_top10", "de_overlap_top10",
+        "edistance_ratio", "mmd_ratio", "mean_sqdist_ratio", "edistance_control", "std_ratio_top10", "r2_var_top10",
+        "gene_corr_top10",
     }
-    perfect = perturbation_metrics(stim, stim, ctrl, genes, n_top=10, degs=degs)
+    ratios = {"edistance_ratio", "mmd_ratio", "mean_sqdist_ratio"}
+    reference = np.vstack([ctrl, stim])[::3] + 0.1      # stands for the cells outside the context
+    perfect = perturbation_metrics(stim, stim, ctrl, genes, n_top=10, degs=degs, reference=reference)
     assert set(perfect) == keys
     assert all(type(v) is float for v in perfect.values())
-    for k in keys - {"edistance_ratio"}:
+    for k in keys - ratios - {"edistance_control"}:
         assert perfect[k] == pytest.approx(1.0), k
-    assert perfect["edistance_ratio"] == pytest.approx(0.0, abs=1e-12)
+    assert perfect["edistance_control"] > 1.0          # the planted effect
+    assert perfect["mean_sqdist_ratio"] == pytest.approx(0.0, abs=1e-12)
+    # P = S exactly: the U-statistics leave out the zero diagonal, so the ratio is slightly below 0
+    assert -0.05 < perfect["edistance_ratio"] <= 0.0 and -0.05 < perfect["mmd_ratio"] <= 0.0
 
-    none = perturbation_metrics(ctrl, stim, ctrl, genes, n_top=10, degs=degs)
+    none = perturbation_metrics(ctrl, stim, ctrl, genes, n_top=10, degs=degs, reference=reference)
     assert none["pearson_delta"] == 0.0
     assert none["pearson_delta_top10"] == 0.0
-    assert none["edistance_ratio"] == pytest.approx(1.0)
+    for k in ratios:
+        assert none[k] == pytest.approx(1.0), k
+    assert none["edistance_ratio"] == pytest.approx(edistance_ratio(ctrl, stim, ctrl, reference))
+    idx = [genes.index(g) for g in degs]
+    assert none["std_ratio_top10"] == pytest.approx(ctrl[:, idx].std(0).mean() / stim[:, idx].std(0).mean())
     assert none["r2_mean_all"] == pytest.approx(r2_mean(ctrl, stim))
     idx = [genes.index(g) for g in degs]
     assert none["r2_mean_top10"] == pytest.approx(r2_mean(ctrl, stim, idx))
@@ -228,7 +170,7 @@ def test_perturbation_metrics(synthetic):
     assert none["gene_corr_top10"] == pytest.approx(gene_correlation_similarity(ctrl, stim, idx))
 
     # DEGs computed internally when not given
-    auto = perturbation_metrics(ctrl, stim, ctrl, genes, n_top=10)
+    auto = perturbation_metrics(ctrl, stim, ctrl, genes, n_top=10, reference=reference)
     assert auto == pytest.approx(none)
 
 
@@ -242,7 +184,9 @@ def test_errors():
     with pytest.raises(ValueError, match="empty"):
         pearson_delta(np.empty((0, 4)), good, good)
     with pytest.raises(ValueError, match="mismatched number of genes"):
-        energy_distance(good, np.ones((3, 5)))
+        edistance_ratio(good, np.ones((3, 5)), good)
+    with pytest.raises(ValueError, match="reference must be"):
+        perturbation_metrics(good, good, good, list("abcd"), degs=["a"], reference=np.ones((5, 3)))
     with pytest.raises(ValueError, match="genes has 3 names"):
         perturbation_metrics(good, good, good, ["a", "b", "c"], degs=["a"])
     with pytest.raises(ValueError, match="not in genes"):

@@ -1,5 +1,7 @@
 """Publishing and pulling shared instruments through fsspec: immutable versions, verified content."""
 
+import json
+
 import pytest
 import torch
 
@@ -41,7 +43,8 @@ def test_altered_hub_copy_is_refused(tmp_path, artifact):
     path, _ = artifact
     hub = tmp_path / "hub"
     publish(path, str(hub), "a", "1.0")
-    weights = hub / "a" / "1.0" / "weights.safetensors"
+    location = json.loads((hub / "a" / "1.0.manifest.json").read_text())["location"]
+    weights = hub / "a" / location / "weights.safetensors"
     weights.write_bytes(weights.read_bytes()[:-1] + b"\x07")
     with pytest.raises(TamperedArtifactError, match="does not match its published sha256"):
         pull(str(hub), "a", "1.0", cache_dir=tmp_path / "cache")

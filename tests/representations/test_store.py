@@ -37,7 +37,8 @@ def test_overwrite_is_explicit_and_failed_write_leaves_nothing(tmp_path, obs):
         store.write("k2", np.ones((2, 2)), obs=obs)
     store.write("k", np.zeros((3, 2)), obs=obs, overwrite=True)
     assert store.read("k").values.sum() == 0 and store.keys() == ["k"]
-    assert not [p for p in (tmp_path / "cells.zarr").iterdir() if p.name.startswith(".")]
+    leftovers = [p.name for p in (tmp_path / "cells.zarr").iterdir() if p.name.startswith(".")]
+    assert leftovers == [".virtualcell-locks"]  # writers' lock files only: no temporary keys
 
 
 def test_unknown_version_asks_to_upgrade(tmp_path, obs):
@@ -68,3 +69,121 @@ def test_embed_with_encoder_and_pipeline(tmp_path):
     path = pipeline.encoder.save(tmp_path / "enc")
     embed(adata, path, key_added="again")
     np.testing.assert_allclose(adata.obsm["again"], out.obsm["pca"], atol=1e-5)
+
+
+# -- issue 12: obs through anndata's element IO, NaN queries, hostile stores --------------------------
+
+OBS_COLUMNS = {
+    "bool": [True, False, True],
+    "text_with_none": ["a", None, "c"],
+    "text": ["x", "y", "z"],
+    "nullable_int": pd.array([1, None, 3], dtype="Int64"),
+    "nullable_bool": pd.array([True, None, False], dtype="boolean"),
+    "categorical": pd.Categorical(["B", "T", "B"], categories=["T", "B", "NK"]),
+    "datetime": pd.to_datetime(["2020-01-01 10:00", None, "2021-05-05 00:00"]),
+    "datetime_utc": pd.to_datetime(["2020-01-01", "2020-06-01", None]).tz_localize("UTC"),
+    "string_dtype": pd.array(["p", None, "q"], dtype="string"),
+    "float_nan": [0.5, np.nan, 1.0],
+    "uint8": np.array([1, 2, 3], dtype="uint8"),
+}
+
+
+@pytest.mark.parametrize("column", sorted(OBS_COLUMNS))
+def test_obs_types_survive_a_round_trip(tmp_path, column):
+    obs = pd.DataFrame({column: OBS_COLUMNS[column]}, index=["c1", "c2", "c3"])
+    store = EmbeddingStore(tmp_path / "cells.zarr")
+    store.write("k", np.zeros((3, 2)), obs=obs)
+    read = EmbeddingStore(tmp_path / "cells.zarr", mode="r").read("k").obs
+    pd.testing.assert_frame_equal(read, obs, check_index_type=False)
+
+
+def test_obs_is_an_anndata_dataframe_element(tmp_path, obs):
+    from anndata.io import read_elem
+
+    store = EmbeddingStore(tmp_path / "cells.zarr")
+    store.write("k", np.ones((3, 2)), obs=obs)
+    part = store.snapshot("k").obs_parts[0][0]
+    group = store.root["k"]["obs"][part]
+    assert group.attrs["encoding-type"] == "dataframe"
+    pd.testing.assert_frame_equal(read_elem(group), obs, check_index_type=False)
+
+
+def test_mixed_type_obs_column_is_refused_with_the_fix(tmp_path):
+    obs = pd.DataFrame({"mixed": ["a", 1, 2.5]}, index=["c1", "c2", "c3"])
+    with pytest.raises(StoreError, match=r"mixes types.*astype\(str\)"):
+        EmbeddingStore(tmp_path / "cells.zarr").write("k", np.ones((3, 2)), obs=obs)
+    assert EmbeddingStore(tmp_path / "cells.zarr").keys() == []
+
+
+def test_nan_query_is_refused(tmp_path):
+    store = EmbeddingStore(tmp_path / "s.zarr")
+    store.write("k", np.array([[0.0, 0.0], [1.0, 0.0], [5.0, 5.0]]))
+    for bad in ([[np.nan, 0.0]], [[0.0, np.inf]]):
+        with pytest.raises(StoreError, match=r"rows \[0\] contain NaN or inf"):
+            store.nearest("k", np.array(bad), k=1)
+    with pytest.raises(StoreError, match=r"k must lie in \[1, 3\]"):
+        store.nearest("k", np.zeros((1, 2)), k=4)
+    with pytest.raises(StoreError, match=r"k must lie in \[1, 3\]"):
+        store.nearest("k", np.zeros((1, 2)), k=0)
+
+
+def _edit_json(path, change):
+    import json
+
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("part_name", ["../../outside", "/etc/passwd", ".hidden", "a/../../b", 7])
+def test_hostile_obs_part_names_are_refused(tmp_path, obs, part_name):
+    root = tmp_path / "cells.zarr"
+    EmbeddingStore(root).write("k", np.ones((3, 2)), obs=obs)
+    _edit_json(root / "k" / "zarr.json",
+               lambda d: d["attributes"]["committed"].update(obs_parts=[[part_name, 3]]))
+    before = sorted(p for p in tmp_path.rglob("*"))
+    with pytest.raises(StoreError, match="Invalid obs part"):
+        EmbeddingStore(root, mode="r").read("k")
+    with pytest.raises(StoreError, match="Invalid obs part"):
+        EmbeddingStore(root).append("k", np.ones((1, 2)), obs=obs.iloc[:1])
+    assert sorted(p for p in tmp_path.rglob("*") if ".virtualcell-locks" not in str(p)) == \
+        [p for p in before if ".virtualcell-locks" not in str(p)]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d["attributes"]["committed"].update(n_rows=10**6), "committed row count"),
+    (lambda d: d["attributes"]["committed"].update(n_rows=-1), "committed row count"),
+    (lambda d: d["attributes"]["committed"].update(n_rows="3"), "committed row count"),
+    (lambda d: d["attributes"]["committed"].update(obs_parts=[["x", 2]]), "obs parts hold 2 rows"),
+    (lambda d: d["attributes"].update(committed=None), "no commit record"),
+    (lambda d: d["attributes"].update({"encoding-version": "9.0.0"}), "Upgrade virtualcell"),
+])
+def test_hostile_commit_records_are_refused(tmp_path, obs, change, message):
+    root = tmp_path / "cells.zarr"
+    EmbeddingStore(root).write("k", np.ones((3, 2)), obs=obs)
+    _edit_json(root / "k" / "zarr.json", change)
+    with pytest.raises(StoreError, match=message):
+        EmbeddingStore(root, mode="r").read("k")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.update(shape=[2**50, 2]), "row capacity"),
+    (lambda d: d["chunk_grid"]["configuration"].update(chunk_shape=[2**36, 2]), "refusing"),
+    (lambda d: d.update(shape=[3, 2**20]), "dimension"),
+])
+def test_absurd_shapes_are_refused_before_reading(tmp_path, obs, change, message):
+    root = tmp_path / "cells.zarr"
+    EmbeddingStore(root).write("k", np.ones((3, 2)), obs=obs)
+    _edit_json(root / "k" / "values" / "zarr.json", change)
+    with pytest.raises(StoreError, match=message):
+        EmbeddingStore(root, mode="r").read("k")
+
+
+def test_unknown_store_version_and_foreign_groups_are_refused(tmp_path, obs):
+    root = tmp_path / "cells.zarr"
+    EmbeddingStore(root).write("k", np.ones((3, 2)), obs=obs)
+    _edit_json(root / "zarr.json", lambda d: d["attributes"].update({"encoding-version": "7.0.0"}))
+    with pytest.raises(StoreError, match="Upgrade virtualcell"):
+        EmbeddingStore(root, mode="r")
+    with pytest.raises(StoreError, match="Invalid key"):
+        EmbeddingStore(tmp_path / "other.zarr").read("../cells.zarr/k")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from .errors import ErrorBoundaryGroup
+
 __all__ = ["app"]
 
 app = typer.Typer(
@@ -14,4 +16,5 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=ErrorBoundaryGroup,  # every command runs inside its error boundary (see .errors)
 )

@@ -1,4 +1,4 @@
-"""Helpers shared by the command modules: option parsing, reading inputs, the error message."""
+"""Helpers shared by the command modules: option parsing, reading inputs, guarding outputs, the error message."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-__all__ = ["parse_options", "fail", "read_h5ad", "match_rule", "refuse_overwriting_input"]
+__all__ = ["parse_options", "fail", "read_h5ad", "match_rule", "select_cells", "MissingColumnError", "refuse_overwriting_input",
+           "check_output_file", "check_output_folder", "cli_device"]
 
 
 def parse_options(options: list[str] | None, what: str) -> dict:
@@ -15,7 +16,7 @@ def parse_options(options: list[str] | None, what: str) -> dict:
     out = {}
     for option in options or []:
         key, sep, value = option.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise typer.BadParameter(f"{what} option {option!r} must look like key=value (e.g. n_latent=50).")
         try:
             out[key.strip()] = json.loads(value)
@@ -30,43 +31,112 @@ def fail(error: Exception | str) -> None:
     raise typer.Exit(code=2)
 
 
-def read_h5ad(path: Path):
+def read_h5ad(path: Path, option: str = "--data"):
     """Read an .h5ad file, with errors that say what the path is instead of what h5py thought."""
     import anndata as ad
+    import h5py
 
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist.")
+        raise FileNotFoundError(f"{option} {path} does not exist.")
     if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder; --data takes an .h5ad file.")
+        raise IsADirectoryError(f"{option} {path} is a folder; {option} takes an .h5ad file"
+                                + (" (convert a .zarr AnnData with anndata.read_zarr(path).write_h5ad(...))."
+                                   if path.suffix == ".zarr" else "."))
+    if path.stat().st_size == 0:
+        raise ValueError(f"{option} {path} is empty (0 bytes); was it written completely?")
+    if not h5py.is_hdf5(path):
+        raise ValueError(f"{option} {path} is not an .h5ad file (no HDF5 signature); pass an AnnData written with "
+                         "adata.write_h5ad (CSV, loom or mtx files: read them with scanpy, then write_h5ad).")
     try:
         return ad.read_h5ad(path)
-    except (OSError, KeyError) as error:
-        raise ValueError(f"{path} could not be read as an .h5ad file ({error}); is it complete and written by anndata?") from error
+    except (OSError, KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{option} {path} could not be read as an .h5ad file ({error}); is it complete and "
+                         "written by anndata?") from error
 
 
-def match_rule(obs, rule: str):
+class MissingColumnError(KeyError):
+    """A ``key=value`` rule names an obs column that is not there (prints without KeyError's quotes)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def match_rule(obs, rule: str, option: str = "--cells"):
     """Boolean mask [n_obs] of the rows of ``obs`` matching every ``key=value`` of ``rule`` (joined by '&')."""
     import numpy as np
 
     mask = np.ones(len(obs), dtype=bool)
     for part in rule.split("&"):
         key, sep, value = part.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"{rule!r}: each part must be key=value.")
+        if not sep or not key:
+            raise typer.BadParameter(f"{option} {rule!r}: each part must be key=value (e.g. cell_type=CD4T).")
         if key not in obs:
-            raise KeyError(f"obs column {key!r} not found; available: {list(obs.columns)}")
+            raise MissingColumnError(f"{option} {rule!r}: obs column {key!r} not found; available: {list(obs.columns)}")
         mask &= (obs[key].astype(str) == value).to_numpy()
     return mask
 
 
-def refuse_overwriting_input(out: Path, *inputs: Path) -> None:
-    """Raise ValueError when ``out`` is one of ``inputs`` (same file, after resolving links)."""
+def select_cells(adata, rule: str, option: str = "--cells"):
+    """The cells of ``adata`` matching ``rule`` (a copy); an empty selection is an error listing the values."""
+    mask = match_rule(adata.obs, rule, option)
+    if not mask.any():
+        values = {key: sorted(map(str, adata.obs[key].astype(str).unique()))[:20]
+                  for key, _, _ in (part.partition("=") for part in rule.split("&"))}
+        raise ValueError(f"No cell matches {option} {rule!r}; the values present are {values}.")
+    return adata[mask].copy()
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def refuse_overwriting_input(out: Path, *inputs: Path | None, option: str = "--out") -> None:
+    """Raise ValueError when writing ``out`` could touch an input: ``out`` is one of ``inputs`` (same file
+    after resolving links), an input lies inside the folder ``out`` (replacing it would delete the input),
+    or ``out`` lies inside an input folder (it would change that artifact)."""
     out = Path(out)
+    target = out.resolve()
     for path in inputs:
         if path is None:
             continue
         path = Path(path)
-        if out.resolve() == path.resolve() or (out.exists() and path.exists() and out.samefile(path)):
-            raise ValueError(f"--out {out} is the input {path}; write the output to another path "
-                             "(virtualcell never writes over its input).")
+        source = path.resolve()
+        same = target == source or (out.exists() and path.exists() and out.samefile(path))
+        if same or _inside(source, target):
+            raise ValueError(f"{option} {out} is {'the input' if same else 'a folder holding the input'} {path}; "
+                             "write the output to another path (virtualcell never writes over its input).")
+        if source.is_dir() and _inside(target, source):
+            raise ValueError(f"{option} {out} is inside the input folder {path}; write the output elsewhere "
+                             "(writing there would change that input).")
+
+
+def check_output_file(out: Path, *, overwrite: bool, option: str = "--out") -> None:
+    """Refuse an output file path that is a folder, sits under a file, or exists (without ``overwrite``)."""
+    out = Path(out)
+    if out.is_dir():
+        raise IsADirectoryError(f"{option} {out} is a folder; pass a file path such as {out / 'predicted.h5ad'}.")
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise NotADirectoryError(f"{option} {out}: {blocking} is a file, not a folder; choose another path.")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{option} {out} already exists; pass --overwrite to replace it, or another path.")
+
+
+def check_output_folder(out: Path, *, overwrite: bool, option: str = "--out") -> None:
+    """Refuse an output folder path that is a file, sits under a file, or exists (without ``overwrite``)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{option} {out} is a file; this command writes a folder there, so choose another path.")
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise NotADirectoryError(f"{option} {out}: {blocking} is a file, not a folder; choose another path.")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{option} {out} already exists; pass --overwrite to replace it, or another path.")
+
+
+def cli_device(device: str) -> str:
+    """``--device`` resolved up front (``auto`` -> what this machine has); a missing GPU is a clear error."""
+    from ..execution import resolve_device
+
+    return str(resolve_device(device))

@@ -1,4 +1,8 @@
-"""Core commands: info, demo, fit, predict."""
+"""Core commands: info, demo, fit, predict.
+
+Errors are left to the CLI's error boundary (``.errors``); these commands check their paths first,
+so that nothing is read or computed for an output that cannot be written, and never write over an input.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ from typing import Optional
 import typer
 
 from .app import app
-from .common import fail, match_rule, parse_options, read_h5ad
+from .common import (check_output_file, check_output_folder, cli_device, match_rule, parse_options, read_h5ad,
+                     refuse_overwriting_input, select_cells)
+
 
 @app.command()
 def info() -> None:
@@ -56,11 +62,14 @@ def demo(
     baselines, print the metrics and write a plot."""
     from ..demo import run_demo
 
-    try:
-        run_demo(out=out, encoder=encoder, manipulator=manipulator, held_out=held_out,
-                 n_cell_types=n_cell_types, n_genes=n_genes, seed=seed)
-    except (ValueError, KeyError, TypeError) as error:
-        fail(error)
+    check_output_folder(out, overwrite=True)       # re-running the demo into its own folder is fine
+    run_demo(out=out, encoder=encoder, manipulator=manipulator, held_out=held_out,
+             n_cell_types=n_cell_types, n_genes=n_genes, seed=seed)
+
+
+def _options_error(error: TypeError, encoder: dict, manipulator: dict) -> TypeError:
+    return TypeError(f"{error}; check --encoder-option {encoder} and --manipulator-option {manipulator} against "
+                     "the components' arguments (names and types; `virtualcell info` lists the components).")
 
 
 @app.command()
@@ -87,18 +96,26 @@ def fit(
     """Fit a pipeline on an AnnData file and save it as one folder."""
     from ..pipelines import PerturbationPipeline
 
+    device = cli_device(device)
+    refuse_overwriting_input(out, data)
+    check_output_folder(out, overwrite=overwrite)
+    enc = {"name": encoder, **parse_options(encoder_option, "encoder")}
+    man = {"name": manipulator, **parse_options(manipulator_option, "manipulator")}
+    adata = read_h5ad(data)
+    for rule in exclude or []:
+        adata = adata[~match_rule(adata.obs, rule, "--exclude")].copy()
+    if adata.n_obs == 0:
+        raise ValueError(f"No cells left to fit on: --exclude {exclude} removed all of them." if exclude
+                         else f"--data {data} holds no cells.")
     try:
-        adata = read_h5ad(data)
-        for rule in exclude or []:
-            adata = adata[~match_rule(adata.obs, rule)].copy()
-        enc = {"name": encoder, **parse_options(encoder_option, "encoder")}
-        man = {"name": manipulator, **parse_options(manipulator_option, "manipulator")}
         pipeline = PerturbationPipeline(enc, man, decoder, preprocess=preprocess, device=device)
         pipeline.fit(adata, condition_key=condition_key, control=control, context_key=context_key,
                      covariate_keys=covariate or (), layer=layer, seed=seed)
-        pipeline.save(out, overwrite=overwrite)
-    except (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError, RuntimeError) as error:
-        fail(error)
+    except TypeError as error:
+        if encoder_option or manipulator_option:
+            raise _options_error(error, enc, man) from error
+        raise
+    pipeline.save(out, overwrite=overwrite)
     typer.echo(f"saved the fitted pipeline to {out} ({adata.n_obs} cells, conditions {pipeline.metadata['conditions']})")
 
 
@@ -107,26 +124,27 @@ def predict(
     pipeline: Path = typer.Option(..., help="A folder written by `virtualcell fit` (or Pipeline.save)."),
     data: Path = typer.Option(..., help=".h5ad with the cells to move."),
     target: str = typer.Option(..., help="Condition to predict them under."),
-    out: Path = typer.Option(..., help="Output .h5ad of predicted cells."),
+    out: Path = typer.Option(..., help="Output .h5ad of predicted cells (written atomically; never over --data)."),
     cells: Optional[str] = typer.Option(None, help="Only cells matching 'key=value[&key=value]', e.g. 'cell_type=CD4T&condition=control'."),
     source: Optional[str] = typer.Option(None, help="Their current condition when the data has no condition column."),
     n_samples: int = typer.Option(1, min=1, help="Samples per cell (stochastic manipulators): adds variance and q05/q95 layers."),
     context_effect_scale: float = typer.Option(1.0, min=0.0, help="With n-samples > 1: scale of the random effect of a context whose response was not seen in fit (0: the model's spread alone)."),
     device: str = typer.Option("cpu", help="cpu, cuda, mps or auto."),
     seed: int = typer.Option(0, help="Seed."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
 ) -> None:
     """Predict cells under a target condition with a saved pipeline; writes an .h5ad."""
     from ..evaluate.report import write_h5ad
     from ..pipelines import PerturbationPipeline
 
-    try:
-        model = PerturbationPipeline.load(pipeline, device=device)
-        adata = read_h5ad(data)
-        if cells:
-            adata = adata[match_rule(adata.obs, cells)].copy()
-        predicted = model.predict(adata, target=target, source=source, n_samples=n_samples, seed=seed,
-                                  context_effect_scale=context_effect_scale)
-        write_h5ad(predicted, out)
-    except (ValueError, KeyError, TypeError, FileNotFoundError, RuntimeError) as error:
-        fail(error)
+    device = cli_device(device)
+    refuse_overwriting_input(out, data, pipeline)
+    check_output_file(out, overwrite=overwrite)
+    model = PerturbationPipeline.load(pipeline, device=device)
+    adata = read_h5ad(data)
+    if cells:
+        adata = select_cells(adata, cells)
+    predicted = model.predict(adata, target=target, source=source, n_samples=n_samples, seed=seed,
+                              context_effect_scale=context_effect_scale)
+    write_h5ad(predicted, out)
     typer.echo(f"wrote {predicted.n_obs} predicted cells x {predicted.n_vars} genes under {target!r} to {out}")

@@ -1,4 +1,9 @@
-"""Hub commands: publish, pull."""
+"""Hub commands: publish, pull.
+
+``--hub`` is any fsspec URL: a folder, ``s3://bucket/prefix`` (needs ``pip install 'virtualcell[s3]'``).
+An S3-compatible server other than AWS (MinIO, Ceph, moto) is named by the environment:
+``AWS_ENDPOINT_URL=http://host:9000`` with ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +15,23 @@ import typer
 from .app import app
 from .common import fail
 
+_HUB_HELP = ("Any fsspec URL: a folder, s3://bucket/hub, ... (S3-compatible servers: set AWS_ENDPOINT_URL, "
+             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).")
+
+
 @app.command()
 def publish(
     path: Path = typer.Argument(..., help="A saved component or pipeline folder."),
-    hub: str = typer.Option(..., help="Any fsspec URL: a folder, s3://bucket/hub, ..."),
+    hub: str = typer.Option(..., help=_HUB_HELP),
     name: str = typer.Option(..., help="Name to publish under (lower-case)."),
     version: str = typer.Option(..., help="Version (immutable once published), e.g. 1.0.0."),
 ) -> None:
-    """Publish a shared instrument (component or pipeline) to a hub; versions are immutable."""
+    """Publish a shared instrument (component or pipeline) to a hub; versions are immutable, all or nothing."""
     from ..registry.publish import publish as publish_folder
 
     try:
         digest = publish_folder(path, hub, name, version)
-    except (ValueError, FileExistsError, FileNotFoundError) as error:
+    except (ValueError, OSError, ImportError) as error:  # FileExistsError, PublishConflictError, artifact errors
         fail(error)
     typer.echo(f"published {name} {version} to {hub} (content sha256 {digest})")
 
@@ -30,7 +39,7 @@ def publish(
 @app.command()
 def pull(
     name: str = typer.Argument(..., help="Published name."),
-    hub: str = typer.Option(..., help="The hub URL it was published to."),
+    hub: str = typer.Option(..., help=_HUB_HELP),
     version: str = typer.Option("latest", help="Version, or 'latest'."),
     cache_dir: Optional[Path] = typer.Option(None, help="Where to keep pulled instruments (default ~/.cache/virtualcell)."),
 ) -> None:
@@ -39,6 +48,6 @@ def pull(
 
     try:
         folder = pull_folder(hub, name, version, cache_dir=cache_dir)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, OSError, ImportError) as error:  # FileNotFoundError, TamperedArtifactError, unsafe names
         fail(error)
     typer.echo(str(folder))

@@ -1,11 +1,27 @@
-"""Value checks at the AnnData edge: NaN, negatives, and counts where log data is expected."""
+"""Value checks at the AnnData edge: NaN/inf, absurd magnitudes, negatives, and counts where log data is expected.
+
+Every refusal names the first offending cell and gene (when the caller passes ``obs_names`` and
+``var_names``) and says how to fix the data.
+
+The magnitude bound, :data:`MAX_EXPRESSION` = 2**24 (16,777,216), is float32's: every model computes in
+float32, which represents integers exactly only up to 2**24 and whose spacing exceeds 1 above it.
+No real measurement comes near it (a whole cell holds ~1e3-1e5 molecules, so one gene's count is far
+below; log-normalised expression is < 30, the log1p of 1e13), so a larger value is a corrupted entry or
+a unit error. Left in, one such value swamps every float32 sum over cells (a single 1e30 at fit zeroed
+a gene's predictions), and a float64 value above float32's range (3.4e38) becomes inf, then NaN.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["DataError", "looks_like_counts", "check_expression"]
+__all__ = ["DataError", "MAX_EXPRESSION", "looks_like_counts", "check_expression"]
+
+#: the largest expression value accepted (float32's exact-integer limit; see the module docstring)
+MAX_EXPRESSION = float(2**24)
 
 
 class DataError(ValueError):
@@ -16,34 +32,83 @@ def _values(x) -> np.ndarray:
     return x.data if sp.issparse(x) else np.asarray(x).ravel()
 
 
-def looks_like_counts(x, *, sample: int = 200_000) -> bool:
-    """True when ``x`` holds non-negative integers with a large maximum (raw UMI counts)."""
-    values = _values(x)
-    if values.size == 0:
-        return False
+def _sample(values: np.ndarray, sample: int) -> np.ndarray:
     if values.size > sample:
         values = values[np.random.default_rng(0).choice(values.size, sample, replace=False)]
-    return bool(np.all(values >= 0) and np.allclose(values, np.round(values)) and values.max() > 20)
+    return values
 
 
-def check_expression(x, *, expect: str = "log", what: str = "X") -> None:
-    """Raise ``DataError`` on NaN/inf, negatives, or a scale that contradicts ``expect``.
+def looks_like_counts(x, *, sample: int = 200_000) -> bool:
+    """True when ``x`` looks like raw counts, whatever its maximum.
+
+    Counts: every non-zero value (of a seeded sample of ``sample`` values) is a non-negative integer,
+    with at least two distinct non-zero values (a 0/1 matrix is ambiguous and passes as not counts).
+    Log-normalised data fails the integer test: ``log1p`` of normalised counts is non-integer in
+    every non-zero entry. Poisson counts with small means (max <= 20) are counts too.
+    """
+    values = _sample(_values(x), sample)
+    values = values[values != 0]          # zeros say nothing about integer-ness
+    if values.size == 0 or not np.all(np.isfinite(values)) or values.min() < 0:
+        return False
+    if not np.all(np.abs(values - np.round(values)) <= 1e-6 * np.maximum(1.0, np.abs(values))):
+        return False
+    return bool(values.max() > values.min())
+
+
+def _first(x, bad: Callable[[np.ndarray], np.ndarray]) -> tuple[int, int, float, int]:
+    """(row, column, value, count) of the entries of ``x`` where ``bad(values)`` holds (first in row order)."""
+    if sp.issparse(x):
+        coo = sp.coo_matrix(x)
+        mask = bad(coo.data)
+        rows, cols, data = coo.row[mask], coo.col[mask], coo.data[mask]
+        first = int(np.lexsort((cols, rows))[0])
+        return int(rows[first]), int(cols[first]), float(data[first]), int(mask.sum())
+    array = np.asarray(x)
+    array = array.reshape(1, -1) if array.ndim == 1 else array
+    mask = bad(array)
+    row, col = np.argwhere(mask)[0]
+    return int(row), int(col), float(array[row, col]), int(mask.sum())
+
+
+def _where(x, bad, obs_names: Sequence | None, var_names: Sequence | None) -> str:
+    """'3 values, first 1e+30 in cell 'c7' (row 7), gene 'CD4' (column 2)'."""
+    row, col, value, count = _first(x, bad)
+    cell = f"cell {str(obs_names[row])!r} (row {row})" if obs_names is not None else f"row {row}"
+    gene = f"gene {str(var_names[col])!r} (column {col})" if var_names is not None else f"column {col}"
+    return f"{count} value{'s' if count > 1 else ''}, the first {value:.6g} in {cell}, {gene}"
+
+
+def check_expression(x, *, expect: str = "log", what: str = "X", obs_names: Sequence | None = None,
+                     var_names: Sequence | None = None) -> None:
+    """Raise ``DataError`` on NaN/inf, values above :data:`MAX_EXPRESSION`, negatives, or a scale that
+    contradicts ``expect``; the message names the first offending cell and gene.
 
     Args:
         x: [n, genes] dense or sparse matrix.
         expect: ``"log"`` (log-normalised, e.g. ``log1p(normalize_total)``), ``"counts"`` or ``"any"``.
+        what: how to call ``x`` in messages (``"adata.X"``).
+        obs_names, var_names: cell [n] and gene [genes] names, for the messages.
     """
     values = _values(x)
-    if values.size and not np.all(np.isfinite(values)):
-        n_bad = int((~np.isfinite(values)).sum())
-        raise DataError(f"{what} contains {n_bad} NaN or infinite values; remove or impute them first.")
-    if values.size and values.min() < 0:
-        raise DataError(f"{what} contains negative values (min {values.min():.3g}); expression must be >= 0. "
+    if values.size == 0:
+        return
+    if not np.all(np.isfinite(values)):
+        where = _where(x, lambda v: ~np.isfinite(v), obs_names, var_names)
+        raise DataError(f"{what} contains NaN or infinite values ({where}); remove those cells or impute the "
+                        "values first.")
+    if values.max() > MAX_EXPRESSION:
+        where = _where(x, lambda v: v > MAX_EXPRESSION, obs_names, var_names)
+        raise DataError(f"{what} holds values above {MAX_EXPRESSION:.0f} (2**24, float32's exact-integer limit; "
+                        f"no count or log expression is that large): {where}. The entry is corrupted or in the "
+                        "wrong units; fix or remove those cells.")
+    if values.min() < 0:
+        where = _where(x, lambda v: v < 0, obs_names, var_names)
+        raise DataError(f"{what} contains negative values ({where}); expression must be >= 0. "
                         "Was the data scaled (sc.pp.scale)? Pass unscaled log-normalised expression.")
     if expect == "log" and looks_like_counts(x):
-        raise DataError(f"{what} looks like raw counts (integers up to {values.max():.0f}) but log-normalised "
-                        "data is expected. Preprocess with preprocess='log1p' (normalize_total + log1p), or "
-                        "run sc.pp.normalize_total and sc.pp.log1p yourself.")
-    if expect == "counts" and values.size and not np.allclose(values, np.round(values)):
+        raise DataError(f"{what} looks like raw counts (non-negative integers up to {values.max():.0f}) but "
+                        "log-normalised data is expected. Preprocess with preprocess='log1p' (normalize_total + "
+                        "log1p), or run sc.pp.normalize_total and sc.pp.log1p yourself.")
+    if expect == "counts" and not np.allclose(values, np.round(values)):
         raise DataError(f"{what} holds non-integer values but raw counts are expected; pass the counts layer "
                         "(layer='counts') or preprocess=None for data that is already log-normalised.")

@@ -81,7 +81,8 @@ class Preprocessing:
         import scanpy as sc
 
         x = get_matrix(adata, layer)
-        check_expression(x, expect=self.expects, what=f"adata.{'X' if layer is None else 'layers[' + repr(layer) + ']'}")
+        check_expression(x, expect=self.expects, what=f"adata.{'X' if layer is None else 'layers[' + repr(layer) + ']'}",
+                         obs_names=adata.obs_names, var_names=adata.var_names)
         work = ad.AnnData(X=x.astype(np.float32, copy=True), var={"gene": np.asarray(adata.var_names)})
         work.var_names = adata.var_names
         if self.normalize_total:

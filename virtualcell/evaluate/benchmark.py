@@ -19,7 +19,6 @@ predicted cells), ``plots/<unit>.png`` (scGen-style mean scatter) and ``plots/su
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import hashlib
 import re
@@ -32,92 +31,24 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from ..component import Component
 from ..data.preprocess import Preprocessing
-from ..execution import progress_bar, seed_everything
+from ..execution import progress_bar
 from . import report as reporting
+from .distribution import MAX_CELLS
+from .methods import fit_method, load_dataset, make_method
+from .outputs import write_outputs, write_reports
+from .select_candidates import is_auto
 from .splits import PROTOCOLS, oos_tasks, pert_tasks
 
-__all__ = ["run_benchmark", "BASELINES", "SUMMARY_METRICS"]
+__all__ = ["run_benchmark", "BASELINES", "PERT_BASELINES", "SUMMARY_METRICS"]
 
 #: label -> (encoder, manipulator) of the baselines run beside every method
 BASELINES: dict[str, tuple[str, str]] = {"control": ("identity-encoder", "control"),
                                           "mean-shift": ("identity-encoder", "mean-shift")}
-SUMMARY_METRICS = ("r2_mean_top100", "pearson_delta", "edistance_ratio")
-FORMAT_VERSION = 1
-
-
-@dataclasses.dataclass
-class _Method:
-    """A method to benchmark: how to build its components fresh, and whether it sees the context."""
-
-    label: str
-    encoder: Any
-    manipulator: Any
-    decoder: Any
-    sees_context: bool
-    description: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-def _fresh(spec: Any, kwargs: Mapping[str, Any] | None, kind: str) -> Component | None:
-    """A new component from a name, a ``{"name": ...}`` dict or an instance (rebuilt from its config;
-    a fitted encoder or decoder is used as it is, since pipelines never refit those)."""
-    from ..pipelines.pipeline import resolve_component
-
-    kwargs = dict(kwargs or {})
-    if spec is None:
-        if kwargs:
-            raise ValueError(f"{kind}_kwargs {sorted(kwargs)} were given but no {kind}; pass {kind}=<name>.")
-        return None
-    if isinstance(spec, Component):
-        if kwargs:
-            raise ValueError(f"{kind}_kwargs cannot change a ready-made {type(spec).__name__}; pass its name instead.")
-        if spec.is_fitted and kind != "manipulator":
-            return spec  # a pre-trained encoder / decoder: pipelines use it as it is, without refitting
-        return type(spec).from_config(spec.config)
-    if isinstance(spec, str):
-        return resolve_component({"name": spec, **kwargs}, kind)
-    if isinstance(spec, Mapping):
-        return resolve_component({**spec, **kwargs}, kind)
-    raise TypeError(f"{kind} must be a registered name, a dict with 'name', or a component; got {type(spec).__name__}.")
-
-
-def _describe(component: Component | None) -> dict[str, Any] | None:
-    from ..registry import registry
-
-    if component is None:
-        return None
-    try:
-        name = registry.name_of(type(component))
-    except KeyError:
-        name = type(component).__name__
-    return {"name": name, "class": type(component).__name__, "config": component.config_dict()}
-
-
-def _method(encoder, manipulator, decoder, kwargs: Mapping[str, Mapping[str, Any] | None], sees_context: bool,
-            label: str | None = None) -> _Method:
-    built = {role: _fresh(spec, kwargs.get(role), role)
-             for role, spec in (("encoder", encoder), ("manipulator", manipulator), ("decoder", decoder))}
-    description = {role: _describe(c) for role, c in built.items()}
-    if label is None:
-        label = "+".join(d["name"] for d in description.values() if d)
-    specs = {role: (spec if isinstance(spec, Component) or spec is None else
-                    {**({"name": spec} if isinstance(spec, str) else dict(spec)), **dict(kwargs.get(role) or {})})
-             for role, spec in (("encoder", encoder), ("manipulator", manipulator), ("decoder", decoder))}
-    return _Method(label, specs["encoder"], specs["manipulator"], specs["decoder"], sees_context, description)
-
-
-def _load(data: ad.AnnData | str | Path) -> tuple[ad.AnnData, dict[str, Any]]:
-    if isinstance(data, ad.AnnData):
-        digest = hashlib.sha256()
-        digest.update(str(data.shape).encode())
-        digest.update("\n".join(map(str, data.obs_names)).encode())
-        digest.update("\n".join(map(str, data.var_names)).encode())
-        return data, {"path": None, "sha256": None, "fingerprint": digest.hexdigest()}
-    path = Path(data).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"No dataset at {path}; pass the path of an .h5ad file.")
-    return ad.read_h5ad(path), {"path": str(path.resolve()), "sha256": reporting.sha256_file(path)}
+#: PERT only: the average response of all training targets, whatever the target
+PERT_BASELINES: dict[str, tuple[str, str]] = {"mean-perturbation": ("identity-encoder", "mean-perturbation")}
+SUMMARY_METRICS = ("r2_mean_top100", "pearson_delta", "edistance_ratio", "std_ratio_top100")
+FORMAT_VERSION = 2
 
 
 def _prepare(adata: ad.AnnData, preprocess: Any) -> tuple[np.ndarray, list[str], dict[str, Any]]:
@@ -150,29 +81,21 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or "unit"
 
 
-def _means(per_context: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def _means(per_context: Mapping[str, Mapping[str, Any]], reduce=np.mean) -> dict[str, Any]:
+    """``reduce`` (mean, or median) of every numeric metric over the contexts, NaN and None left out."""
     keys = [k for k, v in next(iter(per_context.values())).items() if isinstance(v, (int, float)) and not k.startswith("n_")]
     means: dict[str, Any] = {"n_contexts": len(per_context)}
     for key in keys:
         values = np.array([m[key] for m in per_context.values() if m.get(key) is not None], dtype=float)
         values = values[np.isfinite(values)]
-        means[key] = float(values.mean()) if values.size else None
+        means[key] = float(reduce(values)) if values.size else None
     return means
 
 
-def _fit(method: _Method, train: ad.AnnData, *, condition_key: str, control: str, context_key: str | None,
-         seed: int, device: str, progress: bool):
-    """A fresh pipeline of ``method`` fitted on ``train`` (seeded); returns it and the seconds it took."""
-    from ..pipelines.perturbation import PerturbationPipeline
-
-    pipeline = PerturbationPipeline(encoder=_fresh(method.encoder, None, "encoder"),
-                                    manipulator=_fresh(method.manipulator, None, "manipulator"),
-                                    decoder=_fresh(method.decoder, None, "decoder"), preprocess=None, device=device)
-    seed_everything(seed)
-    start = time.perf_counter()
-    pipeline.fit(train, condition_key=condition_key, control=control, context_key=context_key, seed=seed,
-                 progress=progress)
-    return pipeline, time.perf_counter() - start
+def _summaries(report: dict[str, Any]) -> None:
+    """Fill ``means`` and ``medians`` over the units (a ratio whose denominator is noise can dominate a mean)."""
+    report["means"] = {label: _means(per) for label, per in report["results"].items() if per}
+    report["medians"] = {label: _means(per, np.median) for label, per in report["results"].items() if per}
 
 
 def _restore_threads(threads: int) -> None:
@@ -182,13 +105,6 @@ def _restore_threads(threads: int) -> None:
 
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-
-
-def _write_prediction(path: Path, pred: np.ndarray, obs: pd.DataFrame, genes: list[str], info: dict[str, Any]) -> None:
-    """The predicted cells [n, genes] (log-normalised), obs as the pipeline returned it (condition = target)."""
-    out = ad.AnnData(X=pred.astype(np.float32), obs=obs.copy(), var=pd.DataFrame(index=pd.Index(genes, dtype=str)))
-    out.uns["benchmark"] = {k: v for k, v in reporting.json_clean(info).items() if v is not None}
-    reporting.write_h5ad(out, path)
 
 
 def run_benchmark(
@@ -222,6 +138,8 @@ def run_benchmark(
     progress: bool = True,
     overwrite: bool = False,
     command: str | None = None,
+    n_samples: int = 1,
+    n_pcs: int = 50,
 ) -> dict[str, Any]:
     """Run one protocol of EVALUATION.md for a method (+ baselines); returns the ``results.json`` content.
 
@@ -240,21 +158,33 @@ def run_benchmark(
         preprocess: ``None`` (X is log-normalised), ``"log1p"``, ``"kang-full"`` or a dict; applied once
             to every cell before splitting; methods then run with ``preprocess=None``.
         out: output folder (None: write nothing); an existing ``results.json`` needs ``overwrite=True``.
-        baselines: also run ``control`` and ``mean-shift``.
+        baselines: also run ``control`` and ``mean-shift`` (and ``mean-perturbation`` for PERT). The
+            ``noise-ceiling`` row (a random half of S against the other half) is always written.
         n_top: number of DEGs for the ``*_top{n_top}`` metrics.
         device: ``"cpu"``, ``"cuda"`` or ``"auto"`` for every pipeline.
         command: the command line to record (the CLI fills it in).
+        n_samples: with ``n_samples >= 2`` the method also predicts that many populations per unit
+            (:func:`.calibration.population_samples`) and reports ``coverage90`` and ``interval_width90``
+            (top DEGs) and their ``_all`` (every gene) forms; the point metrics always score the
+            central ``n_samples=1`` prediction.
+        n_pcs: components of the PCA (seed ``seed``) fitted on each unit's reference cells (outside it)
+            in which ``edistance_ratio`` and ``mmd_ratio`` are computed.
     """
     from . import metrics
+    from .discrimination import discrimination
+    from .distribution import fit_pca_space
+    from .scoring import NOISE_CEILING, noise_ceiling, pipeline_calibration
 
     protocol = protocol.lower()
     if protocol not in PROTOCOLS:
         raise ValueError(f"Unknown protocol {protocol!r}; choose one of {PROTOCOLS}.")
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1 (2 or more to measure interval calibration); got {n_samples}.")
     out_dir = Path(out) if out is not None else None
     if out_dir is not None and (out_dir / "results.json").exists() and not overwrite:
         raise FileExistsError(f"{out_dir / 'results.json'} exists; pass overwrite=True (--overwrite) or another out folder.")
 
-    adata, dataset = _load(data)
+    adata, dataset = load_dataset(data)
     x, genes, recipe = _prepare(adata, preprocess)
     obs = adata.obs
     if protocol == "pert":
@@ -269,13 +199,15 @@ def run_benchmark(
         baseline_context = context_key
     del adata
 
-    method = _method(encoder, manipulator, decoder,
-                     {"encoder": encoder_kwargs, "manipulator": manipulator_kwargs, "decoder": decoder_kwargs},
-                     sees_context=method_context is not None)
-    methods = [method] + ([_method(e, m, None, {}, baseline_context is not None, label=label)
-                           for label, (e, m) in BASELINES.items()] if baselines else [])
-    if len({m.label for m in methods}) < len(methods):
+    method = make_method(encoder, manipulator, decoder,
+                         {"encoder": encoder_kwargs, "manipulator": manipulator_kwargs, "decoder": decoder_kwargs},
+                         sees_context=method_context is not None)
+    baseline_specs = {**BASELINES, **(PERT_BASELINES if protocol == "pert" else {})} if baselines else {}
+    methods = [method] + [make_method(e, m, None, {}, baseline_context is not None, label=label)
+                          for label, (e, m) in baseline_specs.items()]
+    if len({m.label for m in methods} | {NOISE_CEILING}) < len(methods) + 1:
         method.label = f"method:{method.label}"
+    labels = [m.label for m in methods]
 
     report: dict[str, Any] = {
         "format_version": FORMAT_VERSION, "protocol": protocol, "status": "running",
@@ -288,10 +220,12 @@ def run_benchmark(
                      {"context_key": context_key, "target": target, "exclude_contexts": list(exclude_contexts)}),
                   "method_sees_context": method.sees_context, "baselines_see_context": baseline_context is not None},
         "method": {"label": method.label, "components": method.description},
-        "baselines": [m.label for m in methods[1:]],
+        "baselines": [m.label for m in methods[1:]], "noise_ceiling": NOISE_CEILING,
+        "metrics": {"version": 2, "n_pcs": n_pcs, "pca": "randomised SVD, seeded, fitted on the cells outside the "
+                    "held-out unit (Task.reference)", "max_cells_pairwise": MAX_CELLS, "n_samples": n_samples},
         "seed": seed, "n_top": n_top, "device": device,
-        "contexts": [t.name for t in tasks], "results": {m.label: {} for m in methods}, "means": {},
-        "degs": {}, "machine": reporting.machine_info(), "packages": reporting.package_versions(),
+        "contexts": [t.name for t in tasks], "results": {label: {} for label in [*labels, NOISE_CEILING]},
+        "means": {}, "medians": {}, "degs": {}, "machine": reporting.machine_info(), "packages": reporting.package_versions(),
         "source": reporting.source_revision(),
         "command": command, "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -305,6 +239,10 @@ def run_benchmark(
 
     threads = torch.get_num_threads()
     fitted: dict[str, tuple[bytes, Any, float]] = {}
+    space_cache: dict[bytes, Any] = {}
+    bulks: dict[str, dict[str, np.ndarray]] = {label: {} for label in report["results"]}
+    real_bulks: dict[str, np.ndarray] = {}
+    half_bulks: dict[str, np.ndarray] = {}
     bar = progress_bar(tasks, desc=f"{protocol.upper()} {method.label}", enabled=progress)
     for task in bar:
         bar.set_postfix_str(task.name)
@@ -312,37 +250,57 @@ def run_benchmark(
         degs = metrics.top_degs(stim, ctrl, genes, n=n_top)
         _restore_threads(threads)
         report["degs"][task.name] = degs
+        reference = task.reference if task.reference is not None else task.train
+        ref_key = _mask_key(reference)
+        if ref_key not in space_cache:   # PERT: one reference for every target
+            space_cache = {ref_key: fit_pca_space(x[reference], n_pcs, seed)}
+        space = space_cache[ref_key]
         for m in methods:
             context_column = method_context if m is method else baseline_context
             columns = [condition_key] + ([context_column] if context_column else [])
-            train_key = hashlib.sha256(np.packbits(task.train).tobytes()).digest()
+            if protocol == "pert" and m is method and is_auto(m.manipulator):
+                columns.append(replicate_key)   # auto: inner leave-one-replicate-out over the training replicates
+            train_key = _mask_key(task.train)
             if m.label not in fitted or fitted[m.label][0] != train_key:  # PERT: one fit serves every task
-                pipeline, seconds_train = _fit(m, _subset(x, obs, genes, task.train, columns), condition_key=condition_key,
-                                               control=control, context_key=context_column, seed=seed, device=device,
-                                               progress=progress)
+                pipeline, seconds_train = fit_method(m, _subset(x, obs, genes, task.train, columns),
+                                                     condition_key=condition_key, control=control,
+                                                     context_key=context_column, seed=seed, device=device,
+                                                     progress=progress)
                 fitted[m.label] = (train_key, pipeline, seconds_train)
+                if is_auto(m.manipulator):   # what the inner CV chose on this task's training cells
+                    chosen = pipeline.metadata["selection"]
+                    report.setdefault("selection", {})[task.name] = {
+                        k: chosen[k] for k in ("winner", "table", "ensemble_weights", "folds", "seconds")}
             _, pipeline, seconds_train = fitted[m.label]
+            source_cells = _subset(x, obs, genes, task.source, columns)
             start = time.perf_counter()
-            predicted = pipeline.predict(_subset(x, obs, genes, task.source, columns), target=task.target, seed=seed)
+            predicted = pipeline.predict(source_cells, target=task.target, seed=seed)
             seconds_predict = time.perf_counter() - start
             pred = _aligned(predicted, genes)
-            scores = metrics.perturbation_metrics(pred, stim, ctrl, genes, n_top=n_top, degs=degs)
+            scores = metrics.perturbation_metrics(pred, stim, ctrl, genes, n_top=n_top, degs=degs, reference=space,
+                                                  seed=seed)
+            if m is method and n_samples > 1:
+                scores.update(pipeline_calibration(pipeline, source_cells, task.target, n_samples, seed, stim, genes,
+                                                   degs))
             _restore_threads(threads)
+            bulks[m.label][task.name] = pred.mean(axis=0)
             report["results"][m.label][task.name] = {**scores, "seconds_train": seconds_train,
                                                      "seconds_predict": seconds_predict, **task.sizes}
             if m is method and out_dir is not None:
-                name = _safe_name(task.name)
-                _write_prediction(out_dir / "predictions" / f"{name}.h5ad", pred, predicted.obs, genes,
-                                  {"method": m.label, "unit": task.name, "target": task.target, "protocol": protocol,
-                                   "seed": seed})
-                if plots:
-                    from . import plots as plotting
-
-                    reporting.atomic_write(out_dir / "plots" / f"{name}.png", lambda tmp: plotting.mean_scatter(
-                        pred, stim, genes, degs=degs, title=f"{m.label}: {task.name} ({protocol.upper()})", path=tmp))
-        report["means"] = {label: _means(per) for label, per in report["results"].items() if per}
+                write_outputs(out_dir, task, m.label, pred, predicted.obs, stim, genes, degs, protocol, seed, plots)
+        ceiling, half_a, half_b = noise_ceiling(stim, ctrl, genes, degs=degs, n_top=n_top, space=space, seed=seed)
+        report["results"][NOISE_CEILING][task.name] = {**ceiling, **task.sizes}
+        bulks[NOISE_CEILING][task.name], half_bulks[task.name] = half_a.mean(axis=0), half_b.mean(axis=0)
+        real_bulks[task.name] = stim.mean(axis=0)
+        _summaries(report)
         if out_dir is not None:
-            _write_reports(out_dir, report)
+            write_reports(out_dir, report)
+    if protocol == "pert" and len(tasks) >= 2:
+        for label, predicted_bulks in bulks.items():
+            truth = half_bulks if label == NOISE_CEILING else real_bulks
+            for name, score in discrimination(predicted_bulks, truth).items():
+                report["results"][label][name]["discrimination"] = score
+        _summaries(report)
     report["status"] = "complete"
     report["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     if out_dir is not None:
@@ -353,10 +311,9 @@ def run_benchmark(
                 key = metric.replace("top100", f"top{n_top}")
                 reporting.atomic_write(out_dir / "plots" / f"summary_{key}.png",
                                        lambda tmp: plotting.metrics_bar(report["results"], key, path=tmp))
-        _write_reports(out_dir, report)
+        write_reports(out_dir, report)
     return reporting.json_clean(report)
 
 
-def _write_reports(out_dir: Path, report: dict[str, Any]) -> None:
-    reporting.write_json(out_dir / "results.json", report)
-    reporting.write_text(out_dir / "results.md", reporting.markdown_report(report))
+def _mask_key(mask: np.ndarray) -> bytes:
+    return hashlib.sha256(np.packbits(mask).tobytes()).digest()

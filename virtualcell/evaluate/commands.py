@@ -19,14 +19,16 @@ import typer
 
 __all__ = ["benchmark_app", "parse_options", "parse_list"]
 
-benchmark_app = typer.Typer(help="Benchmark a method against the control and mean-shift baselines (EVALUATION.md).",
+benchmark_app = typer.Typer(help="Benchmark a method against the baselines and the noise ceiling (EVALUATION.md).",
                             no_args_is_help=True, add_completion=False)
 
 # -- shared options --------------------------------------------------------------------------------
 Data = Annotated[Path, typer.Option("--data", help="The .h5ad dataset.", exists=True, dir_okay=False, readable=True)]
 Out = Annotated[Path, typer.Option("--out", help="Output folder (results.json, results.md, predictions/, plots/).")]
 EncoderName = Annotated[str, typer.Option("--encoder", help="Registered encoder name, e.g. pca, vae.")]
-ManipulatorName = Annotated[str, typer.Option("--manipulator", help="Registered manipulator, e.g. latent-arithmetic.")]
+ManipulatorName = Annotated[str, typer.Option(
+    "--manipulator", help="Registered manipulator, e.g. latent-arithmetic; or auto: choose a pipeline by inner CV on "
+                          "each task's training cells (docs/selection.md; options via --manipulator-option).")]
 DecoderName = Annotated[Optional[str], typer.Option("--decoder", help="Registered decoder; default: the encoder's own.")]
 EncoderOptions = Annotated[Optional[list[str]], typer.Option(
     "--encoder-option", help="Encoder init option KEY=VALUE (VALUE read as JSON, else text); repeatable.")]
@@ -40,10 +42,12 @@ Seed = Annotated[int, typer.Option("--seed", help="Seeds every stochastic step; 
 NoBaselines = Annotated[bool, typer.Option("--no-baselines", help="Skip the control and mean-shift baselines.")]
 NTop = Annotated[int, typer.Option("--n-top", help="Number of top DEGs for the *_top metrics.")]
 Device = Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")]
-Threads = Annotated[Optional[int], typer.Option("--threads", help="torch CPU threads (default: torch's choice).")]
+Threads = Annotated[Optional[int], typer.Option("--threads", min=1, help="torch CPU threads (default: torch's choice).")]
 NoPlots = Annotated[bool, typer.Option("--no-plots", help="Skip the PNG plots.")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the results already in --out.")]
+NSamples = Annotated[int, typer.Option(
+    "--n-samples", help="With N >= 2, also predict N populations per unit and report coverage90 and interval width.")]
 
 
 def parse_list(text: str | None) -> list[str] | None:
@@ -67,6 +71,9 @@ def parse_options(items: list[str] | None, option: str) -> dict[str, Any]:
     return out
 
 
+#: the means printed after a run
+_SHOWN = ("r2_mean_all", "r2_mean_top100", "pearson_delta", "edistance_ratio", "mmd_ratio", "std_ratio_top100",
+          "discrimination", "coverage90")
 _ALWAYS = {"encoder", "manipulator", "seed", "preprocess"}  # recorded even at their defaults
 
 
@@ -94,6 +101,9 @@ def _run(ctx: click.Context, threads: int | None, quiet: bool, **kwargs: Any) ->
     from ..registry.registry import PluginImportError, UnknownComponentError
     from .benchmark import run_benchmark
 
+    from ..cli.common import refuse_overwriting_input
+
+    refuse_overwriting_input(kwargs["out"], kwargs["data"])   # --out is a folder: never the --data file
     if threads is not None:
         import torch
 
@@ -109,7 +119,7 @@ def _run(ctx: click.Context, threads: int | None, quiet: bool, **kwargs: Any) ->
     typer.echo(f"{report['protocol'].upper()}: {len(report['contexts'])} {unit}s -> {kwargs['out']}")
     for label, means in report["means"].items():
         shown = ", ".join(f"{k} {v:.3f}" for k, v in means.items()
-                          if k in ("r2_mean_all", "r2_mean_top100", "pearson_delta", "edistance_ratio") and v is not None)
+                          if k in _SHOWN and v is not None)
         typer.echo(f"  {label}: {shown}")
 
 
@@ -143,6 +153,7 @@ def _split_command(protocol: str):
         no_plots: NoPlots = False,
         quiet: Quiet = False,
         overwrite: Overwrite = False,
+        n_samples: NSamples = 1,
     ) -> None:
         _run(ctx, threads, quiet, data=data, protocol=protocol, out=out, encoder=encoder, manipulator=manipulator,
              decoder=decoder, encoder_kwargs=parse_options(encoder_option, "--encoder-option"),
@@ -151,7 +162,7 @@ def _split_command(protocol: str):
              context_key=context_key, condition_key=condition_key, control=control, target=target,
              contexts=parse_list(contexts), exclude_contexts=parse_list(exclude_contexts) or (), min_cells=min_cells,
              preprocess=None if preprocess.lower() == "none" else preprocess, seed=seed, baselines=not no_baselines,
-             n_top=n_top, device=device, plots=not no_plots, overwrite=overwrite)
+             n_top=n_top, device=device, plots=not no_plots, overwrite=overwrite, n_samples=n_samples)
 
     return command
 
@@ -195,6 +206,7 @@ def pert(
     no_plots: NoPlots = False,
     quiet: Quiet = False,
     overwrite: Overwrite = False,
+    n_samples: NSamples = 1,
 ) -> None:
     _run(ctx, threads, quiet, data=data, protocol="pert", out=out, encoder=encoder, manipulator=manipulator,
          decoder=decoder, encoder_kwargs=parse_options(encoder_option, "--encoder-option"),
@@ -204,4 +216,4 @@ def pert(
          train_replicates=parse_list(train_replicates), drop_conditions=parse_list(drop_conditions) or (),
          contexts=parse_list(targets), min_cells=min_cells,
          preprocess=None if preprocess.lower() == "none" else preprocess, seed=seed, baselines=not no_baselines,
-         n_top=n_top, device=device, plots=not no_plots, overwrite=overwrite)
+         n_top=n_top, device=device, plots=not no_plots, overwrite=overwrite, n_samples=n_samples)

@@ -1,10 +1,24 @@
-"""Perturbation-prediction metrics, exactly as defined in the project's EVALUATION.md.
+"""Perturbation-prediction metrics, exactly as defined in the project's EVALUATION.md (version 2).
 
 Notation: ``P`` predicted stimulated cells ``[p, g]``, ``S`` real stimulated cells ``[s, g]``,
 ``C`` real control cells ``[c, g]`` of one context, all log-normalised expression of the same
 ``g`` genes; ``mean(.)`` is the per-gene mean. Every function accepts numpy arrays or scipy
 sparse matrices (densified), validates its inputs (2-D, at least one cell, same genes, finite
 values; ``ValueError`` otherwise) and returns plain Python floats.
+
+The entry point (used by the benchmark runner and by pipeline selection)::
+
+    perturbation_metrics(pred, stim, ctrl, genes, *, n_top=100, n_pcs=50, degs=None,
+                         reference=None, seed=0, max_cells=2000) -> dict[str, float]
+
+returns, for ``n_top=100``: ``r2_mean_all``, ``r2_mean_top100``, ``pearson_delta``,
+``pearson_delta_top100``, ``de_overlap_top100`` (higher is better, 1 is perfect);
+``edistance_ratio``, ``mmd_ratio``, ``mean_sqdist_ratio`` (``D(P, S) / D(C, S)`` in a 50-PC PCA fitted
+on ``reference``, the cells outside the held-out context; lower is better, 0 perfect, 1 = no better
+than the control cells; see :mod:`.distribution`); ``edistance_control`` (E(C, S), their denominator:
+the size of the real effect; ratios are noise where it is near 0); ``std_ratio_top100`` (1 is right);
+``r2_var_top100`` and ``gene_corr_top100`` (higher is better). PERT's ``discrimination`` is in
+:mod:`.discrimination` (it needs every target's prediction at once).
 """
 
 from __future__ import annotations
@@ -14,7 +28,13 @@ from typing import Any
 
 import numpy as np
 from scipy import sparse
-from scipy import linalg as scipy_linalg
+
+from .distribution import MAX_CELLS, PCASpace, distribution_ratios, energy_distance, fit_pca_space
+from .inputs import GeneIndex
+from .inputs import check_gene_names as _check_gene_names
+from .inputs import gene_index as _index
+from .inputs import gene_positions as _gene_positions
+from .inputs import matrices as _matrices
 
 __all__ = [
     "top_degs",
@@ -24,83 +44,12 @@ __all__ = [
     "de_overlap",
     "energy_distance",
     "edistance_ratio",
+    "std_ratio",
+    "PCASpace",
+    "fit_pca_space",
     "gene_correlation_similarity",
     "perturbation_metrics",
 ]
-
-# Gene index subset: integer positions or a boolean mask over the genes; None means all genes.
-GeneIndex = Sequence[int] | np.ndarray | None
-
-# Up to this smaller dimension (cells or genes) the PCA uses a full dense SVD, above it a Gram eigh.
-_DENSE_SVD_MAX = 500
-
-
-# --------------------------------------------------------------------------- validation helpers
-
-
-def _matrix(x: Any, name: str) -> np.ndarray:
-    """Validated float64 ``[cells, genes]`` array (sparse densified)."""
-    if x is None:
-        raise ValueError(f"{name} is None; expected a [cells, genes] matrix")
-    if sparse.issparse(x):
-        x = x.toarray()
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D [cells, genes] matrix, got shape {x.shape}")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} is empty: it has no cells")
-    if x.shape[1] == 0:
-        raise ValueError(f"{name} has no genes")
-    if not np.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return x
-
-
-def _matrices(**named: Any) -> list[np.ndarray]:
-    """Validate several matrices and check that they have the same number of genes."""
-    mats = [_matrix(x, name) for name, x in named.items()]
-    n_genes = {name: m.shape[1] for name, m in zip(named, mats)}
-    if len(set(n_genes.values())) > 1:
-        desc = ", ".join(f"{k}: {v}" for k, v in n_genes.items())
-        raise ValueError(f"mismatched number of genes ({desc})")
-    return mats
-
-
-def _check_gene_names(genes: Sequence[str], n_genes: int) -> list[str]:
-    names = [str(g) for g in genes]
-    if len(names) != n_genes:
-        raise ValueError(f"genes has {len(names)} names but the matrices have {n_genes} genes")
-    if len(set(names)) != len(names):
-        raise ValueError("genes contains duplicate names")
-    return names
-
-
-def _gene_positions(genes: Sequence[str], subset: Sequence[str], what: str = "degs") -> np.ndarray:
-    """Positions of the names ``subset`` in ``genes``; ValueError naming any unknown gene."""
-    lookup = {str(g): i for i, g in enumerate(genes)}
-    missing = [str(g) for g in subset if str(g) not in lookup]
-    if missing:
-        raise ValueError(f"{what} contains genes not in genes: {missing[:5]}")
-    return np.array([lookup[str(g)] for g in subset], dtype=int)
-
-
-def _index(idx: GeneIndex, n_genes: int) -> np.ndarray | slice:
-    """Normalise a gene subset (int positions or boolean mask) to something usable for indexing."""
-    if idx is None:
-        return slice(None)
-    arr = np.asarray(idx)
-    if arr.dtype == bool:
-        if arr.shape != (n_genes,):
-            raise ValueError(f"boolean idx must have shape ({n_genes},), got {arr.shape}")
-        arr = np.flatnonzero(arr)
-    elif arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"idx must hold integer gene positions or a boolean mask, got {arr.dtype}")
-    arr = arr.astype(int).ravel()
-    if arr.size == 0:
-        raise ValueError("idx selects no genes")
-    if arr.min() < -n_genes or arr.max() >= n_genes:
-        raise ValueError(f"idx out of range for {n_genes} genes")
-    return arr
 
 
 # --------------------------------------------------------------------------- scalar helpers
@@ -219,68 +168,43 @@ def de_overlap(pred: Any, stim: Any, ctrl: Any, n: int = 100) -> float:
     return _de_overlap_from_means(_mean(pred), _mean(stim), _mean(ctrl), n)
 
 
-def energy_distance(a: Any, b: Any) -> float:
-    """Energy distance between ``a`` ``[n, d]`` and ``b`` ``[m, d]`` with squared Euclidean distances.
+def std_ratio(pred: Any, real: Any, idx: GeneIndex = None) -> float:
+    """Mean over genes ``idx`` of the per-gene standard deviation of ``pred`` [p, g], divided by the same for ``real``.
 
-    pertpy's ``EDistance``: ``2·mean‖a_i−b_j‖² − mean‖a_i−a_j‖² − mean‖b_i−b_j‖²``, every mean over
-    all pairs including ``i == j``. Computed in O((n+m)·d) from the exact identity
-    ``mean‖a_i−b_j‖² = mean‖a‖² + mean‖b‖² − 2·ā·b̄`` (and likewise within a group), under which
-    the whole expression reduces to ``2·‖ā − b̄‖²`` (ā, b̄ the group means).
+    1 is right; well below 1 is a collapsed prediction, well above 1 an inflated one. NaN when the
+    real cells do not vary on those genes.
     """
-    a, b = _matrices(a=a, b=b)
-    diff = _mean(a) - _mean(b)
-    return float(2.0 * (diff @ diff))
+    pred, real = _matrices(pred=pred, real=real)
+    sel = _index(idx, pred.shape[1])
+    den = float(real.std(axis=0)[sel].mean())
+    return float(pred.std(axis=0)[sel].mean()) / den if den > 0 else float("nan")
 
 
-def _pca_axes(x: np.ndarray, n_pcs: int) -> np.ndarray:
-    """Principal axes ``[g, k]`` of ``x`` ``[n, g]`` (centred, unscaled), ``k = min(n_pcs, rank)``.
+def edistance_ratio(pred: Any, stim: Any, ctrl: Any, reference: Any = None, n_pcs: int = 50, seed: int = 0,
+                    max_cells: int | None = MAX_CELLS) -> float:
+    """Euclidean ``E(P, S) / E(C, S)`` in a ``n_pcs`` PCA (seed ``seed``) fitted on ``reference`` [r, g].
 
-    Exact and deterministic (no randomised or iterative solver): a dense SVD for small matrices,
-    otherwise the top ``k`` eigenvectors (LAPACK ``eigh``) of the smaller of the Gram matrix
-    ``Xc·Xcᵀ`` and the scatter matrix ``Xcᵀ·Xc``. Both give the same principal subspace, which is
-    all that distances depend on (axis signs are irrelevant).
-    """
-    xc = x - x.mean(axis=0)
-    n, g = xc.shape
-    m = min(n, g)
-    eps = max(n, g) * np.finfo(np.float64).eps
-    if m <= _DENSE_SVD_MAX or n_pcs >= m - 1:
-        _, s, vt = np.linalg.svd(xc, full_matrices=False)
-        keep = np.flatnonzero(s > (s[0] if s.size else 0.0) * eps)[:n_pcs]
-        return vt[keep].T
-    gram = xc @ xc.T if n <= g else xc.T @ xc
-    lam, vec = scipy_linalg.eigh(gram, subset_by_index=[m - n_pcs, m - 1])
-    lam, vec = lam[::-1], vec[:, ::-1]  # descending
-    keep = lam > max(lam[0], 0.0) * eps
-    lam, vec = lam[keep], vec[:, keep]
-    if n <= g:  # left singular vectors -> right ones: v = Xcᵀ·u / s
-        vec = xc.T @ vec
-        vec /= np.linalg.norm(vec, axis=0)
-    return vec
-
-
-def edistance_ratio(pred: Any, stim: Any, ctrl: Any, n_pcs: int = 50) -> float:
-    """``E(P, S) / E(C, S)`` in a PCA with ``n_pcs`` components fitted on ``S ∪ C``.
-
-    pred ``[p, g]``, stim ``[s, g]``, ctrl ``[c, g]``. The number of components is capped by the
-    rank of the centred ``S ∪ C``. Below 1: the prediction is closer to the real stimulated cells
-    than the control cells are; ``P = C`` gives exactly 1. NaN when ``E(C, S) == 0``.
+    ``reference`` should be the cells outside the held-out context (EVALUATION.md); None fits the PCA
+    on ``S ∪ C`` (puts C and S in sample: flatters predictions built by shifting C; avoid).
     """
     pred, stim, ctrl = _matrices(pred=pred, stim=stim, ctrl=ctrl)
-    return _edistance_ratio(pred, stim, ctrl, n_pcs)
+    space = _space(reference, stim, ctrl, n_pcs, seed)
+    return distribution_ratios(pred, stim, ctrl, space, seed=seed, max_cells=max_cells)["edistance_ratio"]
 
 
-def _edistance_ratio(pred: np.ndarray, stim: np.ndarray, ctrl: np.ndarray, n_pcs: int) -> float:
+def _space(reference: Any, stim: np.ndarray, ctrl: np.ndarray, n_pcs: int, seed: int) -> PCASpace:
     if n_pcs < 1:
         raise ValueError(f"n_pcs must be >= 1, got {n_pcs}")
-    axes = _pca_axes(np.vstack([stim, ctrl]), n_pcs)
-    ms = _mean(stim) @ axes
-    d_ps = _mean(pred) @ axes - ms
-    d_cs = _mean(ctrl) @ axes - ms
-    den = float(2.0 * (d_cs @ d_cs))
-    if den == 0.0:
-        return float("nan")
-    return float(2.0 * (d_ps @ d_ps)) / den
+    if reference is None:
+        return fit_pca_space(np.vstack([stim, ctrl]), n_pcs, seed)
+    if isinstance(reference, PCASpace):
+        if reference.axes.shape[0] != stim.shape[1]:
+            raise ValueError(f"The PCA space has {reference.axes.shape[0]} genes; the matrices have {stim.shape[1]}.")
+        return reference
+    ref = reference.toarray() if sparse.issparse(reference) else np.asarray(reference)
+    if ref.ndim != 2 or ref.shape[1] != stim.shape[1]:
+        raise ValueError(f"reference must be [cells, {stim.shape[1]}] like the other matrices; got shape {ref.shape}")
+    return fit_pca_space(ref, n_pcs, seed)
 
 
 def _gene_corr(x: np.ndarray) -> np.ndarray:
@@ -321,16 +245,17 @@ def perturbation_metrics(
     n_top: int = 100,
     n_pcs: int = 50,
     degs: Sequence[str] | None = None,
+    reference: Any = None,
+    seed: int = 0,
+    max_cells: int | None = MAX_CELLS,
 ) -> dict[str, float]:
-    """All metrics of EVALUATION.md for one held-out context.
+    """All metrics of EVALUATION.md (v2) for one held-out context (see the module docstring for the keys).
 
     pred ``[p, g]``, stim ``[s, g]``, ctrl ``[c, g]`` log-normalised; genes: ``g`` unique names.
-    ``degs``: a precomputed DEG list (e.g. from :func:`top_degs`, reused across methods); its first
-    ``n_top`` names are used. If None, ``top_degs(stim, ctrl, genes, n_top)`` is computed.
-
-    Returns floats under the keys ``r2_mean_all``, ``r2_mean_top{n_top}``, ``pearson_delta``,
-    ``pearson_delta_top{n_top}``, ``de_overlap_top{n_top}``, ``edistance_ratio``,
-    ``r2_var_top{n_top}`` and ``gene_corr_top{n_top}``.
+    ``degs``: a precomputed DEG list (first ``n_top`` used); None computes ``top_degs(stim, ctrl, genes, n_top)``.
+    ``reference``: the cells outside the held-out context ``[r, g]`` or a :class:`PCASpace` already fitted
+    on them (reuse it across methods); None fits the PCA on ``S ∪ C`` (not the protocol; avoid).
+    ``seed`` seeds the PCA and the ``max_cells`` subsample of each set for the O(n²) terms.
     """
     pred, stim, ctrl = _matrices(pred=pred, stim=stim, ctrl=ctrl)
     names = _check_gene_names(genes, pred.shape[1])
@@ -342,17 +267,20 @@ def perturbation_metrics(
     if not deg_list:
         raise ValueError("degs is empty")
     top = _gene_positions(names, deg_list)
+    space = _space(reference, stim, ctrl, n_pcs, seed)
 
     mp, ms, mc = _mean(pred), _mean(stim), _mean(ctrl)
     dp, ds = mp - mc, ms - mc
     t = f"top{n_top}"
+    std_real = float(stim.std(axis=0)[top].mean())
     return {
         "r2_mean_all": _pearson(mp, ms) ** 2,
         f"r2_mean_{t}": _pearson(mp[top], ms[top]) ** 2,
         "pearson_delta": _pearson(dp, ds),
         f"pearson_delta_{t}": _pearson(dp[top], ds[top]),
         f"de_overlap_{t}": _de_overlap_from_means(mp, ms, mc, n_top),
-        "edistance_ratio": _edistance_ratio(pred, stim, ctrl, n_pcs),
+        **distribution_ratios(pred, stim, ctrl, space, seed=seed, max_cells=max_cells),
+        f"std_ratio_{t}": float(pred.std(axis=0)[top].mean()) / std_real if std_real > 0 else float("nan"),
         f"r2_var_{t}": _pearson(pred.var(axis=0)[top], stim.var(axis=0)[top]) ** 2,
         f"gene_corr_{t}": _gene_corr_similarity(pred, stim, top),
     }

@@ -32,7 +32,8 @@ PACKAGES = ("virtualcell", "torch", "numpy", "scipy", "pandas", "anndata", "scan
 
 #: column order of the markdown tables (metrics of EVALUATION.md, then timings)
 METRIC_ORDER = ("r2_mean_all", "r2_mean_top100", "pearson_delta", "pearson_delta_top100", "de_overlap_top100",
-                "edistance_ratio", "r2_var_top100", "gene_corr_top100", "seconds_train", "seconds_predict")
+                "edistance_ratio", "mmd_ratio", "std_ratio_top100", "r2_var_top100", "discrimination", "coverage90",
+                "interval_width90", "mean_sqdist_ratio", "gene_corr_top100", "seconds_train", "seconds_predict")
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], Any]) -> Path:

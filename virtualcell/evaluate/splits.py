@@ -5,7 +5,9 @@ boolean masks over the cells of one AnnData's ``obs``:
 
 - ``train``  [n] the cells the method may fit on;
 - ``source`` [n] the cells it predicts from (``C``, the real control cells of the unit);
-- ``truth``  [n] the real perturbed cells (``S``) its prediction ``P`` is compared with.
+- ``truth``  [n] the real perturbed cells (``S``) its prediction ``P`` is compared with;
+- ``reference`` [n] the cells the distribution metrics' PCA is fitted on: those outside the held-out
+  unit (OOS / OOD: the other contexts, both conditions; PERT: the training replicates).
 
 OOS and OOD share the same split (:func:`oos_tasks`); they differ only in whether the method is
 shown the context column, which the runner decides. PERT (:func:`pert_tasks`) holds out one
@@ -36,6 +38,7 @@ class Task:
     train: np.ndarray
     source: np.ndarray
     truth: np.ndarray
+    reference: np.ndarray | None = None
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -112,7 +115,7 @@ def oos_tasks(obs: pd.DataFrame, *, context_key: str, condition_key: str = "cond
     for c in chosen:
         here = context_np == c
         tasks.append(Task(name=c, target=target, train=~(here & is_target), source=here & is_control,
-                          truth=here & is_target))
+                          truth=here & is_target, reference=~here))
     return tasks
 
 
@@ -158,4 +161,5 @@ def pert_tasks(obs: pd.DataFrame, *, condition_key: str = "condition", control: 
     if not chosen:
         raise DataError(f"No target has >= {min_cells} cells in replicate {holdout!r} (and cells in {train_reps}); "
                         "lower min_cells.")
-    return [Task(name=t, target=t, train=train, source=source, truth=in_holdout & (condition_np == t)) for t in chosen]
+    return [Task(name=t, target=t, train=train, source=source, truth=in_holdout & (condition_np == t),
+                 reference=train) for t in chosen]

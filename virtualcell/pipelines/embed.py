@@ -1,9 +1,14 @@
-"""``embed``: AnnData -> universal representation in ``obsm`` (and optionally an EmbeddingStore)."""
+"""``embed``: cells -> universal representation, in ``obsm`` (in memory) or streamed into an EmbeddingStore.
+
+In memory (an AnnData): ``obsm[key_added]`` [n, d] and provenance in ``uns[key_added]``, optionally
+also written to a store. Streaming (a path to ``.h5ad``/zarr AnnData, a backed AnnData,
+``stream=True`` or a Dask ``client``): chunk by chunk into the store only, peak memory a chunk
+(:mod:`virtualcell.store.stream`).
+"""
 
 from __future__ import annotations
 
-import datetime
-import hashlib
+import os
 from typing import Any
 
 import anndata as ad
@@ -13,64 +18,79 @@ from ..component import Encoder
 from ..data.preprocess import Preprocessing
 from ..execution import batched_apply, resolve_device
 
-__all__ = ["embed", "weights_sha256"]
+__all__ = ["embed", "weights_sha256", "resolve_encoder"]
 
 
 def weights_sha256(module: torch.nn.Module) -> str:
     """A content hash of a module's tensors (names, shapes and bytes)."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+    from ..store.stream import weights_sha256 as digest
+
+    return digest(module)
 
 
-def embed(adata: ad.AnnData, encoder: Any, *, preprocess: Any = None, layer: str | None = None,
-          key_added: str = "X_virtualcell", store: Any = None, overwrite: bool = False,
-          batch_size: int = 4096, device: str = "cpu", copy: bool = False) -> ad.AnnData | None:
-    """Encode every cell of ``adata`` into ``obsm[key_added]`` [n, d], provenance in ``uns[key_added]``.
-
-    Args:
-        encoder: a fitted ``Encoder``, an artifact folder of one, or a fitted ``PerturbationPipeline``
-            (whose recorded preprocessing is then applied).
-        preprocess: preprocessing recipe for a bare encoder (see ``Preprocessing.from_spec``).
-        store: an ``EmbeddingStore`` or a path; the embedding is also written there as ``key_added``.
-        copy: return a modified copy instead of writing into ``adata``.
-    """
+def resolve_encoder(encoder: Any, preprocess: Any = None, layer: str | None = None
+                    ) -> tuple[Encoder, Preprocessing, str | None]:
+    """(encoder, recipe, layer) from a fitted Encoder, an encoder artifact folder or a fitted pipeline."""
     from ..pipelines.perturbation import PerturbationPipeline
     from ..registry import load_component
-    from ..representations.store import EmbeddingStore
 
     if isinstance(encoder, PerturbationPipeline):
-        pipeline, encoder_module = encoder, encoder.encoder
-        x = pipeline.prepare(adata, layer)
-        recipe = pipeline.metadata["preprocessing"]
-    else:
-        encoder_module = encoder if isinstance(encoder, Encoder) else load_component(encoder)
-        if not isinstance(encoder_module, Encoder):
-            raise TypeError(f"embed needs an encoder; {type(encoder_module).__name__} is a {encoder_module.kind}.")
-        prep = Preprocessing.from_spec(preprocess)
-        x = torch.from_numpy(prep.transform(adata, layer=layer, genes=encoder_module.input_features))
-        recipe = prep.to_dict() | {"genes": None}
-    target = resolve_device(device)
-    encoder_module.to(target)
-    z = batched_apply(encoder_module.encode, x.to(target), batch_size=batch_size).cpu().numpy()
-    genes = "\n".join(encoder_module.input_features)
-    provenance = {
-        "component": type(encoder_module).__name__,
-        "config": encoder_module.config_json(),
-        "weights_sha256": weights_sha256(encoder_module),
-        "genes_sha256": hashlib.sha256(genes.encode()).hexdigest(),
-        "n_genes": len(encoder_module.input_features),
-        "preprocessing": str(recipe),
-        "source_data": {"n_obs": int(adata.n_obs), "n_vars": int(adata.n_vars),
-                        "obs_names_sha256": hashlib.sha256("\n".join(map(str, adata.obs_names)).encode()).hexdigest()},
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+        encoder._check_fitted()
+        recipe = Preprocessing.from_spec(encoder.metadata["preprocessing"])
+        return encoder.encoder, recipe, encoder.metadata.get("layer") if layer is None else layer
+    module = encoder if isinstance(encoder, Encoder) else load_component(encoder)
+    if not isinstance(module, Encoder):
+        raise TypeError(f"embed needs an encoder; {type(module).__name__} is a {module.kind}.")
+    return module, Preprocessing.from_spec(preprocess), layer
+
+
+def embed(adata: Any, encoder: Any, *, preprocess: Any = None, layer: str | None = None,
+          key_added: str = "X_virtualcell", store: Any = None, overwrite: bool = False, append: bool = False,
+          stream: bool | None = None, client: Any = None, chunk_rows: int = 8192, batch_size: int = 4096,
+          device: str = "cpu", progress: bool = False, copy: bool = False):
+    """Encode every cell of ``adata`` into ``obsm[key_added]`` [n, d] (provenance in ``uns``) or into ``store``.
+
+    Args:
+        adata: an AnnData, or a path to an ``.h5ad`` / zarr AnnData (streamed: never loaded whole).
+        encoder: a fitted ``Encoder``, an artifact folder of one, or a fitted ``PerturbationPipeline``
+            (whose recorded preprocessing and layer are then applied).
+        preprocess: preprocessing recipe for a bare encoder (see ``Preprocessing.from_spec``).
+        store: an ``EmbeddingStore`` or a path; the embedding is also written there as ``key_added``.
+        stream: encode chunk by chunk into ``store`` only (default: for paths, backed AnnData or ``client``).
+        client: a ``dask.distributed.Client``: chunks are encoded on its workers (``adata`` must be a path).
+        append: add the cells to an existing store key.
+        copy: return a modified copy instead of writing into ``adata`` (in memory only).
+    Returns ``None`` (or the copy) in memory; the store key's :class:`~virtualcell.store.Snapshot` when streaming.
+    """
+    from ..store import EmbeddingStore
+    from ..store.stream import provenance_of, stream_embed
+
+    module, recipe, layer = resolve_encoder(encoder, preprocess, layer)
+    in_memory = isinstance(adata, ad.AnnData) and not adata.isbacked
+    if stream is None:
+        stream = client is not None or not in_memory
+    if stream:
+        if store is None:
+            raise ValueError("Streaming embeds into a store: pass store=... (a zarr folder).")
+        if copy:
+            raise ValueError("copy=True needs the embedding in memory; streaming writes it to the store only.")
+        return stream_embed(adata, module, store, key_added, preprocess=recipe, layer=layer, chunk_rows=chunk_rows,
+                            batch_size=batch_size, device=device, overwrite=overwrite, append=append,
+                            client=client, progress=progress)
+    if not isinstance(adata, ad.AnnData):
+        raise TypeError(f"embed takes an AnnData or a path; got {type(adata).__name__}.")
+    x = torch.from_numpy(recipe.transform(adata, layer=layer, genes=module.input_features))
+    module.to(resolve_device(device))
+    with torch.no_grad():
+        z = batched_apply(module.encode, x.to(resolve_device(device)), batch_size=batch_size).cpu().numpy()
+    provenance = provenance_of(module, recipe.to_dict() | {"genes": None}, n_obs=adata.n_obs, n_vars=adata.n_vars,
+                               obs_names=adata.obs_names)
     if store is not None:
-        store = store if isinstance(store, EmbeddingStore) else EmbeddingStore(store)
-        store.write(key_added, z, obs=adata.obs, provenance=provenance, overwrite=overwrite)
+        store = store if isinstance(store, EmbeddingStore) else EmbeddingStore(os.fspath(store))
+        if append:
+            store.append(key_added, z, obs=adata.obs, provenance=provenance)
+        else:
+            store.write(key_added, z, obs=adata.obs, provenance=provenance, overwrite=overwrite)
     out = adata.copy() if copy else adata
     out.obsm[key_added] = z
     out.uns[key_added] = provenance

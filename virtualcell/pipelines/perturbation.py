@@ -71,7 +71,7 @@ class PerturbationPipeline(Pipeline):
     # -- fitting ---------------------------------------------------------------------------------
     def fit(self, adata: ad.AnnData, *, condition_key: str = "condition", control: str = "control",
             context_key: str | None = None, covariate_keys: Sequence[str] = (), layer: str | None = None,
-            seed: int = 0, progress: bool = True) -> "PerturbationPipeline":
+            seed: int = 0, progress: bool = True, extra_conditions: Sequence[str] = ()) -> "PerturbationPipeline":
         """Fit encoder (unless already fitted), manipulator and decoder on ``adata``.
 
         Args:
@@ -81,6 +81,10 @@ class PerturbationPipeline(Pipeline):
             covariate_keys: numeric obs columns (dose, time) handed to the manipulator.
             layer: where the expression is (default ``X``).
             seed: seeds every stochastic step.
+            extra_conditions: condition labels without cells that the model may be asked to predict (unseen
+                targets), given ids after the observed ones. A manipulator with ``prepare_conditions`` (e.g.
+                ``gene-network``) may name more: it gets the labels, ``x``, ``z`` and the genes, and returns
+                them extended (kept in order), e.g. by every gene of its network.
         """
         labels = condition_labels(adata, condition_key)
         conditions = Vocabulary.from_values(adata.obs[condition_key], first=[control], what=f"{condition_key} value")
@@ -110,7 +114,21 @@ class PerturbationPipeline(Pipeline):
         if not self.encoder.is_fitted:
             self.encoder.fit(x, self.preprocessing.genes, seed=seed, progress=progress)
         z = self._encode(x)
+        from .compatibility import check_combination
 
+        check_combination(self.encoder, self.manipulator, self.decoder, x, z)   # refuses what cannot work
+
+        if extra_conditions:
+            conditions = Vocabulary(conditions.labels + [c for c in map(str, extra_conditions) if c not in conditions],
+                                    what=conditions.what)
+        if callable(getattr(self.manipulator, "prepare_conditions", None)):
+            named = self.manipulator.prepare_conditions(
+                conditions.labels, x=x, z=z, genes=list(self.preprocessing.genes),
+                condition_ids=torch.as_tensor(conditions.encode(labels), device=self.device))
+            if list(named[: len(conditions)]) != conditions.labels:
+                raise ValueError(f"{type(self.manipulator).__name__}.prepare_conditions must keep the observed labels "
+                                 "first and in order.")
+            conditions = Vocabulary(named, what=conditions.what)
         condition_ids = conditions.encode(labels)
         context_ids = contexts.encode(adata.obs[context_key]) if contexts else None
         target = make_condition(condition_ids, context_ids=context_ids,
@@ -128,8 +146,12 @@ class PerturbationPipeline(Pipeline):
                              seed=seed, progress=progress)
         if self.decoder is None:
             decoder = self.encoder.paired_decoder()
-            if decoder is None:
-                raise ValueError(f"{type(self.encoder).__name__} has no paired decoder; pass decoder=...")
+            if decoder is None:  # no inverse (e.g. a transformer): learn one, so every manipulator runs on it
+                from ..instruments.decoders.mlp import MLPDecoder
+
+                likelihood = "nb" if self.preprocessing.raw_counts else "gaussian"
+                decoder = MLPDecoder(likelihood=likelihood).to(self.device).fit(
+                    z, x, self.preprocessing.genes, seed=seed, progress=progress)
             self.components["decoder"] = decoder
         elif not self.decoder.is_fitted:
             self.decoder.to(self.device).fit(z, x, self.preprocessing.genes, seed=seed, progress=progress)
@@ -145,6 +167,22 @@ class PerturbationPipeline(Pipeline):
                          "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
         }
         return self
+
+    @classmethod
+    def select(cls, adata: ad.AnnData, *, candidates: Sequence[Any] | str | None = None, **kwargs: Any):
+        """Choose among ``candidates`` by inner leave-one-context-out CV on ``adata``; fit the winner on all of it.
+
+        >>> pipe = PerturbationPipeline.select(train, candidates=["mean-shift", "pca+latent-arithmetic"],
+        ...                                    condition_key="condition", context_key="cell_type")  # doctest: +SKIP
+        >>> pipe.metadata["selection"]["table"]        # the ranked inner-CV table       # doctest: +SKIP
+
+        Returns the fitted pipeline (a weighted ``EnsemblePipeline`` when the ensemble won), its
+        selection report in ``metadata["selection"]``. Options and the protocol:
+        :func:`virtualcell.evaluate.select.select_pipeline` (docs/selection.md).
+        """
+        from ..evaluate.select import select_pipeline
+
+        return select_pipeline(adata, candidates=candidates, **kwargs).pipeline
 
     def _after_load(self) -> None:
         self.preprocessing = Preprocessing.from_spec(self.metadata["preprocessing"])
@@ -191,18 +229,22 @@ class PerturbationPipeline(Pipeline):
 
         Each cell's current condition is read from the fitted condition column when ``adata`` has it,
         otherwise ``source`` (default: the control label) is used. With ``n_samples > 1``, ``X`` holds
-        the predictive mean and ``layers`` hold ``variance`` and the central interval
-        (``q05``/``q95`` for the default ``quantiles``, predictive quantiles of the samples: see
-        ``virtualcell.pipelines.intervals``); ``context_effect_scale`` scales the random
-        effect of unobserved contexts' responses (see :meth:`predict_samples`). Provenance goes to
-        ``uns[key_added]``.
+        the central prediction (the same as ``n_samples=1``: a mean of samples clamped at 0 after a
+        random effect is biased upwards, issue #11) and ``layers`` hold the samples' ``sample_mean``,
+        ``variance`` and central interval (``q05``/``q95`` for the default ``quantiles``, predictive
+        quantiles of the samples: see ``virtualcell.pipelines.intervals``); ``context_effect_scale``
+        scales the random effect of unobserved contexts' responses (see :meth:`predict_samples`).
+        Provenance goes to ``uns[key_added]``.
         """
         decoded, samples = self.predict_samples(adata, target=target, source=source, n_samples=n_samples, seed=seed,
                                                 covariates=covariates, layer=layer,
                                                 context_effect_scale=context_effect_scale)
+        central = None if n_samples == 1 else self.predict_samples(adata, target=target, source=source, n_samples=1,
+                                                                   seed=seed, covariates=covariates, layer=layer)
         return self._to_anndata(adata, decoded, samples, target, quantiles, key_added,
                                 {"target": target, "n_samples": n_samples, "seed": seed,
-                                 "covariates": dict(covariates or {}), "context_effect_scale": context_effect_scale})
+                                 "covariates": dict(covariates or {}), "context_effect_scale": context_effect_scale},
+                                central=central)
 
     def predict_samples(self, adata: ad.AnnData, *, target: str, source: str | None = None, n_samples: int = 1,
                         seed: int = 0, covariates: Mapping[str, float] | None = None,
@@ -273,18 +315,20 @@ class PerturbationPipeline(Pipeline):
         return context_effects(means, counts, condition.source.cpu(), condition.target.cpu(), contexts, n_samples,
                                generator)
 
-    def _to_anndata(self, adata, decoded, samples, target, quantiles, key_added, call) -> ad.AnnData:
+    def _to_anndata(self, adata, decoded, samples, target, quantiles, key_added, call, central=None) -> ad.AnnData:
         meta = self.metadata
-        mean = decoded.mean(0).float().cpu().numpy()
+        center_decoded, center_samples = (decoded, samples) if central is None else central
+        mean = center_decoded.mean(0).float().cpu().numpy()
         obs = adata.obs.copy()
         key = meta["condition_key"]
         if key in obs:
             obs[f"{key}_source"] = obs[key].astype(str)
         obs[key] = pd.Categorical([target] * adata.n_obs, categories=meta["conditions"])
         out = ad.AnnData(X=mean, obs=obs, var=pd.DataFrame(index=pd.Index(self.decoder.output_features, dtype=str)))
-        out.obsm[f"X_{key_added}"] = samples.mean(0).float().cpu().numpy()
+        out.obsm[f"X_{key_added}"] = center_samples.mean(0).float().cpu().numpy()
         if decoded.shape[0] > 1:
             lo, hi = predictive_quantiles(decoded.float(), quantiles, dim=0)
+            out.layers["sample_mean"] = decoded.float().mean(0).cpu().numpy()
             out.layers["variance"] = decoded.float().var(0).cpu().numpy()
             out.layers[f"q{round(quantiles[0] * 100):02d}"] = lo.cpu().numpy()
             out.layers[f"q{round(quantiles[1] * 100):02d}"] = hi.cpu().numpy()

@@ -1,6 +1,7 @@
 """Registry (entry points), artifact format, model cards, publishing."""
 
-from .artifact import ArtifactError, TamperedArtifactError, load_component, read_config, save_component
+from .artifact import read_config
+from .errors import ArtifactError, TamperedArtifactError
 from .registry import (
     GROUP,
     PluginImportError,
@@ -8,10 +9,12 @@ from .registry import (
     UnknownComponentError,
     create,
     get,
+    load_component,
     names,
     normalize_name,
     register,
     registry,
+    save_component,
 )
 
 __all__ = [

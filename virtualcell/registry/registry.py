@@ -13,13 +13,17 @@ import dataclasses
 import importlib.metadata
 import re
 import warnings
+from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from . import artifact
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..component import Component
 
 __all__ = ["GROUP", "Registry", "registry", "get", "create", "names", "register", "normalize_name",
-           "UnknownComponentError", "PluginImportError"]
+           "UnknownComponentError", "PluginImportError", "save_component", "load_component"]
 
 GROUP = "virtualcell.components"
 BUILTIN_DISTRIBUTION = "virtualcell"
@@ -173,9 +177,33 @@ class Registry:
         """Instantiate the component registered as ``name`` with ``kwargs``."""
         return self.get(name)(**kwargs)
 
+    # -- artifacts: the registry hands the format code the names and classes it needs --------------
+    def save_component(self, component: "Component", path: str | Path, *, card: Mapping[str, Any] | None = None,
+                       overwrite: bool = False) -> Path:
+        """Save ``component`` as an artifact folder at ``path`` (crash-safe); returns the path."""
+        name = self.name_of(type(component))
+        return artifact.write_component(component, path, name=name, distribution=self.distribution_of(name),
+                                        card=card, overwrite=overwrite)
+
+    def _class_of_saved(self, config: Mapping[str, Any], path: Path) -> type:
+        try:
+            return self.get(config["component"])
+        except UnknownComponentError as error:
+            raise UnknownComponentError(
+                f"{path} was saved from component {config['component']!r} of package "
+                f"{config.get('package')!r} {config.get('package_version')!r}, which is not installed here. "
+                f"Install that package. ({error})"
+            ) from None
+
+    def load_component(self, path: str | Path, *, device: Any = "cpu") -> "Component":
+        """Load the component saved at ``path`` (class resolved through this registry) onto ``device``."""
+        return artifact.read_component(path, self._class_of_saved, device=device)
+
 
 registry = Registry()
 get = registry.get
 create = registry.create
 names = registry.names
 register = registry.register
+save_component = registry.save_component
+load_component = registry.load_component

@@ -2,7 +2,8 @@
 
 ``mean_b`` is scGen's balanced mean: within each condition, every context (cell type) is resampled
 with replacement to the size of the largest one, so that abundant cell types do not dominate the
-direction of the shift. scGen's own balancing is unseeded; here it takes ``seed``.
+direction of the shift. scGen's own balancing is unseeded; here it takes ``seed``. With
+``balance=False`` the means are the plain per-condition means of all cells (no resampling).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 from ...component import Condition, Manipulator
 from .group_means import repeat_samples
 
-__all__ = ["LatentArithmeticManipulator", "balanced_means"]
+__all__ = ["LatentArithmeticManipulator", "balanced_means", "plain_means"]
 
 
 def balanced_means(z: torch.Tensor, condition: torch.Tensor, context: torch.Tensor | None, n_conditions: int,
@@ -33,6 +34,15 @@ def balanced_means(z: torch.Tensor, condition: torch.Tensor, context: torch.Tens
     return means
 
 
+def plain_means(z: torch.Tensor, condition: torch.Tensor, n_conditions: int) -> torch.Tensor:
+    """Per-condition mean [N, d] of every cell (no resampling); NaN rows for conditions without cells."""
+    sums = torch.zeros(n_conditions, z.shape[1], dtype=torch.float64, device=z.device)
+    sums.index_add_(0, condition.long(), z.double())
+    counts = torch.bincount(condition.long(), minlength=n_conditions).to(torch.float64)
+    means = sums / counts[:, None]            # 0 / 0 = NaN marks a condition without cells
+    return means.float()
+
+
 class LatentArithmeticManipulator(Manipulator):
     """scGen's vector arithmetic in any representation, with seeded balancing across contexts.
 
@@ -45,9 +55,11 @@ class LatentArithmeticManipulator(Manipulator):
         self.register_buffer("condition_means", torch.zeros(0, 0))  # [N, d]
 
     def _fit(self, z: torch.Tensor, labels: Condition, *, seed: int = 0, **kwargs: Any) -> None:
+        if not self.config["balance"]:
+            self.condition_means = plain_means(z, labels.target, self.n_conditions)
+            return
         generator = torch.Generator().manual_seed(seed)
-        context = labels.context if self.config["balance"] else None
-        self.condition_means = balanced_means(z, labels.target, context, self.n_conditions, generator)
+        self.condition_means = balanced_means(z, labels.target, labels.context, self.n_conditions, generator)
 
     def delta(self, source: int, target: int) -> torch.Tensor:
         """The latent shift [d] from ``source`` to ``target``."""

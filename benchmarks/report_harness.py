@@ -1,0 +1,141 @@
+"""RESULTS.md section of the metrics-v2 harness runs (issue #11), built only from benchmarks/results/harness/*.json.
+
+    python benchmarks/report_harness.py          # prints the markdown
+
+Every table is headed by the exact command that produced its numbers (recorded in the JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+FOLDER = Path(__file__).resolve().parent / "results" / "harness"
+RUN_ORDER = ("valid-oos", "valid-ood", "full-oos", "full-ood", "pert")
+COLUMNS = ("r2_mean_all", "r2_mean_top100", "pearson_delta", "de_overlap_top100", "edistance_ratio", "mmd_ratio",
+           "std_ratio_top100", "r2_var_top100", "discrimination", "coverage90", "interval_width90",
+           "mean_sqdist_ratio", "seconds_train")
+#: per-context tables show fewer columns (the means table has them all)
+CONTEXT_COLUMNS = ("r2_mean_all", "r2_mean_top100", "pearson_delta", "edistance_ratio", "mmd_ratio",
+                   "edistance_control", "std_ratio_top100", "discrimination", "coverage90")
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.1f}" if abs(value) >= 100 else f"{value:.3f}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows])
+
+
+def _runs() -> list[tuple[str, dict]]:
+    runs = [(p.stem, json.loads(p.read_text())) for p in sorted(FOLDER.glob("*.json"))
+            if p.stem not in ("celleval-pert", "reference-check")]
+    rank = {prefix: i for i, prefix in enumerate(RUN_ORDER)}
+    return sorted(runs, key=lambda r: (min((v for k, v in rank.items() if r[0].startswith(k)), default=99), r[0]))
+
+
+def _wins(report: dict) -> str:
+    """How often the method beats mean-shift per context (pearson_delta higher, edistance_ratio lower)."""
+    label = report["method"]["label"]
+    results = report["results"]
+    if "mean-shift" not in results:
+        return ""
+    contexts = [c for c in report["contexts"] if c in results[label] and c in results["mean-shift"]]
+    pd_wins = sum(results[label][c]["pearson_delta"] > results["mean-shift"][c]["pearson_delta"] for c in contexts)
+    ed_wins = sum(results[label][c]["edistance_ratio"] < results["mean-shift"][c]["edistance_ratio"] for c in contexts)
+    return (f"{label} beats mean-shift on pearson_delta in {pd_wins}/{len(contexts)} and on edistance_ratio in "
+            f"{ed_wins}/{len(contexts)} held-out units.")
+
+
+def _run_section(name: str, report: dict) -> str:
+    results = report["results"]
+    methods = list(results)
+    present = {k for per in results.values() for scores in per.values() for k in scores}
+    columns = [c for c in COLUMNS if c in present]
+    context_columns = [c for c in CONTEXT_COLUMNS if c in present]
+    unit = "target" if report["protocol"] == "pert" else "context"
+    machine = report.get("machine", {})
+    means = [[m, report["means"][m].get("n_contexts"), *[report["means"][m].get(c) for c in columns]]
+             for m in methods if m in report["means"]]
+    ratio_columns = [c for c in ("edistance_ratio", "mmd_ratio", "mean_sqdist_ratio", "edistance_control") if c in present]
+    medians = [[m, *[report.get("medians", {}).get(m, {}).get(c) for c in ratio_columns]]
+               for m in methods if m in report.get("medians", {})]
+    rows = [[c, m, *[results[m][c].get(k) for k in context_columns]]
+            for c in report["contexts"] for m in methods if c in results[m]]
+    status = "" if report.get("status") == "complete" else f" (status: {report.get('status')}; partial)"
+    return "\n".join([
+        f"### {name}{status}", "",
+        f"`{report.get('command')}`", "",
+        f"Data `{Path(report['dataset'].get('path') or 'in-memory').name}` ({report['dataset']['n_cells']} cells x "
+        f"{report['dataset']['n_genes']} genes); seed {report['seed']}; {machine.get('usable_cores')} usable cores, "
+        f"{machine.get('torch_threads')} torch threads, GPU {machine.get('gpus') or 'none'}; "
+        f"virtualcell git {str(report.get('source', {}).get('git_commit'))[:10]}"
+        + (" + uncommitted changes" if report.get("source", {}).get("git_dirty") else "") + ".", "",
+        _wins(report), "",
+        f"Mean over {unit}s:", "", _table(["method", f"n_{unit}s", *columns], means), "",
+        *([f"Median over {unit}s of the distribution ratios (`edistance_control` = E(C, S), their denominator: "
+           "where it is near 0 the real effect is within noise and the ratios are meaningless):", "",
+           _table(["method", *ratio_columns], medians), ""] if medians else []),
+        f"Per {unit}:", "", _table([unit, "method", *context_columns], rows), ""])
+
+
+def _celleval_section() -> str:
+    path = FOLDER / "celleval-pert.json"
+    if not path.exists():
+        return ""
+    data = json.loads(path.read_text())
+    header = ["method", "ours pearson_delta", "cell-eval pearson_delta", "ours discrimination (0 best)",
+              "cell-eval discrimination_score_l1 (1 best)", "cell-eval overlap_at_N", "cell-eval mse",
+              "cell-eval pearson_edistance", "Spearman over targets: pearson_delta", "Spearman: discrimination"]
+    rows = [[e["label"], e["ours"].get("pearson_delta"), e["cell_eval"].get("pearson_delta"),
+             e["ours"].get("discrimination"), e["cell_eval"].get("discrimination_score_l1"),
+             e["cell_eval"].get("overlap_at_N"), e["cell_eval"].get("mse"), e["cell_eval"].get("pearson_edistance"),
+             e.get("spearman_pearson_delta"), e.get("spearman_discrimination")] for e in data["methods"]]
+    return "\n".join(["### PERT: cell-eval beside our metrics", "", f"`{data['command']}`", "",
+                      f"cell-eval {data.get('cell_eval_version')}, `MetricsEvaluator(...).compute(profile=\"full\")`, "
+                      "means over targets; Spearman columns: agreement of the per-target scores "
+                      "(our discrimination inverted).", "", _table(header, rows), ""])
+
+
+def _reference_section() -> str:
+    path = FOLDER / "reference-check.json"
+    if not path.exists():
+        return ""
+    data = json.loads(path.read_text())
+    keys = ("r2_mean_all", "r2_mean_top100", "pearson_delta", "edistance_ratio", "mmd_ratio", "std_ratio_top100")
+    rows = [[context, name, *[scores[k] for k in keys]] for context, per in data["results"].items()
+            for name, scores in per.items()]
+    return "\n".join(["### Check against EVALUATION.md's reference figures (Kang valid, mean-shift)", "",
+                      f"`{data['command']}`", "",
+                      "EVALUATION.md's mean-shift is unclamped; the harness's `mean-shift` row (a pipeline) is "
+                      "clamped at 0 like every prediction.", "", _table(["context", "form", *keys], rows), ""])
+
+
+def render() -> str:
+    """The markdown section: one block per run (means, then per unit), then cell-eval on PERT."""
+    runs = _runs()
+    parts = ["## Metrics v2 through the harness (issue #11)", "",
+             "EVALUATION.md version 2: Euclidean energy distance and unbiased multi-bandwidth MMD as ratios to the "
+             "control cells, in a 50-PC PCA (seed 0) fitted on the cells outside each held-out unit; "
+             "`std_ratio_top100` (1 is right); `noise-ceiling` = a random half of the real cells against the other "
+             "half; `mean_sqdist_ratio` = the old mean-only form. The O(n²) terms use at most 2,000 cells per set "
+             "(seeded subsample). Baselines run in gene space; predictions are clamped at 0 like every "
+             "pipeline's output.", ""]
+    if not runs:
+        parts.append("(no runs saved yet in benchmarks/results/harness/)")
+    parts += [_run_section(name, report) for name, report in runs]
+    parts.append(_reference_section())
+    parts.append(_celleval_section())
+    return "\n".join(parts).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    print(render())

@@ -1,0 +1,135 @@
+"""RESULTS.md section "Choosing a pipeline on the data": ``--manipulator auto`` and the defaults' inner CV.
+
+Built only from ``benchmarks/results/selection/*.json`` (``virtualcell benchmark ... --manipulator auto``
+runs, copied there by ``benchmarks/run_selection.sh``) and ``benchmarks/results/defaults/*.json``
+(``benchmarks/choose_defaults.py``). ``render()`` returns markdown; no number is typed here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SHOWN = ("pearson_delta", "edistance_ratio", "r2_mean_all", "r2_mean_top100", "std_ratio_top100")
+GOAL = 0.8
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _table(header, rows) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _machine(run: dict) -> str:
+    machine = run.get("machine", {})
+    return ", ".join(f"{k} {v}" for k, v in machine.items() if k in ("cpu", "cpu_count", "torch_threads", "gpu") and v)
+
+
+def _winners(run: dict) -> dict[str, str]:
+    """Context -> what the inner CV chose (PERT: one selection serves every target)."""
+    chosen = run.get("selection", {})
+    if run["protocol"] == "pert" and len(chosen) == 1:
+        (only,) = chosen.values()
+        return {name: only["winner"] for name in run["contexts"]}
+    return {name: chosen.get(name, {}).get("winner", "–") for name in run["contexts"]}
+
+
+def _auto_run(path: Path) -> str:
+    run = json.loads(path.read_text(encoding="utf-8"))
+    results, label = run["results"], run["method"]["label"]
+    auto, shift = results[label], results.get("mean-shift", {})
+    ceiling = results.get("noise-ceiling", {})
+    winners = _winners(run)
+    dataset = Path(run["dataset"].get("path") or "in-memory").name
+    extra = ("discrimination",) if run["protocol"] == "pert" else ()
+    metrics = SHOWN + extra
+    header = ["unit", "chosen by inner CV"] + [f"auto {m}" for m in metrics] + \
+             ["mean-shift pearson_delta", "mean-shift edistance_ratio", "beats mean-shift on both"]
+    rows, beats_pd, beats_ed, both = [], 0, 0, 0
+    for name in run["contexts"]:
+        a, s = auto.get(name, {}), shift.get(name, {})
+        pd_win = a.get("pearson_delta") is not None and s.get("pearson_delta") is not None and \
+            a["pearson_delta"] > s["pearson_delta"]
+        ed_win = a.get("edistance_ratio") is not None and s.get("edistance_ratio") is not None and \
+            a["edistance_ratio"] < s["edistance_ratio"]
+        beats_pd, beats_ed, both = beats_pd + pd_win, beats_ed + ed_win, both + (pd_win and ed_win)
+        rows.append([name, winners[name]] + [a.get(m) for m in metrics] +
+                    [s.get("pearson_delta"), s.get("edistance_ratio"), "yes" if pd_win and ed_win else "no"])
+    means = run["means"]
+    for row_label, key in (("mean (auto)", label), ("mean (mean-shift)", "mean-shift"), ("noise ceiling", "noise-ceiling")):
+        if key in means:
+            m = means[key]
+            rows.append([row_label, ""] + [m.get(k) for k in metrics] + ["", "", ""])
+    n = len(run["contexts"])
+    share = both / n if n else 0.0
+    verdict = "met" if beats_pd / n >= GOAL and beats_ed / n >= GOAL else "not met"
+    seconds = [(v["seconds"]["total"], v["seconds"]["final_fit"]) for v in run.get("selection", {}).values()]
+    time_line = ""
+    if seconds:
+        total = sum(t for t, _ in seconds)
+        final = sum(f for _, f in seconds)
+        time_line = (f"\nTime: `select` took {total:.0f} s over {len(seconds)} outer fit(s) against {final:.0f} s for "
+                     f"fitting the chosen pipeline once on the same cells: {total / max(final, 1e-9):.1f}x the work "
+                     f"of one fit (inner CV of every candidate on every inner fold, DEGs and PCA spaces included, "
+                     f"one process).\n")
+    counts = (f"auto beats clamped mean-shift on pearson_delta in {beats_pd}/{n} units, on edistance_ratio in "
+              f"{beats_ed}/{n}, on both in {both}/{n} ({share:.0%}); goal (>= {GOAL:.0%} on each): **{verdict}**.")
+    return (f"### {dataset}, {run['protocol'].upper()}\n\n```\n{run.get('command') or '(command not recorded)'}\n```\n\n"
+            f"Machine: {_machine(run)}. Candidates: "
+            f"{', '.join(f'`{c}`' for c in run['method']['components']['manipulator']['config'].get('candidates', []))}.\n\n"
+            f"{_table(header, rows)}\n\n{counts}\n{time_line}")
+
+
+def _defaults_run(path: Path) -> str:
+    run = json.loads(path.read_text(encoding="utf-8"))
+    parts = [f"### Defaults by inner CV: {run['manipulator']} ({', '.join(run['datasets'])})\n\n```\n{run['command']}\n```\n",
+             f"Protocol: {run['protocol']}\n"]
+    header = ["configuration", "mean rank", "rank sd"] + [f"{m} (mean)" for m in run["metrics"]] + ["fit s"]
+    rows = [[r["label"], r["mean_rank"], r["rank_sd"]] + [r["means"].get(m) for m in run["metrics"]] + [r["seconds_fit"]]
+            for r in run["table"]]
+    parts.append(_table(header, rows))
+    parts.append(f"\nBest by inner CV: `{run['best']}`; the shipped default: `{run['default']}`; "
+                 f"decision: {run['decision']}.\n")
+    return "\n".join(parts)
+
+
+def _sampled_mean(path: Path) -> str:
+    run = json.loads(path.read_text(encoding="utf-8"))
+    metrics = ("r2_mean_all", "r2_mean_top100", "pearson_delta", "edistance_ratio", "std_ratio_top100")
+    rows = [[label] + [scores.get(m) for m in metrics] for label, scores in run["scores"].items()]
+    return (f"### Sampling no longer costs accuracy ({run['dataset']}, {run['context']} held out, {run['pipeline']})\n\n"
+            f"```\n{run['command']}\n```\n\n{_table(['prediction'] + list(metrics), rows)}\n\n"
+            f"`X` of a sampled prediction is now the central prediction (equal to n_samples=1); the mean of the "
+            f"{run['n_samples']} samples, each with the context random effect (scale {run['context_effect_scale']}) "
+            "and clamped at 0, is kept as `layers['sample_mean']` and is what `X` held before.\n")
+
+
+def render() -> str:
+    out = ["## Choosing a pipeline on the data (issue #11)\n",
+           "`--manipulator auto` runs `virtualcell select` (docs/selection.md) on each task's training cells only: "
+           "inner leave-one-context-out (OOS) or leave-one-replicate-out (PERT) cross-validation over the "
+           "candidates, scored with metrics v2 and ranked by the mean rank over pearson_delta, edistance_ratio "
+           "and r2_mean_top100; the winner (or the stacked ensemble) is fitted on the training cells and judged on "
+           "the held-out unit it never saw.\n"]
+    files = sorted((RESULTS / "selection").glob("*.json"))
+    checks = [p for p in files if json.loads(p.read_text(encoding="utf-8")).get("kind") == "sampled-mean"]
+    runs = [p for p in files if p not in checks]
+    out += [_sampled_mean(p) for p in checks]
+    out += [_auto_run(p) for p in runs] or ["No `--manipulator auto` run has been recorded yet "
+                                            "(`flock /tmp/vc-bench.lock nice benchmarks/run_selection.sh`).\n"]
+    defaults = sorted((RESULTS / "defaults").glob("*.json"))
+    if defaults:
+        out.append("Manipulator defaults chosen by inner CV on training contexts only (docs/defaults.md):\n")
+        out += [_defaults_run(p) for p in defaults]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(render())

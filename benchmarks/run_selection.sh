@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# `--manipulator auto` (selection by inner CV on each task's training cells, issue #11) judged on held-out
+# contexts; every run's results.json is copied to benchmarks/results/selection/<stage>.json, which
+# benchmarks/report_selection.py renders.
+#
+#   flock /tmp/vc-bench.lock nice benchmarks/run_selection.sh [stage ...]
+#
+# stages: valid-oos-auto pert-auto
+# Environment: DATA, OUT, THREADS (default 2 here), SEED (see benchmarks/env.sh).
+# The candidates are select's defaults (virtualcell/evaluate/select_candidates.py: mean-shift,
+# pca+latent-arithmetic, and a VAE capped at 15 epochs so that a run fits ~10 minutes on 2 cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+THREADS=${THREADS:-2}
+source benchmarks/env.sh
+common=(--seed "$SEED" --threads "$THREADS" --overwrite --no-plots)
+RESULTS=benchmarks/results/selection
+mkdir -p "$RESULTS"
+
+stage() {
+  local s=$1
+  case "$s" in
+    valid-oos-auto) run_benchmark "selection/$s" oos --data "$VALID" --manipulator auto ;;
+    pert-auto)      run_benchmark "selection/$s" pert --data "$PAPALEXI" --preprocess log1p --manipulator auto ;;
+    *) echo "unknown stage $s" >&2; exit 2 ;;
+  esac
+  cp "$OUT/selection/$s/results.json" "$RESULTS/$s.json"
+}
+
+stages=("$@")
+[ ${#stages[@]} -gt 0 ] || stages=(valid-oos-auto pert-auto)
+for s in "${stages[@]}"; do stage "$s"; done

@@ -1,0 +1,27 @@
+"""Fixtures of the store tests: a small counts dataset on disk and a pipeline fitted on it."""
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+import virtualcell as vc
+from virtualcell.datasets import simulate_perturbation
+
+
+@pytest.fixture(scope="package")
+def atlas(tmp_path_factory):
+    """(folder, AnnData of raw counts, fitted pca pipeline with log1p preprocessing), files atlas.h5ad / atlas.zarr."""
+    folder = tmp_path_factory.mktemp("atlas")
+    adata = simulate_perturbation(n_cells_per_group=25, n_genes=50, n_cell_types=2, counts=True, seed=0)
+    adata.X = sp.csr_matrix(adata.X)
+    adata.obs["batch"] = pd.array(np.where(np.arange(adata.n_obs) % 7 == 0, None, np.arange(adata.n_obs) % 3),
+                                  dtype="Int64")
+    pipeline = vc.PerturbationPipeline(encoder={"name": "pca", "n_components": 6}, manipulator="mean-shift",
+                                       preprocess="log1p")
+    pipeline.fit(adata, context_key="cell_type")
+    adata.write_h5ad(folder / "atlas.h5ad")
+    with ad.settings.override(zarr_write_format=3):
+        adata.write_zarr(folder / "atlas.zarr")
+    return folder, adata, pipeline

@@ -1,0 +1,57 @@
+"""``virtualcell annotate``: transfer labels from a reference .h5ad to a query .h5ad."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .app import app
+from .common import fail, parse_options, read_h5ad, refuse_overwriting_input
+
+
+@app.command()
+def annotate(
+    query: Path = typer.Option(..., help=".h5ad of the cells to label."),
+    reference: Path = typer.Option(..., help=".h5ad of labelled cells."),
+    label_key: str = typer.Option(..., help="The reference's obs column of labels (e.g. cell_type)."),
+    out: Path = typer.Option(..., help="Where to write the annotated query (.h5ad; never the input)."),
+    encoder: str = typer.Option("pca", help="Registered encoder (fitted on the reference), a saved encoder folder, "
+                                            "or a local BERT checkpoint folder (config.json + model.safetensors)."),
+    encoder_option: Optional[list[str]] = typer.Option(None, help="Encoder init option KEY=VALUE; repeatable."),
+    decoder_option: Optional[list[str]] = typer.Option(None, help="label-decoder init option KEY=VALUE; repeatable."),
+    token_table: Optional[Path] = typer.Option(None, help="Gene-token table (JSON/TSV) of a BERT checkpoint."),
+    preprocess: str = typer.Option("none", help="'none' (X is log-normalised), 'log1p' (counts) or 'kang-full'."),
+    key_added: Optional[str] = typer.Option(None, help="obs/obsm/uns key of the results (default <label-key>_predicted)."),
+    seed: int = typer.Option(0, help="Seeds every stochastic step."),
+    device: str = typer.Option("cpu", help="cpu, cuda, mps or auto."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
+) -> None:
+    """Label the query's cells from the reference (encoder + calibrated label decoder), with per-cell confidence."""
+    from ..pipelines.annotate import annotate as annotate_cells
+
+    try:
+        refuse_overwriting_input(out, query, reference)
+        if out.exists() and not overwrite:
+            raise FileExistsError(f"{out} exists; pass --overwrite to replace it.")
+        query_data, reference_data = read_h5ad(query), read_h5ad(reference)
+        options = parse_options(encoder_option, "--encoder-option")
+        encoder_spec = encoder if Path(encoder).is_dir() else {"name": encoder, **options}
+        if options and Path(encoder).is_dir():
+            raise ValueError("--encoder-option cannot change a saved or pretrained encoder; pass a registered name.")
+        key = key_added or f"{label_key}_predicted"
+        annotate_cells(query_data, reference_data, label_key=label_key, encoder=encoder_spec,
+                       decoder={"name": "label-decoder", **parse_options(decoder_option, "--decoder-option")},
+                       preprocess=None if preprocess.lower() == "none" else preprocess, key_added=key,
+                       token_table=token_table, seed=seed, device=device)
+        from ..evaluate.report import write_h5ad
+
+        write_h5ad(query_data, out)
+    except (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError) as error:
+        fail(error)
+    counts = query_data.obs[key].value_counts()
+    confidence = query_data.obs[f"{key}_confidence"]
+    typer.echo(f"labelled {query_data.n_obs} cells -> {out} (obs[{key!r}], median confidence {confidence.median():.3f})")
+    for label, n in counts.items():
+        typer.echo(f"  {label}: {n}")

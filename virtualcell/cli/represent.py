@@ -1,0 +1,75 @@
+"""``virtualcell benchmark represent``: encoders side by side on label transfer across a perturbation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..evaluate.commands import _command_line, benchmark_app, parse_list, parse_options
+
+
+def _per_encoder(items: list[str] | None) -> dict[str, dict]:
+    """``["transformer.max_epochs=3", "vae.n_latent=50"]`` -> ``{"transformer": {"max_epochs": 3}, "vae": {...}}``."""
+    out: dict[str, dict] = {}
+    for item in items or []:
+        name, dot, option = item.partition(".")
+        if not dot or "=" not in option:
+            raise typer.BadParameter(f"{item!r} is not ENCODER.KEY=VALUE (e.g. transformer.max_epochs=3).",
+                                     param_hint="--encoder-option")
+        out.setdefault(name, {}).update(parse_options([option], "--encoder-option"))
+    return out
+
+
+@benchmark_app.command("represent", help="Fit each encoder (and a calibrated label decoder) on the control cells, "
+                                         "predict the labels of the perturbed cells: accuracy, macro-F1, kNN purity, "
+                                         "silhouettes, seconds; encoders side by side in one run.")
+def represent(
+    ctx: typer.Context,
+    data: Path = typer.Option(..., "--data", help="The .h5ad dataset (e.g. kang_ifnb_full.h5ad).", exists=True,
+                              dir_okay=False),
+    out: Path = typer.Option(..., "--out", help="Where to write the report (.json)."),
+    encoders: str = typer.Option("pca,vae,transformer", "--encoders", help="Comma-separated registered encoders."),
+    encoder_option: Optional[list[str]] = typer.Option(
+        None, "--encoder-option", help="ENCODER.KEY=VALUE init option, e.g. transformer.max_epochs=3; repeatable."),
+    decoder_option: Optional[list[str]] = typer.Option(None, "--decoder-option", help="label-decoder KEY=VALUE."),
+    label_key: str = typer.Option("cell_type_coarse", "--label-key", help="obs column of the labels to transfer."),
+    condition_key: str = typer.Option("condition", "--condition-key", help="obs column of conditions."),
+    control: str = typer.Option("control", "--control", help="Label of the unperturbed (training) cells."),
+    exclude: str = typer.Option("Megakaryocyte,Erythrocyte", "--exclude-labels", help="Labels dropped (too few cells)."),
+    preprocess: str = typer.Option("kang-full", "--preprocess", help="none, log1p or kang-full (EVALUATION.md)."),
+    max_cells: Optional[int] = typer.Option(None, "--max-cells", help="At most this many cells per condition (seeded)."),
+    seed: int = typer.Option(0, "--seed", help="Seeds every stochastic step."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+) -> None:
+    from ..data.checks import DataError
+    from ..evaluate.represent import run_represent
+    from ..registry.registry import PluginImportError, UnknownComponentError
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    try:
+        if out.exists() and not overwrite:
+            raise FileExistsError(f"{out} exists; pass --overwrite to replace it.")
+        if out.resolve() == data.resolve():
+            raise ValueError("--out is the input dataset; write the report elsewhere.")
+        report = run_represent(data, encoders=parse_list(encoders) or [], encoder_kwargs=_per_encoder(encoder_option),
+                               decoder_kwargs=parse_options(decoder_option, "--decoder-option"), label_key=label_key,
+                               condition_key=condition_key, control=control, exclude_labels=parse_list(exclude) or (),
+                               preprocess=None if preprocess.lower() == "none" else preprocess, max_cells=max_cells,
+                               seed=seed, device=device, progress=not quiet, out=out,
+                               command=_command_line(ctx))
+    except (DataError, ValueError, FileExistsError, FileNotFoundError, UnknownComponentError, PluginImportError) as error:
+        typer.secho(f"Error: {error}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"represent: {report['protocol']['n_reference']} reference, {report['protocol']['n_query']} query cells -> {out}")
+    for name, m in report["results"].items():
+        typer.echo(f"  {name}: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}, kNN purity {m['knn_purity']:.3f}, "
+                   f"silhouette type {m['silhouette_cell_type']:.3f} / condition {m['silhouette_condition']:.3f}, "
+                   f"fit {m['fit_seconds']:.1f} s")

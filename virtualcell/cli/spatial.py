@@ -1,0 +1,63 @@
+"""Spatial commands: domains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .app import app
+from .common import fail, parse_options, read_h5ad, refuse_overwriting_input
+
+
+@app.command()
+def domains(
+    data: Path = typer.Option(..., help=".h5ad with cell coordinates in obsm (and expression in X or --layer)."),
+    out: Path = typer.Option(..., help="Where to write the .h5ad with obs['domain'] and the representation."),
+    n_domains: int = typer.Option(..., min=2, help="Number of domains K."),
+    spatial_key: str = typer.Option("spatial", help="obsm key of the coordinates."),
+    section_key: Optional[str] = typer.Option(None, help="obs column of the section (slide, z-plane) of each cell."),
+    method: str = typer.Option("graph", help="graph (GNN encoder), pca or neighbour-average (baselines)."),
+    n_neighbors: int = typer.Option(10, min=1, help="Spatial neighbours per cell."),
+    radius: Optional[float] = typer.Option(None, help="Neighbours within this distance instead of k nearest."),
+    layer: Optional[str] = typer.Option(None, help="Layer holding expression (default X)."),
+    preprocess: str = typer.Option("auto", help="auto, log1p or none (auto: normalize+log1p only for counts)."),
+    encoder: Optional[list[str]] = typer.Option(None, help="Graph encoder option key=value (repeatable), e.g. objective=dgi."),
+    key_added: str = typer.Option("domain", help="obs column for the domains (provenance in uns)."),
+    plot: Optional[Path] = typer.Option(None, help="Also draw the domains on the coordinates (PNG/PDF/SVG)."),
+    seed: int = typer.Option(0, help="Seed of training and clustering."),
+) -> None:
+    """Find spatial domains (layers, regions) from coordinates and expression; write obs['domain']."""
+    import tempfile
+
+    from ..pipelines.domain_plot import plot_spatial_domains
+    from ..pipelines.domains import REPRESENTATION_KEYS, spatial_domains
+
+    try:
+        refuse_overwriting_input(out, data)
+        if plot is not None:
+            refuse_overwriting_input(plot, data)
+        if out.suffix != ".h5ad":
+            raise ValueError(f"--out {out} should end in .h5ad.")
+        adata = read_h5ad(data)
+        spatial_domains(adata, spatial_key=spatial_key, section_key=section_key, n_domains=n_domains, method=method,
+                        n_neighbors=n_neighbors, radius=radius, layer=layer, preprocess=preprocess,
+                        encoder=parse_options(encoder, "--encoder") or None, key_added=key_added, seed=seed)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out.parent, suffix=".h5ad", delete=False) as handle:
+            tmp = Path(handle.name)
+        try:
+            adata.write_h5ad(tmp)
+            tmp.replace(out)
+        finally:
+            tmp.unlink(missing_ok=True)
+        if plot is not None:
+            plot_spatial_domains(adata, key=key_added, spatial_key=spatial_key, section_key=section_key, path=plot,
+                                 title=f"{method} domains of {data.name}")
+    except (ValueError, KeyError, TypeError, FileNotFoundError, IsADirectoryError) as error:
+        fail(error)
+    sizes = adata.obs[key_added].value_counts().sort_index()
+    typer.echo(f"{adata.n_obs} cells in {n_domains} domains ({method}; obsm[{REPRESENTATION_KEYS[method]!r}]): "
+               + ", ".join(f"{name}: {count}" for name, count in sizes.items()) + f" -> {out}"
+               + (f", plot {plot}" if plot is not None else ""))

@@ -1,0 +1,155 @@
+"""Exact k-nearest neighbours streamed over a store, chunk by chunk, with memory bounded by a block.
+
+For a block of stored rows ``X`` [c, d] and query rows ``Q`` [b, d], one BLAS call gives
+``s = ||x||² - 2 q·x`` [b, c] (Euclidean; the query's own ``||q||²`` does not change the order and is
+added back at the end) or ``s = -q·x`` on unit vectors (cosine). Each query keeps its best ``k`` so
+far (rescored exactly) and a threshold (its k-th best); only the rows of a block with an entry
+under their threshold go through ``topk`` and the merge, which after the first blocks is almost none, so the cost is
+the matrix product. Memory: one stored chunk, one [b, c] block and the [m, k] results.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .format import Snapshot, StoreError
+
+if TYPE_CHECKING:
+    from .embedding_store import EmbeddingStore
+
+__all__ = ["exact_knn", "check_query", "check_k", "TopK", "METRICS"]
+
+METRICS = ("euclidean", "cosine")
+
+
+def check_query(query, dim: int, metric: str) -> np.ndarray:
+    """``query`` as float32 [m, dim]; NaN/inf, a wrong width and (cosine) zero vectors are refused."""
+    if metric not in METRICS:
+        raise StoreError(f"Unknown metric {metric!r}; choose one of {list(METRICS)}.")
+    query = np.asarray(query, dtype=np.float32)
+    query = query[None, :] if query.ndim == 1 else query
+    if query.ndim != 2 or query.shape[1] != dim:
+        raise StoreError(f"query must be [m, {dim}] (the store's dimension); got shape {query.shape}.")
+    bad = ~np.isfinite(query).all(axis=1)
+    if bad.any():
+        raise StoreError(f"query rows {np.flatnonzero(bad)[:10].tolist()} contain NaN or inf; a distance to them "
+                         "means nothing. Drop or impute those rows.")
+    if metric == "cosine" and (np.linalg.norm(query, axis=1) == 0).any():
+        raise StoreError("cosine distance is undefined for an all-zero query row; use metric='euclidean'.")
+    return np.ascontiguousarray(query)
+
+
+def check_k(k, n: int) -> int:
+    """``k`` as an int in [1, n], or an error that says why not."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise StoreError(f"k must be a whole number of neighbours; got {k!r}.")
+    if n == 0:
+        raise StoreError("There are no stored cells to search (0 rows match).")
+    if not 1 <= k <= n:
+        raise StoreError(f"k = {k} neighbours asked for, but k must lie in [1, {n}] (the number of cells searched).")
+    return int(k)
+
+
+class TopK:
+    """The best ``k`` row numbers of ``m`` queries (smallest exact score), merged block by block.
+
+    Euclidean blocks rank by ``||x||² - 2 q·x`` (one BLAS call), which in float32 loses about
+    ``1e-7 (||q||² + ||x||²)`` to cancellation; the candidates a block contributes are therefore
+    rescored as exact ``||q - x||²`` before they are merged, and the pruning threshold has a margin.
+    """
+
+    def __init__(self, query, k: int, metric: str) -> None:
+        import torch
+
+        self.k, self.metric, self.query = k, metric, query
+        self.query_norms = (query * query).sum(dim=1, keepdim=True) if metric == "euclidean" else None
+        self.scores = torch.full((len(query), k), float("inf"))
+        self.rows = torch.full((len(query), k), -1, dtype=torch.long)
+
+    def merge(self, first_query: int, scores, x, row_numbers) -> None:
+        """Merge a block ``scores`` [b, c] of stored rows ``x`` [c, d] numbered ``row_numbers`` [c]."""
+        import torch
+
+        part = slice(first_query, first_query + scores.shape[0])
+        threshold = self.scores[part, -1:]
+        if self.query_norms is not None:  # scores lack ||q||²; allow for float32 rounding
+            norms = self.query_norms[part]
+            threshold = threshold - norms + 1e-5 * (norms + threshold.clamp(max=1e30) + 1)
+        hits = (scores < threshold).any(dim=1).nonzero().squeeze(1)
+        if hits.numel() == 0:
+            return
+        keep = min(self.k, scores.shape[1])
+        _, columns = torch.topk(scores.index_select(0, hits), keep, dim=1, largest=False)
+        q = self.query[first_query + hits]
+        candidates = x[columns]  # [h, keep, d]
+        if self.metric == "euclidean":
+            exact = ((candidates - q[:, None, :]) ** 2).sum(dim=2)
+        else:
+            exact = 1.0 - (candidates * q[:, None, :]).sum(dim=2)
+        target = hits + first_query
+        merged_scores = torch.cat([self.scores[target], exact], dim=1)
+        merged_rows = torch.cat([self.rows[target], row_numbers[columns]], dim=1)
+        best, order = torch.topk(merged_scores, self.k, dim=1, largest=False)
+        self.scores[target] = best
+        self.rows[target] = merged_rows.gather(1, order)
+
+
+def exact_knn(store: "EmbeddingStore", key: str, query, k: int, *, metric: str = "euclidean",
+              rows: np.ndarray | None = None, state: Snapshot | None = None, batch_size: int = 1024,
+              chunk_rows: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Exact neighbours of ``query`` [m, d] among ``key``'s rows (all, or the sorted row numbers ``rows``).
+
+    Returns (row numbers [m, k] int64, distances [m, k] float32), nearest first; cosine distance is
+    ``1 - cos``. Memory: a chunk of ``chunk_rows`` stored rows and a [batch_size, chunk_rows] block.
+    """
+    import torch
+
+    state = state or store.snapshot(key)
+    query = check_query(query, state.dim, metric)
+    k = check_k(k, state.n_rows if rows is None else len(rows))
+    q = torch.from_numpy(query)
+    if metric == "cosine":
+        q = torch.nn.functional.normalize(q, dim=1)
+    top = TopK(q, k, metric)
+    for start, block in _blocks(store, key, state, rows, chunk_rows):
+        x = torch.from_numpy(block[1])
+        numbers = torch.from_numpy(block[0])
+        if metric == "cosine":
+            x = torch.nn.functional.normalize(x, dim=1)
+        norms = (x * x).sum(dim=1)[None, :] if metric == "euclidean" else None
+        for first in range(0, len(q), batch_size):
+            qb = q[first:first + batch_size]
+            scores = torch.addmm(norms, qb, x.T, alpha=-2.0) if norms is not None else -(qb @ x.T)
+            top.merge(first, scores, x, numbers)
+    scores, found = top.scores.numpy(), top.rows.numpy()
+    distances = np.sqrt(np.maximum(scores, 0)) if metric == "euclidean" else scores
+    order = np.argsort(distances, axis=1, kind="stable")
+    return np.take_along_axis(found, order, 1), np.take_along_axis(distances, order, 1).astype(np.float32)
+
+
+def _blocks(store, key, state, rows, chunk_rows):
+    """``(start, (row numbers [c], values [c, d]))`` over all committed rows or the listed ``rows``.
+
+    Stored chunks are read whole, one ahead in a background thread (reading overlaps computing),
+    and cut into blocks of ``chunk_rows``.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    if rows is None:
+        step = state.chunk_rows * max(1, chunk_rows // state.chunk_rows)
+        spans = [(s, np.arange(s, min(s + step, state.n_rows), dtype=np.int64)) for s in range(0, state.n_rows, step)]
+        array = store.group(key)["values"]
+        read = lambda span: array[span[1][0]:span[1][-1] + 1]  # noqa: E731
+    else:
+        rows = np.asarray(rows, dtype=np.int64)
+        spans = [(s, rows[s:s + chunk_rows]) for s in range(0, len(rows), chunk_rows)]
+        read = lambda span: store.values(key, span[1], state=state)  # noqa: E731
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(read, spans[0]) if spans else None
+        for i, span in enumerate(spans):
+            values = pending.result()
+            pending = pool.submit(read, spans[i + 1]) if i + 1 < len(spans) else None
+            for first in range(0, len(values), chunk_rows):
+                yield span[0] + first, (span[1][first:first + chunk_rows], values[first:first + chunk_rows])

@@ -128,9 +128,15 @@ def _cross_section_r2(z: np.ndarray, target: np.ndarray, sections: np.ndarray) -
 def real(args) -> dict:
     from virtualcell.representations.graph import GraphEncoder
 
-    default_objective = GraphEncoder().config["objective"]
-    other = "dgi" if default_objective == "reconstruct" else "reconstruct"
-    methods = [("graph", None), ("pca", None), ("neighbour-average", None), (f"graph:{other}", {"objective": other})]
+    chosen = json.loads((OUT / "select.json").read_text())["winner"]    # run `select` first
+    objective, layer = chosen.split("/")
+    defaults = GraphEncoder().config
+    if (defaults["objective"], defaults["layer"]) != (objective, layer):
+        print(f"note: GraphEncoder's defaults ({defaults['objective']}/{defaults['layer']}) differ from the selected "
+              f"{chosen}; using the selected one", flush=True)
+    other = "dgi" if objective == "reconstruct" else "reconstruct"
+    methods = [("graph", {"objective": objective, "layer": layer}), ("pca", None), ("neighbour-average", None),
+               (f"graph:{other}", {"objective": other, "layer": layer})]
     rows = []
     for name, load in (("osmfish", _osmfish), ("seqfish", _seqfish)):
         adata, label, _ = load()
@@ -155,8 +161,8 @@ def real(args) -> dict:
         niche.append({"dataset": "merfish", "method": method, "niche_r2": _cross_section_r2(out.obsm[key], target, sections),
                       "seconds": round(seconds, 2)})
         print(niche[-1], flush=True)
-    return {"task": "real", "default_objective": default_objective, "rows": rows, "niche": niche,
-            "encoder_defaults": dict(GraphEncoder().config)}
+    return {"task": "real", "selected": chosen, "rows": rows, "niche": niche,
+            "encoder_defaults": dict(GraphEncoder().config) | {"objective": objective, "layer": layer}}
 
 
 def _scale_child(n_cells: int, threads: int) -> dict:
@@ -180,12 +186,14 @@ def _scale_child(n_cells: int, threads: int) -> dict:
     x = torch.from_numpy(adata.X)
     del adata
     started = time.perf_counter()
-    encoder = GraphEncoder().fit(x, [f"g{i}" for i in range(x.shape[1])], edge_index=edge_index, progress=False)
+    objective, layer = json.loads((OUT / "select.json").read_text())["winner"].split("/")
+    encoder = GraphEncoder(objective=objective, layer=layer).fit(x, [f"g{i}" for i in range(x.shape[1])], edge_index=edge_index, progress=False)
     timings["fit_s"] = time.perf_counter() - started
     started = time.perf_counter()
     z = encoder.encode(x, edge_index)
     timings["encode_s"] = time.perf_counter() - started
     return {"n_cells": n_cells, "n_genes": int(x.shape[1]), "n_latent": int(z.shape[1]), "steps": encoder.config["max_steps"],
+            "objective": objective, "layer": layer,
             **{k: round(v, 2) for k, v in timings.items()},
             "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
             "input_gb": round(x.numel() * 4 / 2**30, 3)}

@@ -14,6 +14,9 @@ from typing import Any
 
 FOLDER = Path(__file__).resolve().parent / "results" / "harness"
 RUN_ORDER = ("valid-oos", "valid-ood", "full-oos", "full-ood", "pert")
+#: the stages of benchmarks/run_harness.sh that issue #11 asks for (a missing one is listed as not run)
+EXPECTED = ("valid-oos-pca", "valid-oos-vae", "valid-ood-pca", "valid-ood-vae", "full-oos-pca", "full-oos-vae",
+            "full-ood-pca", "full-ood-vae", "pert-pca", "pert-vae")
 COLUMNS = ("r2_mean_all", "r2_mean_top100", "pearson_delta", "de_overlap_top100", "edistance_ratio", "mmd_ratio",
            "std_ratio_top100", "r2_var_top100", "discrimination", "coverage90", "interval_width90",
            "mean_sqdist_ratio", "seconds_train")
@@ -131,6 +134,9 @@ def render() -> str:
              "pipeline's output.", ""]
     if not runs:
         parts.append("(no runs saved yet in benchmarks/results/harness/)")
+    missing = [stage for stage in EXPECTED if stage not in {name for name, _ in runs}]
+    if runs and missing:
+        parts += [f"Not run yet (`benchmarks/run_harness.sh {' '.join(missing)}`): {', '.join(missing)}.", ""]
     parts += [_run_section(name, report) for name, report in runs]
     parts.append(_reference_section())
     parts.append(_celleval_section())

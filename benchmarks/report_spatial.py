@@ -45,7 +45,7 @@ def _select(run: dict) -> str:
 
 
 def _real(run: dict) -> str:
-    out = [f"`{run['command']}` ({_machine(run)}; {run['total_seconds']} s). Graph encoder defaults: "
+    out = [f"`{run['command']}` ({_machine(run)}; {run['total_seconds']} s). Graph encoder (objective and layer from `select`): "
            f"`{json.dumps({k: run['encoder_defaults'][k] for k in ('objective', 'layer', 'n_layers', 'hidden', 'n_latent', 'max_steps')})}`; "
            "k = 10 neighbours; k-means with K = the number of annotated domains; mean ± sd over seeds."]
     goal = {}
@@ -90,7 +90,7 @@ def _scale(run: dict) -> str:
             rows.append([f"{r['n_cells']:,}", r["graph_s"], r["fit_s"], r["encode_s"], r["peak_rss_gb"], r["input_gb"],
                          r["wall_s"]])
     return (f"`{run['command']}` ({_machine(run)}; {run['total_seconds']} s). Simulated slides, 50 genes, k = 10, "
-            "default encoder (fixed number of training steps, so training time does not grow with the slide); "
+            "the selected encoder (a fixed number of training steps, so training time does not grow with the slide); "
             "peak RSS of a fresh process (includes Python and torch, about 0.3-0.4 GB).\n\n"
             + _table(["cells", "graph build s", "fit s", "encode s", "peak RSS GB", "expression GB", "wall s"], rows))
 

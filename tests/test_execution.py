@@ -61,3 +61,15 @@ def test_generator_is_seeded():
     a = torch.rand(3, generator=make_generator(4))
     b = torch.rand(3, generator=make_generator(4))
     assert torch.equal(a, b)
+
+
+def test_saved_pipeline_loads_with_device_auto(tmp_path):
+    """PerturbationPipeline.load(device='auto') used to hand torch the string 'auto' and crash."""
+    from virtualcell.datasets import simulate_perturbation
+    from virtualcell.pipelines import PerturbationPipeline
+
+    adata = simulate_perturbation(n_cells_per_group=10, n_genes=20, n_cell_types=2, seed=0)
+    PerturbationPipeline("pca", "latent-arithmetic").fit(adata, progress=False).save(tmp_path / "m")
+    loaded = PerturbationPipeline.load(tmp_path / "m", device="auto")
+    assert loaded.device == resolve_device("auto")
+    assert loaded.predict(adata[:3], target="stimulated").n_obs == 3

@@ -55,6 +55,16 @@ def test_sections_and_counts():
     assert out.uns["domain"]["preprocess"] == "log1p" and out.uns["domain"]["section_key"] == "section"
 
 
+def test_a_trained_encoder_applies_to_another_slide(slide):
+    _, encoder = spatial_domains(slide, n_domains=3, encoder=FAST, copy=True, progress=False, return_encoder=True)
+    other = simulate_spatial(150, 20, n_domains=3, concentration=50.0, noise=1.5, domain_shift=0.6, seed=9)
+    other = other[:, list(reversed(other.var_names))].copy()          # genes in another order: realigned
+    out = spatial_domains(other, n_domains=3, encoder=encoder, copy=True, progress=False)
+    assert out.obsm["X_graph"].shape == (150, 8) and out.uns["domain"]["pretrained"]
+    with pytest.raises(Exception, match="gene_19"):      # the missing gene is named
+        spatial_domains(other[:, 1:].copy(), n_domains=3, encoder=encoder, copy=True, progress=False)
+
+
 def test_bad_input(slide):
     with pytest.raises(ValueError, match="method must be one of"):
         spatial_domains(slide, method="louvain", n_domains=3)
@@ -74,13 +84,20 @@ def test_cli_domains(slide, tmp_path):
     slide.write_h5ad(data)
     runner = CliRunner()
     result = runner.invoke(app, ["domains", "--data", str(data), "--n-domains", "3", "--out", str(tmp_path / "o.h5ad"),
-                                 "--plot", str(tmp_path / "o.png"), "--encoder", "max_steps=5", "--encoder", "hidden=8"])
+                                 "--plot", str(tmp_path / "o.png"), "--encoder", "max_steps=5", "--encoder", "hidden=8",
+                                 "--save-encoder", str(tmp_path / "enc")])
     assert result.exit_code == 0, result.output
     assert "200 cells in 3 domains" in result.output
     import anndata as ad
 
     out = ad.read_h5ad(tmp_path / "o.h5ad")
     assert "domain" in out.obs and "X_graph" in out.obsm and (tmp_path / "o.png").exists()
+    reused = runner.invoke(app, ["domains", "--data", str(data), "--n-domains", "3", "--out", str(tmp_path / "r.h5ad"),
+                                 "--pretrained", str(tmp_path / "enc")])
+    assert reused.exit_code == 0, reused.output
+    again = ad.read_h5ad(tmp_path / "r.h5ad")
+    np.testing.assert_allclose(again.obsm["X_graph"], out.obsm["X_graph"], atol=1e-5)   # same weights, same graph
+    assert again.uns["domain"]["pretrained"] and not out.uns["domain"]["pretrained"]
     same = runner.invoke(app, ["domains", "--data", str(data), "--n-domains", "3", "--out", str(data)])
     assert same.exit_code != 0 and "never writes over its input" in same.output
     missing = runner.invoke(app, ["domains", "--data", str(data), "--n-domains", "3", "--spatial-key", "xy",

@@ -187,3 +187,14 @@ def test_unknown_store_version_and_foreign_groups_are_refused(tmp_path, obs):
         EmbeddingStore(root, mode="r")
     with pytest.raises(StoreError, match="Invalid key"):
         EmbeddingStore(tmp_path / "other.zarr").read("../cells.zarr/k")
+
+
+def test_odd_column_names_survive_and_hostile_ones_are_refused(tmp_path):
+    obs = pd.DataFrame({"my col": [1, 2], "ünïcode (µm)": ["a", "b"]}, index=["c1", "c2"])
+    root = tmp_path / "cells.zarr"
+    EmbeddingStore(root).write("k", np.ones((2, 2)), obs=obs)
+    pd.testing.assert_frame_equal(EmbeddingStore(root, mode="r").read("k").obs, obs, check_index_type=False)
+    part = EmbeddingStore(root).snapshot("k").obs_parts[0][0]
+    _edit_json(root / "k" / "obs" / part / "zarr.json", lambda d: d["attributes"].update({"column-order": ["../../values"]}))
+    with pytest.raises(StoreError, match=r"Invalid obs column '\.\./\.\./values'"):
+        EmbeddingStore(root, mode="r").read("k")

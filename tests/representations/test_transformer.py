@@ -54,16 +54,17 @@ def test_fit_learns_and_saves_vocabulary_with_weights(mode, tmp_path, one_torch_
     assert not list(tmp_path.rglob("*.pkl")) and (tmp_path / "t" / "weights.safetensors").exists()
 
 
-def test_pretraining_separates_cell_types(one_torch_thread):
-    """Three types in tiny_expression: after pretraining, cells sit nearer their own type's centroid."""
-    x, genes = tiny_expression(n_cells=150)
-    encoder = TransformerEncoder(hidden_size=32, num_layers=1, num_heads=2, max_tokens=30, max_epochs=8,
+def test_representation_keeps_cell_types_apart(one_torch_thread):
+    """Three types expressing different genes: a cell's nearest neighbours in z are mostly of its type (chance 1/3)."""
+    x, genes = tiny_expression(n_cells=150, n_genes=40)
+    x = x * (x > 1.5)                                     # sparse, as real cells are
+    encoder = TransformerEncoder(hidden_size=32, num_layers=1, num_heads=2, max_tokens=40, max_epochs=3,
                                  batch_size=32, n_bins=11).fit(x, genes, seed=0, progress=False)
     z = encoder.encode(x)
     types = torch.arange(150) % 3
-    centroids = torch.stack([z[types == t].mean(0) for t in range(3)])
-    nearest = torch.cdist(z, centroids).argmin(1)
-    assert (nearest == types).float().mean() > 0.9
+    distances = torch.cdist(z, z).fill_diagonal_(float("inf"))
+    neighbours = distances.topk(10, largest=False).indices
+    assert (types[neighbours] == types[:, None]).float().mean() > 0.7
 
 
 def test_align_genes_counts_and_names_missing_genes(one_torch_thread):
@@ -97,7 +98,7 @@ def test_encode_rejects_bad_input(one_torch_thread):
         encoder.encode(x[:, :10])
 
 
-def test_pipeline_pairs_the_transformer_with_a_trained_mlp_decoder(one_torch_thread):
+def test_pipeline_pairs_the_transformer_with_a_trained_mlp_decoder(one_torch_thread, tmp_path):
     from virtualcell.datasets import simulate_perturbation
     from virtualcell.instruments.decoders.mlp import MLPDecoder
     from virtualcell.pipelines import PerturbationPipeline
@@ -111,3 +112,6 @@ def test_pipeline_pairs_the_transformer_with_a_trained_mlp_decoder(one_torch_thr
     control = adata[adata.obs["condition"] == "control"]
     predicted = pipe.predict(control, target="stimulated")
     assert predicted.shape == control.shape and (predicted.X >= 0).all()
+    pipe.save(tmp_path / "pipe")
+    again = PerturbationPipeline.load(tmp_path / "pipe").predict(control, target="stimulated")
+    assert isinstance(again, type(predicted)) and (again.X == predicted.X).all()

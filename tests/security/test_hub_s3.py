@@ -26,8 +26,8 @@ def _race(hub, folders, version="1.0"):
         barrier.wait()
         try:
             out[i] = publish(folders[i], hub, "pca", version)
-        except FileExistsError as error:
-            out[i] = type(error).__name__
+        except Exception as error:  # noqa: BLE001 - checked by the caller
+            out[i] = type(error).__name__ if isinstance(error, FileExistsError) else repr(error)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(folders))]
     [t.start() for t in threads]
@@ -87,8 +87,8 @@ def _publish_in_process(folder, hub, barrier, results):
     barrier.wait()
     try:
         results.put((folder, publish(folder, hub, "pca", "1.0")))
-    except FileExistsError as error:
-        results.put((folder, type(error).__name__))
+    except Exception as error:  # noqa: BLE001 - reported to the parent, which checks the type
+        results.put((folder, type(error).__name__ if isinstance(error, FileExistsError) else repr(error)))
 
 
 def _race_processes(hub, folders):

@@ -132,3 +132,15 @@ def test_pipeline_roles_cannot_escape_the_folder(tmp_path, encoders, role):
     with pytest.raises(ValueError, match="Unsafe pipeline role"):
         Pipeline(**{role: encoders[0]}).save(tmp_path / "box" / "pipe")
     assert sorted(p.name for p in tmp_path.rglob("*")) in ([], ["box"])
+
+
+def test_a_pipeline_with_a_swapped_component_cannot_be_published(two_saved, tmp_path):
+    from virtualcell.registry.publish import list_published, publish
+
+    a, b = two_saved
+    shutil.rmtree(a / "decoder")
+    shutil.copytree(b / "decoder", a / "decoder")
+    with pytest.raises(TamperedArtifactError, match="decoder"):
+        publish(a, str(tmp_path / "hub"), "pipe", "1.0")
+    assert list_published(str(tmp_path / "hub")) == {}
+    publish(b, str(tmp_path / "hub"), "pipe", "1.0")

@@ -58,7 +58,7 @@ def test_predict_refuses_nan_naming_the_cell(sim, fitted):
 def test_bound_is_float32_exact_integer_limit():
     assert MAX_EXPRESSION == 2.0**24
     check_expression(np.array([[0.0, MAX_EXPRESSION]]), expect="counts")        # the limit itself passes
-    with pytest.raises(DataError, match="above 16777216"):
+    with pytest.raises(DataError, match="1 values above 16777216"):
         check_expression(np.array([[0.0, 2.0**24 + 2]]), expect="counts")
     with pytest.raises(DataError, match=r"row 1, column 0"):                    # without names: positions
         check_expression(np.array([[1.5, 2.5], [1e20, 0.5]]))

@@ -28,7 +28,7 @@ app.add_typer(benchmark_app, name="benchmark",
 
 @app.callback()
 def _global_options(
-    debug: bool = typer.Option(False, "--debug", envvar="VIRTUALCELL_DEBUG",
+    debug: bool = typer.Option(False, "--debug",   # VIRTUALCELL_DEBUG is read leniently by .errors
                                help="Print the full traceback of an error (also VIRTUALCELL_DEBUG=1)."),
 ) -> None:
     """Options for every command (read by the error boundary in ``.errors``)."""

@@ -111,6 +111,15 @@ def refuse_overwriting_input(out: Path, *inputs: Path | None, option: str = "--o
                              "(writing there would change that input).")
 
 
+def _check_writable_parent(out: Path, option: str) -> None:
+    import os
+
+    parent = next((p for p in out.absolute().parents if p.exists()), None)
+    if parent is not None and parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"{option} {out}: cannot write in {parent} (permission denied); choose a folder "
+                              "you can write to.")
+
+
 def check_output_file(out: Path, *, overwrite: bool, option: str = "--out") -> None:
     """Refuse an output file path that is a folder, sits under a file, or exists (without ``overwrite``)."""
     out = Path(out)
@@ -119,20 +128,30 @@ def check_output_file(out: Path, *, overwrite: bool, option: str = "--out") -> N
     blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
     if blocking is not None:
         raise NotADirectoryError(f"{option} {out}: {blocking} is a file, not a folder; choose another path.")
+    _check_writable_parent(out, option)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{option} {out} already exists; pass --overwrite to replace it, or another path.")
 
 
-def check_output_folder(out: Path, *, overwrite: bool, option: str = "--out") -> None:
-    """Refuse an output folder path that is a file, sits under a file, or exists (without ``overwrite``)."""
+def check_output_folder(out: Path, *, overwrite: bool, option: str = "--out", replaces: str | None = None) -> None:
+    """Refuse an output folder path that is a file, sits under a file, or exists (without ``overwrite``).
+
+    With ``replaces`` (a file name such as ``pipeline.json``), ``overwrite`` only replaces a folder holding
+    that file (or an empty one): a folder of the user's own files is never deleted.
+    """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{option} {out} is a file; this command writes a folder there, so choose another path.")
     blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
     if blocking is not None:
         raise NotADirectoryError(f"{option} {out}: {blocking} is a file, not a folder; choose another path.")
+    _check_writable_parent(out, option)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{option} {out} already exists; pass --overwrite to replace it, or another path.")
+    if out.is_dir() and replaces and not (out / replaces).exists() and any(out.iterdir()):
+        found = sorted(p.name for p in out.iterdir())[:5]
+        raise FileExistsError(f"{option} {out} is a folder without {replaces} (it holds {found}); --overwrite only "
+                              f"replaces a folder this command wrote, so choose another path.")
 
 
 def cli_device(device: str) -> str:

@@ -98,7 +98,7 @@ def fit(
 
     device = cli_device(device)
     refuse_overwriting_input(out, data)
-    check_output_folder(out, overwrite=overwrite)
+    check_output_folder(out, overwrite=overwrite, replaces="pipeline.json")
     enc = {"name": encoder, **parse_options(encoder_option, "encoder")}
     man = {"name": manipulator, **parse_options(manipulator_option, "manipulator")}
     adata = read_h5ad(data)

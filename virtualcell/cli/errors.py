@@ -33,11 +33,10 @@ __all__ = ["ErrorBoundaryGroup", "USER_ERRORS", "explain", "debug_requested", "E
 
 EXIT_USER_ERROR = 2
 EXIT_BUG = 1
-ISSUES_URL = "https://github.com/virtualcell/virtualcell/issues"
 
 #: exception classes that mean "the input or the environment is wrong", not "virtualcell is wrong"
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, LookupError, TypeError, OSError, RuntimeError,
-                                                ImportError, UnicodeError)
+                                                ImportError, MemoryError)
 
 _OS_FIXES = {
     FileNotFoundError: "check the path (it does not exist)",
@@ -114,7 +113,11 @@ def explain(error: BaseException) -> str:
         missing = error.name or str(error)
         if missing.split(".")[0] == "s3fs":
             return "s3:// URLs need s3fs, which is not installed; install it with: pip install \"virtualcell[s3]\"."
-        return f"{error}; install the missing package (pip install {missing.split('.')[0]}) and retry."
+        return f"{error}; install the package that provides {missing.split('.')[0]!r} and retry."
+    if isinstance(error, MemoryError):
+        return "ran out of memory; subsample the cells or genes, or use a machine with more memory."
+    if isinstance(error, RuntimeError) and "out of memory" in str(error).lower():
+        return f"{error}; the device ran out of memory: use a smaller batch, fewer cells, or --device cpu."
     if isinstance(error, OSError):
         return _explain_os_error(error)
     message = _first_arg(error).strip()
@@ -128,9 +131,9 @@ def report(error: BaseException, debug: bool) -> int:
     if is_user_error(error):
         typer.secho(f"error: {explain(error)}", fg=typer.colors.RED, err=True)
         return EXIT_USER_ERROR
-    hint = "" if debug else " Rerun with --debug (or VIRTUALCELL_DEBUG=1) to see the traceback, and"
+    how = "Please report it" if debug else "Rerun with --debug (or VIRTUALCELL_DEBUG=1) to see the traceback, and report it"
     typer.secho(f"error: unexpected {type(error).__name__}: {error}\nThis is a bug in virtualcell, not in your "
-                f"input.{hint or ' Please'} report it at {ISSUES_URL} with the command you ran.",
+                f"input. {how} to the virtualcell maintainers with the command you ran.",
                 fg=typer.colors.RED, err=True)
     return EXIT_BUG
 

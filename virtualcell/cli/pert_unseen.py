@@ -43,7 +43,9 @@ def pert_unseen(
     overwrite: Overwrite = False,
 ) -> None:
     from ..evaluate.pert_unseen import run_pert_unseen
+    from .common import refuse_overwriting_input
 
+    refuse_overwriting_input(out, data)   # --out is a folder: never the --data file, nor a folder holding it
     if threads is not None:
         import torch
 

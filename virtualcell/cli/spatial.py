@@ -24,6 +24,8 @@ def domains(
     layer: Optional[str] = typer.Option(None, help="Layer holding expression (default X)."),
     preprocess: str = typer.Option("auto", help="auto, log1p or none (auto: normalize+log1p only for counts)."),
     encoder: Optional[list[str]] = typer.Option(None, help="Graph encoder option key=value (repeatable), e.g. objective=dgi."),
+    pretrained: Optional[Path] = typer.Option(None, help="Apply this saved graph encoder (folder) instead of training one."),
+    save_encoder: Optional[Path] = typer.Option(None, help="Save the trained graph encoder to this folder."),
     key_added: str = typer.Option("domain", help="obs column for the domains (provenance in uns)."),
     plot: Optional[Path] = typer.Option(None, help="Also draw the domains on the coordinates (PNG/PDF/SVG)."),
     seed: int = typer.Option(0, help="Seed of training and clustering."),
@@ -40,10 +42,17 @@ def domains(
             refuse_overwriting_input(plot, data)
         if out.suffix != ".h5ad":
             raise ValueError(f"--out {out} should end in .h5ad.")
+        if pretrained is not None and encoder:
+            raise ValueError("--pretrained applies a saved encoder as it is; drop the --encoder options.")
+        if (pretrained or save_encoder) and method != "graph":
+            raise ValueError("--pretrained and --save-encoder need --method graph.")
         adata = read_h5ad(data)
-        spatial_domains(adata, spatial_key=spatial_key, section_key=section_key, n_domains=n_domains, method=method,
-                        n_neighbors=n_neighbors, radius=radius, layer=layer, preprocess=preprocess,
-                        encoder=parse_options(encoder, "--encoder") or None, key_added=key_added, seed=seed)
+        _, model = spatial_domains(adata, spatial_key=spatial_key, section_key=section_key, n_domains=n_domains,
+                                   method=method, n_neighbors=n_neighbors, radius=radius, layer=layer,
+                                   preprocess=preprocess, encoder=pretrained or parse_options(encoder, "--encoder") or None,
+                                   key_added=key_added, seed=seed, return_encoder=True)
+        if save_encoder is not None:
+            model.save(save_encoder)
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out.parent, suffix=".h5ad", delete=False) as handle:
             tmp = Path(handle.name)
@@ -55,7 +64,7 @@ def domains(
         if plot is not None:
             plot_spatial_domains(adata, key=key_added, spatial_key=spatial_key, section_key=section_key, path=plot,
                                  title=f"{method} domains of {data.name}")
-    except (ValueError, KeyError, TypeError, FileNotFoundError, IsADirectoryError) as error:
+    except (ValueError, KeyError, TypeError, FileNotFoundError, IsADirectoryError, FileExistsError) as error:
         fail(error)
     sizes = adata.obs[key_added].value_counts().sort_index()
     typer.echo(f"{adata.n_obs} cells in {n_domains} domains ({method}; obsm[{REPRESENTATION_KEYS[method]!r}]): "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -99,7 +100,7 @@ def embed(
 def _cells_filter(cells: str) -> str:
     """The query-cell selection in the filter grammar (``key=value&...`` and ``index=NAME`` still accepted)."""
     if re.fullmatch(r"\s*[\w.]+=[^=&]+(&[\w.]+=[^=&]+)*\s*", cells):
-        return " & ".join(f"{k.strip()} == {v.strip()!r}".replace("'", '"') for k, v in
+        return " & ".join(f"`{k.strip()}` == {json.dumps(v.strip(), ensure_ascii=False)}" for k, v in
                           (part.split("=", 1) for part in cells.split("&")))
     return cells
 
@@ -181,8 +182,6 @@ def query(
 
 def _drop_self(found, distances, rows):
     """Remove each query cell from its own neighbours (k + 1 were searched; keep k)."""
-    import numpy as np
-
     keep = found != rows[:, None]
     keep[keep.all(axis=1), -1] = False  # not found itself: drop the farthest instead
     k = found.shape[1] - 1

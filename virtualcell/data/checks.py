@@ -70,12 +70,12 @@ def _first(x, bad: Callable[[np.ndarray], np.ndarray]) -> tuple[int, int, float,
     return int(row), int(col), float(array[row, col]), int(mask.sum())
 
 
-def _where(x, bad, obs_names: Sequence | None, var_names: Sequence | None) -> str:
-    """'3 values, first 1e+30 in cell 'c7' (row 7), gene 'CD4' (column 2)'."""
+def _where(x, bad, obs_names: Sequence | None, var_names: Sequence | None) -> tuple[int, str]:
+    """(count, "the first 1e+30 in cell 'c7' (row 7), gene 'CD4' (column 2)") of the entries where ``bad`` holds."""
     row, col, value, count = _first(x, bad)
     cell = f"cell {str(obs_names[row])!r} (row {row})" if obs_names is not None else f"row {row}"
     gene = f"gene {str(var_names[col])!r} (column {col})" if var_names is not None else f"column {col}"
-    return f"{count} value{'s' if count > 1 else ''}, the first {value:.6g} in {cell}, {gene}"
+    return count, f"the first {value:.6g} in {cell}, {gene}"
 
 
 def check_expression(x, *, expect: str = "log", what: str = "X", obs_names: Sequence | None = None,
@@ -93,17 +93,17 @@ def check_expression(x, *, expect: str = "log", what: str = "X", obs_names: Sequ
     if values.size == 0:
         return
     if not np.all(np.isfinite(values)):
-        where = _where(x, lambda v: ~np.isfinite(v), obs_names, var_names)
-        raise DataError(f"{what} contains NaN or infinite values ({where}); remove those cells or impute the "
-                        "values first.")
+        count, where = _where(x, lambda v: ~np.isfinite(v), obs_names, var_names)
+        raise DataError(f"{what} contains {count} NaN or infinite values ({where}); remove those cells or impute "
+                        "the values first.")
     if values.max() > MAX_EXPRESSION:
-        where = _where(x, lambda v: v > MAX_EXPRESSION, obs_names, var_names)
-        raise DataError(f"{what} holds values above {MAX_EXPRESSION:.0f} (2**24, float32's exact-integer limit; "
-                        f"no count or log expression is that large): {where}. The entry is corrupted or in the "
-                        "wrong units; fix or remove those cells.")
+        count, where = _where(x, lambda v: v > MAX_EXPRESSION, obs_names, var_names)
+        raise DataError(f"{what} holds {count} values above {MAX_EXPRESSION:.0f} (2**24, float32's exact-integer "
+                        f"limit; no count or log expression is that large), {where}. The entry is corrupted or in "
+                        "the wrong units; fix or remove those cells.")
     if values.min() < 0:
-        where = _where(x, lambda v: v < 0, obs_names, var_names)
-        raise DataError(f"{what} contains negative values ({where}); expression must be >= 0. "
+        count, where = _where(x, lambda v: v < 0, obs_names, var_names)
+        raise DataError(f"{what} contains {count} negative values ({where}); expression must be >= 0. "
                         "Was the data scaled (sc.pp.scale)? Pass unscaled log-normalised expression.")
     if expect == "log" and looks_like_counts(x):
         raise DataError(f"{what} looks like raw counts (non-negative integers up to {values.max():.0f}) but "

@@ -8,13 +8,19 @@ Steps: preprocess the whole dataset once (so real and predicted cells share one 
 space); build the tasks (:mod:`.splits`); for each task fit a fresh pipeline per method on the
 task's training cells (the method with the context column in OOS, without it in OOD; one fit per
 method for PERT, whose tasks share their training cells), predict the held-out cells from their
-control cells, and score them with :func:`.metrics.perturbation_metrics` (DEGs from a Wilcoxon
-test of real perturbed vs control cells, shared by all methods). The ``control`` and
-``mean-shift`` baselines run in gene space (identity encoder) and, being defined by
-EVALUATION.md, use the context column in OOS and OOD alike.
+control cells, and score them with :func:`.metrics.perturbation_metrics` (EVALUATION.md v2: DEGs from
+a Wilcoxon test of real perturbed vs control cells, shared by all methods; energy distance and MMD in a
+50-PC PCA fitted once per task on ``Task.reference``, the cells outside the held-out unit).
+Beside the method: the ``control`` and ``mean-shift`` baselines (gene space, identity encoder; being
+defined by EVALUATION.md they use the context column in OOS and OOD alike), for PERT also
+``mean-perturbation`` (the average response of all training targets), and the ``noise-ceiling`` row
+(a seeded random half of the real cells against the other half). PERT adds ``discrimination`` per
+target. With ``n_samples >= 2`` the method's sampled populations give ``coverage90`` and the interval
+width (:mod:`.scoring`, :mod:`.calibration`).
 
-Output folder: ``results.json``, ``results.md``, ``predictions/<unit>.h5ad`` (the method's
-predicted cells), ``plots/<unit>.png`` (scGen-style mean scatter) and ``plots/summary_<metric>.png``.
+Output folder (:mod:`.outputs`): ``results.json`` (with ``means`` and ``medians`` over units),
+``results.md``, ``predictions/<unit>.h5ad`` (the method's predicted cells), ``plots/<unit>.png``
+(scGen-style mean scatter) and ``plots/summary_<metric>.png``.
 """
 
 from __future__ import annotations

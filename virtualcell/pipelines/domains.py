@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import time
+from pathlib import Path
 from typing import Any
 
 import anndata as ad
@@ -25,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ..data.align import align_matrix
 from ..data.checks import DataError
 from ..data.preprocess import get_matrix
 from ..data.spatial import graph_of, graph_settings
@@ -83,11 +85,26 @@ def _kmeans(z: np.ndarray, n_domains: int, seed: int) -> np.ndarray:
     return KMeans(n_clusters=n_domains, n_init=10, random_state=seed).fit_predict(z.astype(np.float64))
 
 
+def _graph_encoder(encoder: Any) -> tuple[Any, bool]:
+    """(GraphEncoder, already trained?) from None / a dict of arguments / a fitted encoder / an artifact path."""
+    from ..representations.graph import GraphEncoder
+
+    if encoder is None or isinstance(encoder, dict):
+        return GraphEncoder(**(encoder or {})), False
+    if isinstance(encoder, GraphEncoder):
+        encoder._check_fitted()
+        return encoder, True
+    if isinstance(encoder, (str, Path)):
+        return GraphEncoder.load(encoder), True
+    raise TypeError(f"encoder must be a dict of GraphEncoder arguments, a fitted GraphEncoder or the path of a saved "
+                    f"one; got {type(encoder).__name__}.")
+
+
 def spatial_domains(adata: ad.AnnData, *, spatial_key: str = "spatial", section_key: str | None = None,
                     n_domains: int = 7, method: str = "graph", n_neighbors: int = 10, radius: float | None = None,
-                    layer: str | None = None, preprocess: str = "auto", encoder: dict[str, Any] | None = None,
-                    key_added: str = "domain", copy: bool = False, seed: int = 0,
-                    progress: bool = True) -> ad.AnnData | None:
+                    layer: str | None = None, preprocess: str = "auto", encoder: Any = None,
+                    key_added: str = "domain", copy: bool = False, seed: int = 0, progress: bool = True,
+                    return_encoder: bool = False) -> Any:
     """Find ``n_domains`` spatial domains; ``obs[key_added]`` (categorical), the representation in ``obsm``.
 
     Args:
@@ -97,8 +114,11 @@ def spatial_domains(adata: ad.AnnData, *, spatial_key: str = "spatial", section_
         method: ``"graph"`` (GNN encoder), ``"pca"`` or ``"neighbour-average"`` (baselines).
         n_neighbors, radius: the spatial graph (k nearest, or all within ``radius`` when given).
         layer, preprocess: where the expression is and how to normalise it (:func:`prepare_expression`).
-        encoder: ``GraphEncoder`` arguments overriding its defaults (``{"objective": "dgi"}``).
+        encoder: ``GraphEncoder`` arguments overriding its defaults (``{"objective": "dgi"}``: trained
+            here), or a fitted ``GraphEncoder`` / the folder of a saved one (applied as it is, on a
+            graph rebuilt from this slide's coordinates).
         copy: return a modified copy instead of writing into ``adata``.
+        return_encoder: also return the graph encoder, ``(adata or None, encoder)``, to save or reuse.
 
     Writes ``obs[key_added]``, ``obsm[REPRESENTATION_KEYS[method]]`` [n, d], squidpy's
     ``obsp["spatial_connectivities"]`` / ``obsp["spatial_distances"]`` and provenance in ``uns[key_added]``.
@@ -116,14 +136,17 @@ def spatial_domains(adata: ad.AnnData, *, spatial_key: str = "spatial", section_
     started = time.perf_counter()
     details: dict[str, Any] = {}
     if method == "graph":
-        from ..representations.graph import GraphEncoder
-
-        model = GraphEncoder(**(encoder or {}))
+        model, trained = _graph_encoder(encoder)
         edge_index = graph.edge_index()
         genes = [str(g) for g in adata.var_names]
-        model.fit(torch.from_numpy(x), genes, edge_index=edge_index, seed=seed, progress=progress)
-        z = model.encode(torch.from_numpy(x), edge_index, progress=progress).cpu().numpy()
-        details = {"encoder": model.config_json(), "training": model.training_summary}
+        if trained:   # a saved encoder: its genes, in its order (missing genes are named)
+            x = align_matrix(x, genes, model.input_features, what="the AnnData's var_names")
+        else:
+            model.fit(torch.from_numpy(x), genes, edge_index=edge_index, seed=seed, progress=progress)
+        z = model.encode(torch.from_numpy(np.ascontiguousarray(x)), edge_index, progress=progress).cpu().numpy()
+        details = {"encoder": model.config_json(), "training": model.training_summary, "pretrained": trained}
+        if return_encoder:
+            details["_model"] = model
     elif method == "pca":
         z = _pca(_standardise(x), seed)
     else:
@@ -142,6 +165,7 @@ def spatial_domains(adata: ad.AnnData, *, spatial_key: str = "spatial", section_
     out.obsp["spatial_connectivities"] = graph.connectivities()
     out.obsp["spatial_distances"] = graph.distance_matrix()
     out.uns["spatial_neighbors"] = graph_settings(spatial_key, section_key, n_neighbors, radius)
+    model = details.pop("_model", None)
     out.uns[key_added] = {
         "method": method, "representation_key": key, "n_domains": int(n_domains), "clustering": "kmeans(n_init=10)",
         "spatial_key": spatial_key, "section_key": section_key, "n_neighbors": None if radius else int(n_neighbors),
@@ -149,4 +173,5 @@ def spatial_domains(adata: ad.AnnData, *, spatial_key: str = "spatial", section_
         "seconds": {"representation": round(encoded - started, 3), "clustering": round(clustered - encoded, 3)},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    return out if copy else None
+    result = out if copy else None
+    return (result, model) if return_encoder else result

@@ -184,4 +184,6 @@ def read_component(path: str | Path, resolve: Callable[[Mapping[str, Any], Path]
     _assign_tensors(component, load_safetensors(path / WEIGHTS), path)
     component.is_fitted = True
     component.eval()
-    return component.to(device)
+    from ..execution import resolve_device   # 'auto' -> this machine's device; a missing GPU: a clear error
+
+    return component.to(resolve_device(device))

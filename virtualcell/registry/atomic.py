@@ -69,11 +69,16 @@ def recover(path: str | os.PathLike) -> None:
     """Restore ``path`` from a backup a crashed replace left, then delete dead writers' leftovers."""
     path = Path(path)
     dead = [(folder, role) for folder, role, pid in leftovers(path) if not _alive(pid)]
-    if not os.path.lexists(path):
-        backups = sorted((f for f, role in dead if role == _OLD), key=lambda f: f.stat().st_mtime)
-        if backups:
-            os.rename(backups[-1], path)
-            dead = [(f, role) for f, role in dead if f != backups[-1]]
+    if not dead:
+        return
+    try:
+        if not os.path.lexists(path):
+            backups = sorted((f for f, role in dead if role == _OLD), key=lambda f: f.stat().st_mtime)
+            if backups:
+                os.rename(backups[-1], path)
+                dead = [(f, role) for f, role in dead if f != backups[-1]]
+    except OSError:  # read-only location, or another process recovered it first: leave it to them
+        return
     for folder, _ in dead:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -173,18 +178,25 @@ class atomic_directory:
             return
         if not self.overwrite:
             raise FileExistsError(f"{self.path} already exists; pass overwrite=True to replace it.")
-        old = self._sibling(_OLD)
-        os.rename(self.path, old)
+        old: Path | None = self._sibling(_OLD)
+        try:
+            os.rename(self.path, old)
+        except FileNotFoundError:  # another writer moved it aside first
+            old = None
         faults.checkpoint("replace:moved-old-aside")
         try:
             os.rename(self.tmp, self.path)
-        except BaseException:
-            if not os.path.lexists(self.path):
-                os.rename(old, self.path)
-            raise
+        except OSError:
+            if old is not None and not os.path.lexists(self.path):
+                os.rename(old, self.path)  # put the old one back
+            elif old is not None:
+                shutil.rmtree(old, ignore_errors=True)  # another writer's new version is in place
+            raise FileExistsError(f"{self.path} was replaced by another writer while this one was saving; "
+                                  "its version is in place. Save again to replace it.") from None
         _fsync_dir(self.path.parent)
         faults.checkpoint("replace:moved-new-in")
-        shutil.rmtree(old, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -20,10 +20,27 @@ from .errors import ArtifactError
 __all__ = ["sha256_file", "canonical_hash", "content_hash", "file_hashes"]
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes, read in 1 MiB blocks."""
+def sha256_file(path: str | os.PathLike, *, follow_symlinks: bool = True) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks.
+
+    With ``follow_symlinks=False`` a symbolic link (even one swapped in after a check) or anything
+    but a regular file is an :class:`ArtifactError`.
+    """
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    if follow_symlinks:
+        handle = open(path, "rb")
+    else:
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        except OSError as error:
+            if os.path.islink(path):
+                raise ArtifactError(f"{path} is a symbolic link; an artifact must hold its own files.") from None
+            raise error
+        handle = os.fdopen(fd, "rb")
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            handle.close()
+            raise ArtifactError(f"{path} is not a regular file (a FIFO, socket or device); remove it.")
+    with handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -61,7 +78,7 @@ def file_hashes(folder: str | os.PathLike, *, skip_hidden: bool = True) -> dict[
             if stat.S_ISDIR(mode):
                 walk(Path(entry.path), relative + "/")
             elif stat.S_ISREG(mode):
-                out[relative] = sha256_file(entry.path)
+                out[relative] = sha256_file(entry.path, follow_symlinks=False)
             else:
                 raise ArtifactError(f"{folder} contains {relative!r}, which is not a regular file "
                                     "(a FIFO, socket or device); remove it.")

@@ -16,7 +16,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ..component import Encoder

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["StoreError", "Embedding", "Snapshot", "write_obs", "read_obs", "snapshot", "check_name",
+__all__ = ["StoreError", "Embedding", "Snapshot", "write_obs", "read_obs", "snapshot", "check_name", "check_segment",
            "STORE_TYPE", "EMBEDDING_TYPE", "VERSION", "READABLE_VERSIONS"]
 
 STORE_TYPE, EMBEDDING_TYPE, VERSION = "virtualcell.embedding-store", "virtualcell.embedding", "0.2.0"
@@ -66,6 +66,14 @@ def check_name(name: Any, what: str) -> str:
     if not isinstance(name, str) or not NAME.fullmatch(name) or ".." in name:
         raise StoreError(f"Invalid {what} {name!r}: use letters, digits, '_', '-' and '.', no '/' and no leading "
                          "'.' (a store whose attributes name other paths is refused).")
+    return name
+
+
+def check_segment(name: Any, what: str) -> str:
+    """``name`` if it is one path segment (obs column names may hold spaces, not '/' nor '..')."""
+    if (not isinstance(name, str) or not name or len(name) > 255 or name in (".", "..")
+            or any(c in name for c in "/\\\0")):
+        raise StoreError(f"Invalid {what} {name!r}: the store names a path outside its element; it is damaged or hostile.")
     return name
 
 
@@ -125,8 +133,8 @@ def read_obs(group, columns: list[str] | None = None) -> pd.DataFrame:
     wanted = order if columns is None else list(columns)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        index = pd.Index(read_elem(group[check_name(attrs.get("_index", "_index"), "obs index")]), dtype=str)
-        data = {c: read_elem(group[check_name(c, "obs column")]) for c in wanted}
+        index = pd.Index(read_elem(group[check_segment(attrs.get("_index", "_index"), "obs index")]), dtype=str)
+        data = {c: read_elem(group[check_segment(c, "obs column")]) for c in wanted}
     frame = pd.DataFrame(data, index=index, columns=wanted)
     for column, dtype in dict(attrs.get(_DTYPES, {})).items():
         if column not in frame:
@@ -148,7 +156,7 @@ def read_obs_v0_1(group) -> pd.DataFrame:
     """obs as virtualcell 0.1 hand-wrote it (columns as arrays, categoricals as codes + categories)."""
     columns = {}
     for name in group.attrs.get("column-order", []):
-        node = group[check_name(name, "obs column")]
+        node = group[check_segment(name, "obs column")]
         if node.attrs.get("encoding-type") == "categorical":
             columns[name] = pd.Categorical.from_codes(node["codes"][:], categories=list(node["categories"][:]))
         else:

@@ -1,11 +1,11 @@
 """Exact k-nearest neighbours streamed over a store, chunk by chunk, with memory bounded by a block.
 
 For a block of stored rows ``X`` [c, d] and query rows ``Q`` [b, d], one BLAS call gives
-``s = ||x||² - 2 q·x`` [b, c] (Euclidean; the query's own ``||q||²`` does not change the order and is
-added back at the end) or ``s = -q·x`` on unit vectors (cosine). Each query keeps its best ``k`` so
-far (rescored exactly) and a threshold (its k-th best); only the rows of a block with an entry
-under their threshold go through ``topk`` and the merge, which after the first blocks is almost none, so the cost is
-the matrix product. Memory: one stored chunk, one [b, c] block and the [m, k] results.
+``s = ||x||² - 2 q·x`` [b, c] (Euclidean; the query's own ``||q||²`` does not change the order) or ``s = -q·x`` on unit vectors (cosine). Each query keeps its best ``k`` so
+far (rescored exactly) and a threshold (its k-th best). In the first blocks every row goes through
+``topk``; later only the few entries under their row's threshold are picked out (one comparison
+pass) and merged, so the cost approaches the matrix product. Memory: one stored chunk, one [b, c]
+block and the [m, k] results.
 """
 
 from __future__ import annotations
@@ -77,20 +77,48 @@ class TopK:
         if self.query_norms is not None:  # scores lack ||q||²; allow for float32 rounding
             norms = self.query_norms[part]
             threshold = threshold - norms + 1e-5 * (norms + threshold.clamp(max=1e30) + 1)
-        hits = (scores < threshold).any(dim=1).nonzero().squeeze(1)
+        hits = (scores.amin(dim=1, keepdim=True) < threshold).squeeze(1).nonzero().squeeze(1)
         if hits.numel() == 0:
             return
-        keep = min(self.k, scores.shape[1])
-        _, columns = torch.topk(scores.index_select(0, hits), keep, dim=1, largest=False)
-        q = self.query[first_query + hits]
-        candidates = x[columns]  # [h, keep, d]
+        block = scores if len(hits) == scores.shape[0] else scores.index_select(0, hits)
+        if not bool(torch.isinf(self.scores[first_query + hits, -1]).any()):
+            # later blocks: a few entries per row beat the threshold; take exactly those
+            rows, columns = (block < threshold[hits]).nonzero(as_tuple=True)
+            if len(rows) <= 4 * self.k * len(hits):
+                counts = torch.bincount(rows, minlength=len(hits))
+                starts = torch.cumsum(counts, 0) - counts
+                positions = (rows, torch.arange(len(rows)) - starts[rows])
+                self._merge(first_query, hits, hits[rows], columns, x, row_numbers, width=int(counts.max()),
+                            positions=positions)
+                return
+        # first blocks (or many candidates): each hit row's top k of the block
+        _, columns = torch.topk(block, min(self.k, scores.shape[1]), dim=1, largest=False)
+        self._merge(first_query, hits, hits[:, None].expand_as(columns).reshape(-1), columns.reshape(-1), x,
+                    row_numbers, width=columns.shape[1], positions=None)
+
+    def _merge(self, first_query, hits, rows, columns, x, row_numbers, *, width: int, positions) -> None:
+        """Rescore candidates (block query ``rows`` [p], block ``columns`` [p]) exactly; keep each hit row's best k.
+
+        ``positions`` (index into ``hits`` [p], slot [p]) places candidates in a padded [len(hits), width] table.
+        """
+        import torch
+
+        q = self.query[first_query + rows]
+        candidates = x[columns]
         if self.metric == "euclidean":
-            exact = ((candidates - q[:, None, :]) ** 2).sum(dim=2)
+            exact = ((candidates - q) ** 2).sum(dim=1)
         else:
-            exact = 1.0 - (candidates * q[:, None, :]).sum(dim=2)
+            exact = 1.0 - (candidates * q).sum(dim=1)
+        if positions is None:  # every hit row has exactly ``width`` candidates, in order
+            new_scores, new_rows = exact.view(len(hits), width), row_numbers[columns].view(len(hits), width)
+        else:
+            new_scores = torch.full((len(hits), width), float("inf"))
+            new_rows = torch.full((len(hits), width), -1, dtype=torch.long)
+            new_scores[positions] = exact
+            new_rows[positions] = row_numbers[columns]
         target = hits + first_query
-        merged_scores = torch.cat([self.scores[target], exact], dim=1)
-        merged_rows = torch.cat([self.rows[target], row_numbers[columns]], dim=1)
+        merged_scores = torch.cat([self.scores[target], new_scores], dim=1)
+        merged_rows = torch.cat([self.rows[target], new_rows], dim=1)
         best, order = torch.topk(merged_scores, self.k, dim=1, largest=False)
         self.scores[target] = best
         self.rows[target] = merged_rows.gather(1, order)

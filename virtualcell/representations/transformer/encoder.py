@@ -37,6 +37,8 @@ class TransformerEncoder(Encoder):
     Args:
         mode: ``"binned"`` or ``"rank"`` value encoding (see :mod:`.tokenize`).
         max_tokens: genes per cell (the most expressed ones); ``n_bins``: value bins (binned mode).
+            The CPU defaults (256 tokens, 2 layers of 64, 3 epochs) were fixed a priori for a
+            2-core machine; ``benchmarks/bench_represent.py`` measures their throughput.
         hidden_size, num_layers, num_heads: BERT shape (the representation has ``hidden_size`` dims).
         pooling: ``"mean"`` over gene tokens (default) or ``"cls"``.
         dropout: BERT's hidden and attention dropout.
@@ -51,9 +53,9 @@ class TransformerEncoder(Encoder):
     test_config: ClassVar[dict[str, Any]] = {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "max_tokens": 16,
                                              "max_epochs": 1, "batch_size": 32, "n_bins": 5}
 
-    def __init__(self, mode: str = "binned", max_tokens: int = 512, n_bins: int = 51, hidden_size: int = 64,
+    def __init__(self, mode: str = "binned", max_tokens: int = 256, n_bins: int = 51, hidden_size: int = 64,
                  num_layers: int = 2, num_heads: int = 4, pooling: str = "mean", dropout: float = 0.0,
-                 mask_fraction: float = 0.15, lr: float = 1e-3, weight_decay: float = 0.01, max_epochs: int = 5,
+                 mask_fraction: float = 0.15, lr: float = 1e-3, weight_decay: float = 0.01, max_epochs: int = 3,
                  batch_size: int | None = None, device: str | None = None, mixed_precision: bool | None = None,
                  min_coverage: float = 0.5) -> None:
         super().__init__()
@@ -185,7 +187,7 @@ class TransformerEncoder(Encoder):
         warmup = max(1, steps // 20)
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(steps - warmup, 1))))
-        amp = device.type == "cuda" if c["mixed_precision"] is None else bool(c["mixed_precision"])
+        amp = _use_amp(device, c["mixed_precision"])
         masks = make_generator(seed, "cpu")
         model = self.model
 
@@ -224,7 +226,7 @@ class TransformerEncoder(Encoder):
             raise ValueError(f"TransformerEncoder expects x [cells, {n_genes}] in input_features order; got {tuple(x.shape)}.")
         _check_values(x)
         device = self.device
-        amp = device.type == "cuda" if self.config["mixed_precision"] is None else bool(self.config["mixed_precision"])
+        amp = _use_amp(device, self.config["mixed_precision"])
         size = batch_size or self._batch_size(device) * 4
         was_training = self.model.training
         self.model.eval()
@@ -247,6 +249,12 @@ class TransformerEncoder(Encoder):
         from .checkpoint import load_pretrained
 
         return load_pretrained(cls, path, token_table=token_table, gene_medians=gene_medians, **kwargs)
+
+
+def _use_amp(device: torch.device, setting: bool | None) -> bool:
+    """bf16 autocast: on CUDA by default (where bf16 is supported: fp16 would need a GradScaler), off on CPU."""
+    bf16 = device.type != "cuda" or torch.cuda.is_bf16_supported()
+    return bf16 and (device.type == "cuda" if setting is None else bool(setting))
 
 
 def _check_values(x: torch.Tensor) -> None:

@@ -65,6 +65,9 @@ class GeneTokenModel(nn.Module):
         self.pooling, self.n_bins = pooling, int(n_bins)
         if self.n_bins:
             self.value_embedding = nn.Embedding(self.n_bins + 2, hidden, padding_idx=0)   # 0 pad, n_bins+1 mask
+            with torch.no_grad():   # BERT's scale: at N(0, 1) the bins would drown the gene embeddings (std 0.02)
+                self.value_embedding.weight.normal_(0.0, self.mlm.config.initializer_range)
+                self.value_embedding.weight[0].zero_()
             self.value_head = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, 1))
             self.cell_head = nn.Linear(hidden, hidden)
 

@@ -12,7 +12,8 @@ Protocol (fixed before any run; nothing tuned on held-out targets):
   from each fold's control cells (co-expression top-10 |r|; 10-NN in PCA-loading space; ``none``:
   no edges, node features only), ``nearest-target`` (co-expression; k-NN), ``mean-perturbation``,
   ``control``, and the noise ceiling. gene-network's hyper-parameters are its defaults (hidden 32,
-  2 GCN layers, 200 epochs, Adam 1e-2, weight decay 1e-3), fixed a priori; its deviation scale is
+  2 GCN layers, 100 epochs, Adam 1e-2, weight decay 1e-3), fixed a priori; the weight of its network
+  deviation (0, 0.25, 0.5, 1) and whether to add the knocked-out gene's own-expression effect are
   chosen by leave-one-target-out over each fold's training targets only (``scale="cv"``).
 - Metrics v2 per held-out target and their mean; ``discrimination`` among the held-out targets.
 Writes ``benchmarks/results/pert_unseen/<run>.json`` (and results.md beside the run's out folder).
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--min-cells", type=int, default=100)
     parser.add_argument("--run", default="papalexi_leave_one_target_out")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "pert_unseen")
@@ -68,8 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     targets = sorted(t for t, n in counts.items() if t in genes and n >= args.min_cells)
     obs.file.close()
     start = time.perf_counter()
-    report = run_pert_unseen(args.data, methods=methods(args.epochs), baselines=False, targets=targets,
-                             preprocess="log1p", seed=0, progress=False,
+    report = run_pert_unseen(args.data, methods=methods(args.epochs), baselines=False, targets=targets, min_cells=args.min_cells,
+                             preprocess="log1p", seed=0, progress=False, out=ROOT / "benchmarks" / "out" / "pert_unseen",
+                             overwrite=True,   # progress after every fold (benchmarks/out is not committed)
                              command=shlex.join(["python", "benchmarks/bench_pert_unseen.py", *(argv or sys.argv[1:])]))
     report["seconds_total"] = time.perf_counter() - start
     report["threads"] = args.threads

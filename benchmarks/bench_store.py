@@ -1,9 +1,11 @@
 """Atlas-scale store benchmarks (issue #16): streaming/Dask embedding, exact and approximate kNN, filters.
 
-    flock /tmp/vc-bench.lock nice python benchmarks/bench_store.py embed --sizes 100000 300000 1000000
-    flock /tmp/vc-bench.lock nice python benchmarks/bench_store.py knn --cells 1000000
-    flock /tmp/vc-bench.lock nice python benchmarks/bench_store.py ann --cells 1000000 --libraries hnswlib
-    flock /tmp/vc-bench.lock nice python benchmarks/bench_store.py ann --cells 300000 --tag 300k
+    flock /tmp/vc-bench.lock nice python benchmarks/bench_store.py embed --sizes 100000 300000 1000000 --dask-sizes 100000 300000
+    flock /tmp/vc-bench.lock nice python benchmarks/bench_store.py search --cells 1000000 --compare-cells 300000
+
+``search`` runs ``knn`` on the full atlas, ``ann`` with hnswlib, usearch and faiss on the
+``--compare-cells`` atlas (file ``ann-300k.json``), then ``ann`` with the fastest of them at recall
+0.99 on the full atlas (``ann.json``).
 
 Data (simulated, fixed a priori, seed 0): sparse raw counts of 2,000 genes from 20 cell types
 (Poisson around a per-type profile, ~6% non-zero), written chunk by chunk to ``.h5ad`` under
@@ -155,6 +157,8 @@ def section_embed(args) -> dict:
         write_atlas(data, n, seed=0)
         print(f"{n} cells: atlas ready ({time.perf_counter() - started:.0f} s)", flush=True)
         for mode in args.modes:
+            if mode == "dask" and args.dask_sizes is not None and n not in args.dask_sizes:
+                continue
             store = work / f"store_{n}.zarr" if mode == "single" else work / f"store_{n}_dask.zarr"
             result = subprocess.run([sys.executable, __file__, "_embed_one", "--data", str(data), "--pipeline",
                                      str(pipeline), "--store", str(store), "--mode", mode],
@@ -271,10 +275,12 @@ def section_ann(args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("section", choices=["embed", "knn", "ann", "_embed_one"])
+    parser.add_argument("section", choices=["embed", "knn", "ann", "search", "_embed_one"])
     parser.add_argument("--work", default="/tmp/vc-store-bench")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100000, 300000, 1000000])
     parser.add_argument("--modes", nargs="+", default=["single", "dask"])
+    parser.add_argument("--dask-sizes", type=int, nargs="+", default=None, help="sizes also run on Dask (default: all)")
+    parser.add_argument("--compare-cells", type=int, default=300000, help="search: atlas size of the 3-library comparison")
     parser.add_argument("--cells", type=int, default=1000000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--libraries", nargs="+", default=["hnswlib", "usearch", "faiss"])
@@ -289,14 +295,29 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(THREADS)
+    if args.section == "search":  # knn, then the 3-library comparison, then the chosen library at full size
+        run_section("knn", section_knn, args, args.tag)
+        compare = argparse.Namespace(**{**vars(args), "cells": args.compare_cells})
+        chosen = run_section("ann", section_ann, compare, f"{args.compare_cells // 1000}k")
+        best = [r for r in chosen["rows"] if r["recall_at_10"] >= 0.99]
+        library = min(best, key=lambda r: r["seconds_1000_queries"])["library"] if best else "hnswlib"
+        run_section("ann", section_ann, argparse.Namespace(**{**vars(args), "libraries": [library]}), args.tag)
+        return
+    run_section(args.section, {"embed": section_embed, "knn": section_knn, "ann": section_ann}[args.section],
+                args, args.tag)
+
+
+def run_section(name: str, function, args, tag: str) -> dict:
+    """Run one section and write ``results/store/<name>[-tag].json`` (with the command and the machine)."""
     started = time.perf_counter()
-    result = {"embed": section_embed, "knn": section_knn, "ann": section_ann}[args.section](args)
+    result = function(args)
     result |= {"command": "python benchmarks/bench_store.py " + " ".join(sys.argv[1:]), "machine": machine(),
                "total_seconds": round(time.perf_counter() - started, 1)}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{args.section}{('-' + args.tag) if args.tag else ''}.json"
+    path = RESULTS / f"{name}{('-' + tag) if tag else ''}.json"
     path.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {path}")
+    print(f"wrote {path}", flush=True)
+    return result
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,12 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.1f}" if abs(value) >= 100 else f"{value:.3f}"
     return str(value)
+
+
+def _median(per_unit: dict, key: str) -> float | None:
+    """Median over units of a metric (finite values only), from the per-unit results."""
+    values = [v[key] for v in per_unit.values() if isinstance(v.get(key), (int, float)) and math.isfinite(v[key])]
+    return float(statistics.median(values)) if values else None
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
@@ -69,8 +76,7 @@ def _run_section(name: str, report: dict) -> str:
     means = [[m, report["means"][m].get("n_contexts"), *[report["means"][m].get(c) for c in columns]]
              for m in methods if m in report["means"]]
     ratio_columns = [c for c in ("edistance_ratio", "mmd_ratio", "mean_sqdist_ratio", "edistance_control") if c in present]
-    medians = [[m, *[report.get("medians", {}).get(m, {}).get(c) for c in ratio_columns]]
-               for m in methods if m in report.get("medians", {})]
+    medians = [[m, *[_median(results[m], c) for c in ratio_columns]] for m in methods if results[m]]
     rows = [[c, m, *[results[m][c].get(k) for k in context_columns]]
             for c in report["contexts"] for m in methods if c in results[m]]
     status = "" if report.get("status") == "complete" else f" (status: {report.get('status')}; partial)"

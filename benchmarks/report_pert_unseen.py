@@ -55,7 +55,9 @@ def render_run(report: dict) -> str:
              f"{', '.join(report['common_targets'])}. Not in the data's genes, so outside any network built from it "
              f"(they still train every fold): {', '.join(report.get('targets_not_in_data_genes', [])) or 'none'}.", ""]
     if report.get("protocol_note"):
-        lines += ["Protocol: " + " ".join(report["protocol_note"].split()), ""]
+        items = report["protocol_note"].split("\n- ")[1:]
+        lines += ["Protocol, fixed before any run (nothing tuned on held-out targets):", ""]
+        lines += [f"- {' '.join(item.split())}" for item in items] + [""]
     lines += ["Means over the held-out targets (discrimination: 0 best, 0.5 chance; ratios: below 1 beats control):", "",
               _table(["method", *METRICS], [[label, *(_fmt(report["means"][label].get(m)) for m in METRICS)]
                                             for label in labels]), ""]
@@ -65,11 +67,14 @@ def render_run(report: dict) -> str:
                                                  for lab in labels)] for t in report["common_targets"]]), ""]
     lines += ["Against the goal (beat mean-perturbation on the mean and on most targets):", ""]
     lines += [f"- {label}: {_verdict(report, label)}" for label in methods]
-    scales = {label: sorted({round(report["results"][label][t]["scale_chosen"], 2) for t in report["common_targets"]
-                             if "scale_chosen" in report["results"][label][t]}) for label in methods}
+    scales = {label: sorted({(round(report["results"][label][t]["scale_chosen"], 2),
+                              int(report["results"][label][t].get("own_effect_chosen", 1)))
+                             for t in report["common_targets"] if "scale_chosen" in report["results"][label][t]})
+              for label in methods}
     scales = {k: v for k, v in scales.items() if v}
     if scales:
-        lines += ["", "Deviation scales chosen by the inner leave-one-target-out (training targets only): " +
+        lines += ["", "(network scale, own-gene effect on/off) chosen per fold by the inner leave-one-target-out "
+                  "(training targets only): " +
                   "; ".join(f"{k}: {v}" for k, v in scales.items())]
     networks = {label: report["results"][label][report["common_targets"][0]].get("network") for label in methods}
     lines += ["", "Networks of the first fold: " + "; ".join(f"{k}: {v}" for k, v in networks.items() if v)]

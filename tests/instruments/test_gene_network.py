@@ -93,3 +93,22 @@ def test_gcn_and_graph_conv_both_train():
         assert m.condition_names == ["condition_0", "condition_1", "condition_2"]   # the contract's fallback
     with pytest.raises(ValueError, match="conv must be"):
         GeneNetworkManipulator(conv="gat", epochs=1).fit(z, Condition(labels), progress=False)
+
+
+def test_pipeline_checks_the_named_conditions_keep_the_observed_first(screen_data, monkeypatch):
+    pipe = PerturbationPipeline(encoder="identity-encoder", manipulator=dict(FAST))
+    monkeypatch.setattr(pipe.manipulator, "prepare_conditions", lambda labels, **kw: list(reversed(labels)))
+    with pytest.raises(ValueError, match="keep the observed labels first"):
+        pipe.fit(screen_data, progress=False)
+
+
+def test_edge_list_with_unknown_genes_warns_how_many_were_dropped(screen_data, tmp_path):
+    genes = list(screen_data.var_names)
+    edges = tmp_path / "string.tsv"
+    edges.write_text("a\tb\tscore\n" + "".join(f"{u}\t{v}\t0.9\n" for u, v in zip(genes[:-1], genes[1:]))
+                     + "ENSG000001\tENSG000002\t0.5\n")
+    pipe = PerturbationPipeline(encoder="identity-encoder", manipulator={**FAST, "network": str(edges)})
+    with pytest.warns(UserWarning, match=r"dropped 2 gene\(s\) not in the data .* and 1 edge"):
+        pipe.fit(screen_data, progress=False)
+    assert "39 edges" in pipe.manipulator.describe()
+    assert float(pipe.manipulator.edge_weight.min()) == pytest.approx(0.9)    # the third column, auto-detected

@@ -198,3 +198,12 @@ def test_odd_column_names_survive_and_hostile_ones_are_refused(tmp_path):
     _edit_json(root / "k" / "obs" / part / "zarr.json", lambda d: d["attributes"].update({"column-order": ["../../values"]}))
     with pytest.raises(StoreError, match=r"Invalid obs column '\.\./\.\./values'"):
         EmbeddingStore(root, mode="r").read("k")
+
+
+def test_obs_arrays_claiming_absurd_sizes_are_refused(tmp_path, obs):
+    root = tmp_path / "cells.zarr"
+    EmbeddingStore(root).write("k", np.ones((3, 2)), obs=obs)
+    part = EmbeddingStore(root).snapshot("k").obs_parts[0][0]
+    _edit_json(root / "k" / "obs" / part / "dose" / "zarr.json", lambda d: d.update(shape=[2**40]))
+    with pytest.raises(StoreError, match=r"column 'dose' claims 1099511627776 entries for 3 rows"):
+        EmbeddingStore(root, mode="r").read("k")

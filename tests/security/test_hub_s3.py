@@ -72,7 +72,9 @@ def test_concurrent_publishes_on_s3_threads_exactly_one_wins(s3_bucket, tmp_path
     _check_one_winner(_race(hub, folders), hub, folders, tmp_path / "cache")
     import s3fs
 
-    objects = s3fs.S3FileSystem().ls(f"{hub[5:]}/pca/.objects", detail=False)
+    fs = s3fs.S3FileSystem()
+    fs.invalidate_cache()
+    objects = fs.ls(f"{hub[5:]}/pca/.objects", detail=False)
     assert len(objects) == 1, objects  # the losers removed their uploads
 
 
@@ -141,6 +143,7 @@ def test_altered_s3_copy_is_refused(s3_bucket, tmp_path, artifact):
     hub = f"{s3_bucket}/hub"
     publish(artifact, hub, "pca", "1.0")
     fs = s3fs.S3FileSystem()
+    fs.invalidate_cache()
     manifest = json.loads(fs.cat_file(f"{hub[5:]}/pca/1.0.manifest.json"))
     fs.pipe_file(f"{hub[5:]}/pca/{manifest['location']}/weights.safetensors", b"\0" * 64)
     with pytest.raises(TamperedArtifactError, match="does not match its published sha256"):
@@ -165,6 +168,8 @@ def test_cli_publish_and_pull_on_s3_with_endpoint_from_the_environment(s3_bucket
     load_component(result.output.strip().splitlines()[-1])
     result = runner.invoke(app, ["publish", str(artifact), "--hub", hub, "--name", "pca", "--version", "1.0"])
     assert result.exit_code != 0 and "immutable" in result.output
+    result = runner.invoke(app, ["published", "--hub", hub])
+    assert result.exit_code == 0 and result.output.strip() == "pca\t1.0", result.output
     result = runner.invoke(app, ["pull", "../etc", "--hub", hub, "--cache-dir", str(tmp_path / "cache")])
     assert result.exit_code != 0 and "Unsafe" in result.output and "Traceback" not in result.output
 

@@ -144,3 +144,11 @@ def test_concurrent_overwrites_leave_one_whole_artifact_and_no_leftovers(tmp_pat
     assert torch.allclose(z, a.encode(x)) or torch.allclose(z, b.encode(x))
     assert _hidden(tmp_path) == []
     assert all("another writer" in str(e) for e in errors)
+
+
+def test_overwrite_refuses_a_pipeline_whose_component_folder_holds_user_files(tmp_path, fitted_pipelines):
+    path = fitted_pipelines[0].save(tmp_path / "pipe")
+    (path / "encoder" / "lab_notes.txt").write_text("keep me")
+    with pytest.raises(ArtifactError, match=r"part 'encoder'.*lab_notes.txt"):
+        fitted_pipelines[1].save(path, overwrite=True)
+    assert (path / "encoder" / "lab_notes.txt").read_text() == "keep me"

@@ -1,5 +1,7 @@
 """Fixtures of the store tests: a small counts dataset on disk and a pipeline fitted on it."""
 
+import warnings
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -22,6 +24,7 @@ def atlas(tmp_path_factory):
                                        preprocess="log1p")
     pipeline.fit(adata, context_key="cell_type")
     adata.write_h5ad(folder / "atlas.h5ad")
-    with ad.settings.override(zarr_write_format=3):
+    with warnings.catch_warnings(), ad.settings.override(zarr_write_format=3):
+        warnings.simplefilter("ignore", UserWarning)  # anndata's notice about zarr v3 sharding defaults
         adata.write_zarr(folder / "atlas.zarr")
     return folder, adata, pipeline

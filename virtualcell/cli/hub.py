@@ -51,3 +51,18 @@ def pull(
     except (ValueError, OSError, ImportError) as error:  # FileNotFoundError, TamperedArtifactError, unsafe names
         fail(error)
     typer.echo(str(folder))
+
+
+@app.command()
+def published(hub: str = typer.Option(..., help=_HUB_HELP)) -> None:
+    """List the instruments at a hub and their versions (only complete ones: a version exists once its manifest does)."""
+    from ..registry.publish import list_published
+
+    try:
+        found = list_published(hub)
+    except (ValueError, OSError, ImportError) as error:
+        fail(error)
+    if not found:
+        typer.echo(f"nothing is published at {hub}")
+    for name, versions in found.items():
+        typer.echo(f"{name}\t{' '.join(versions)}")

@@ -151,14 +151,15 @@ def _read_table(path: Path) -> pd.DataFrame:
     return table
 
 
-def read_edge_list(path: str | Path, genes: Sequence[str], *, weight: str | None = "weight",
+def read_edge_list(path: str | Path, genes: Sequence[str], *, weight: str | None = None,
                    columns: tuple[str, str] | None = None, extra_nodes: Iterable[str] = ()) -> tuple[nx.Graph, NetworkReport]:
     """A gene network from a TSV (``.tsv``/``.txt``) or CSV (``.csv``) edge list, aligned to ``genes``.
 
     Args:
         path: the file; one row per edge, a header row naming the columns.
         genes: the genes to keep (the AnnData's); edges touching any other gene are dropped and counted.
-        weight: the column of edge weights (absent column -> every weight 1; negative -> absolute value).
+        weight: the column of edge weights; None: ``weight`` if present, else the third column when it is
+            numeric (e.g. STRING's ``combined_score``), else every weight 1. Negative weights -> absolute value.
         columns: the two gene columns (default: the first two columns of the file).
         extra_nodes: names kept though not in ``genes`` (e.g. targeted genes that were not measured).
     """
@@ -170,7 +171,12 @@ def read_edge_list(path: str | Path, genes: Sequence[str], *, weight: str | None
     for column in (a, b):
         if column not in table:
             raise DataError(f"{path} has no column {column!r}; its columns are {list(table.columns)}.")
-    if weight is not None and weight in table:
+    if weight is None:
+        extra = [c for c in table.columns[2:3] if pd.api.types.is_numeric_dtype(table[c])]
+        weight = "weight" if "weight" in table else (extra[0] if extra else None)
+    elif weight not in table:
+        raise DataError(f"{path} has no weight column {weight!r}; its columns are {list(table.columns)}.")
+    if weight is not None:
         w = pd.to_numeric(table[weight], errors="coerce")
         if w.isna().any():
             raise DataError(f"{path}: column {weight!r} has {int(w.isna().sum())} non-numeric value(s); weights must be numbers.")

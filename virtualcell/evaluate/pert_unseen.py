@@ -87,6 +87,7 @@ def _fitted_facts(pipeline) -> dict[str, Any]:
         facts["network"] = manipulator.network_summary
     if hasattr(manipulator, "scale_used"):
         facts["scale_chosen"] = float(manipulator.scale_used)
+        facts["own_effect_chosen"] = float(manipulator.self_used)
     return facts
 
 

@@ -104,12 +104,18 @@ def _recorded_files(folder: Path) -> set[str] | None:
         if not isinstance(spec, dict) or not isinstance(spec.get("components", {}), dict):
             return None
         roles = {str(v) for v in spec.get("components", {}).values()}
-        for role in roles:
-            if not (folder / role).is_dir() or check_replaceable(folder / role, raise_error=False):
-                return None
-        members = {str(m).split("/", 1)[0] for m in spec.get("members") or []}  # ensembles: members/<i>
+        parts = [str(m) for m in spec.get("members") or []]  # ensembles: members/<i>, each a pipeline
+        for part in sorted(roles) + parts:
+            problem = check_replaceable(folder / part, raise_error=False) if ".." not in part else "unsafe name"
+            if problem:
+                raise _Refused(f"its part {part!r}: {problem}")
+        members = {p.split("/", 1)[0] for p in parts}
         return {"pipeline.json", "README.md", *roles, *members, *map(str, spec.get("tensor_files") or {})}
     return None
+
+
+class _Refused(Exception):
+    """Why a part of an artifact must not be replaced."""
 
 
 def check_replaceable(path: Path, *, raise_error: bool = True) -> str | None:
@@ -118,10 +124,13 @@ def check_replaceable(path: Path, *, raise_error: bool = True) -> str | None:
     if path.is_symlink() or not path.is_dir():
         problem = "it is not a folder" if not path.is_symlink() else "it is a symbolic link"
     elif any(path.iterdir()):
-        recorded = _recorded_files(path)
+        try:
+            recorded = _recorded_files(path)
+        except _Refused as refused:
+            recorded, problem = set(), str(refused)
         if recorded is None:
             problem = "it is not a virtualcell artifact (no valid config.json or pipeline.json)"
-        else:
+        elif problem is None:
             extra = sorted(p.name for p in path.iterdir() if p.name not in recorded)
             if extra:
                 problem = f"it holds files that are not part of the artifact: {extra[:10]}"

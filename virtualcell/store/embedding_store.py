@@ -178,7 +178,7 @@ class EmbeddingStore:
             return pd.DataFrame(index=pd.Index([], dtype=str))
         if columns is not None:
             columns = self._check_columns(self.obs_columns(key, state=state), columns, key)
-        frames = [read_obs(group["obs"][name], columns) for name, _ in state.obs_parts]
+        frames = [read_obs(group["obs"][name], columns, n_rows=rows) for name, rows in state.obs_parts]
         return _concat(frames)
 
     def obs_columns(self, key: str, *, state: Snapshot | None = None) -> list[str]:

@@ -122,8 +122,22 @@ def write_obs(group, name: str, obs: pd.DataFrame) -> None:
     group[name].attrs[_DTYPES] = dtypes
 
 
-def read_obs(group, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read the dataframe element ``group`` (all columns or ``columns``), restoring re-typed columns."""
+def _check_sizes(node, n_rows: int, what: str) -> None:
+    """Refuse an element whose arrays claim far more entries than the part's committed rows."""
+    import zarr
+
+    limit = 4 * max(n_rows, 1) + (1 << 20)
+    arrays = [node] if isinstance(node, zarr.Array) else [a for _, a in node.arrays()]
+    for array in arrays:
+        if array.size > limit:
+            raise StoreError(f"obs {what} claims {array.size} entries for {n_rows} rows; the store is damaged or hostile.")
+
+
+def read_obs(group, columns: list[str] | None = None, *, n_rows: int | None = None) -> pd.DataFrame:
+    """Read the dataframe element ``group`` (all columns or ``columns``), restoring re-typed columns.
+
+    ``n_rows`` (the committed rows of this part) bounds what any of its arrays may claim.
+    """
     from anndata.io import read_elem
 
     attrs = dict(group.attrs)
@@ -133,8 +147,15 @@ def read_obs(group, columns: list[str] | None = None) -> pd.DataFrame:
     wanted = order if columns is None else list(columns)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        index = pd.Index(read_elem(group[check_segment(attrs.get("_index", "_index"), "obs index")]), dtype=str)
-        data = {c: read_elem(group[check_segment(c, "obs column")]) for c in wanted}
+        nodes = {c: group[check_segment(c, "obs column")] for c in wanted}
+        index_node = group[check_segment(attrs.get("_index", "_index"), "obs index")]
+        if n_rows is not None:
+            for name, node in [("index", index_node)] + [(f"column {c!r}", n) for c, n in nodes.items()]:
+                _check_sizes(node, n_rows, name)
+        index = pd.Index(read_elem(index_node), dtype=str)
+        if n_rows is not None and len(index) != n_rows:
+            raise StoreError(f"an obs part holds {len(index)} rows but {n_rows} are committed; the store is damaged.")
+        data = {c: read_elem(node) for c, node in nodes.items()}
     frame = pd.DataFrame(data, index=index, columns=wanted)
     for column, dtype in dict(attrs.get(_DTYPES, {})).items():
         if column not in frame:

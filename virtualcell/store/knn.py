@@ -77,22 +77,26 @@ class TopK:
         if self.query_norms is not None:  # scores lack ||q||²; allow for float32 rounding
             norms = self.query_norms[part]
             threshold = threshold - norms + 1e-5 * (norms + threshold.clamp(max=1e30) + 1)
-        hits = (scores.amin(dim=1, keepdim=True) < threshold).squeeze(1).nonzero().squeeze(1)
-        if hits.numel() == 0:
+        if bool(torch.isinf(self.scores[part, -1]).any()):  # first blocks: each row's top k of the block
+            self._top_of_rows(first_query, torch.arange(scores.shape[0]), scores, x, row_numbers)
             return
-        block = scores if len(hits) == scores.shape[0] else scores.index_select(0, hits)
-        if not bool(torch.isinf(self.scores[first_query + hits, -1]).any()):
-            # later blocks: a few entries per row beat the threshold; take exactly those
-            rows, columns = (block < threshold[hits]).nonzero(as_tuple=True)
-            if len(rows) <= 4 * self.k * len(hits):
-                counts = torch.bincount(rows, minlength=len(hits))
-                starts = torch.cumsum(counts, 0) - counts
-                positions = (rows, torch.arange(len(rows)) - starts[rows])
-                self._merge(first_query, hits, hits[rows], columns, x, row_numbers, width=int(counts.max()),
-                            positions=positions)
-                return
-        # first blocks (or many candidates): each hit row's top k of the block
-        _, columns = torch.topk(block, min(self.k, scores.shape[1]), dim=1, largest=False)
+        # later blocks: few entries beat their row's threshold; one comparison pass picks them out
+        rows, columns = (scores < threshold).nonzero(as_tuple=True)
+        if rows.numel() == 0:
+            return
+        hits, counts = torch.unique_consecutive(rows, return_counts=True)
+        if rows.numel() > 4 * self.k * len(hits):
+            self._top_of_rows(first_query, hits, scores.index_select(0, hits), x, row_numbers)
+            return
+        slot = torch.repeat_interleave(torch.arange(len(hits)), counts)
+        starts = torch.cumsum(counts, 0) - counts
+        positions = (slot, torch.arange(rows.numel()) - starts[slot])
+        self._merge(first_query, hits, rows, columns, x, row_numbers, width=int(counts.max()), positions=positions)
+
+    def _top_of_rows(self, first_query, hits, block, x, row_numbers) -> None:
+        import torch
+
+        _, columns = torch.topk(block, min(self.k, block.shape[1]), dim=1, largest=False)
         self._merge(first_query, hits, hits[:, None].expand_as(columns).reshape(-1), columns.reshape(-1), x,
                     row_numbers, width=columns.shape[1], positions=None)
 
@@ -126,7 +130,7 @@ class TopK:
 
 def exact_knn(store: "EmbeddingStore", key: str, query, k: int, *, metric: str = "euclidean",
               rows: np.ndarray | None = None, state: Snapshot | None = None, batch_size: int = 1024,
-              chunk_rows: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+              chunk_rows: int = 32768) -> tuple[np.ndarray, np.ndarray]:
     """Exact neighbours of ``query`` [m, d] among ``key``'s rows (all, or the sorted row numbers ``rows``).
 
     Returns (row numbers [m, k] int64, distances [m, k] float32), nearest first; cosine distance is

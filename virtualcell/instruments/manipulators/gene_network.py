@@ -6,15 +6,16 @@ a linear layer and ``layers`` rounds of PyG message passing (``GCNConv`` or ``Gr
 edge weights, residual) give a propagated embedding ``h_g`` [hidden]; an MLP maps it to a
 deviation ``f(h_g)`` [d]. The shift added to a control cell's representation for target ``g``::
 
-    shift(g) = mean response of the training targets + scale * f(h_g)   (+ s * e_g in gene space)
+    shift(g) = mean response of the training targets + scale * f(h_g)   (+ own * s * e_g in gene space)
 
 so that with no information the prediction is the ``mean-perturbation`` baseline. ``e_g`` is the
 unit vector of gene ``g``'s own column when the representation is the gene space (identity
 encoder): a learned ``self_effect`` ``s`` for the knocked-out gene's own expression. A target seen
 in training gets its observed response. Training: full-batch Adam on the squared error between
 predicted and observed pseudobulk responses of the seen targets that are genes of the network.
-``scale="cv"`` picks ``scale`` from ``(0, 0.25, 0.5, 1)`` by leave-one-target-out over the
-training targets only (refitting the network model without each one), never by held-out data.
+``scale="cv"`` picks ``scale`` from ``(0, 0.25, 0.5, 1)`` and ``own`` from ``(0, 1)`` by
+leave-one-target-out over the training targets only (refitting the network model without each
+one), never by held-out data; a fixed ``scale`` keeps ``own = 1``.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ class GeneNetworkManipulator(NetworkManipulator):
     test_config = {"hidden": 8, "epochs": 20}
 
     def __init__(self, network: str = "coexpression", k: int = 10, n_components: int = 16, hidden: int = 32,
-                 layers: int = 2, conv: str = "gcn", epochs: int = 200, lr: float = 1e-2, weight_decay: float = 1e-3,
+                 layers: int = 2, conv: str = "gcn", epochs: int = 100, lr: float = 1e-2, weight_decay: float = 1e-3,
                  scale: float | str = "cv") -> None:
         super().__init__()
         if not (scale == "cv" or isinstance(scale, (int, float))):
@@ -112,7 +113,8 @@ class GeneNetworkManipulator(NetworkManipulator):
         self.register_buffer("node_features", torch.zeros(0, 0))      # [G, f]
         self.register_buffer("mean_shift", torch.zeros(0))             # [d]
         self.register_buffer("self_index", torch.zeros(0, dtype=torch.long))  # [N] own output column or -1
-        self.register_buffer("scale_used", torch.zeros(()))
+        self.register_buffer("scale_used", torch.zeros(()))                 # weight of the network part
+        self.register_buffer("self_used", torch.zeros(()))                  # 1: add the own-gene effect
         self.n_node_features = 0
 
     def fitted_state(self) -> dict[str, Any]:
@@ -140,10 +142,10 @@ class GeneNetworkManipulator(NetworkManipulator):
         self.mean_shift = self.observed_shift[seen].double().mean(0).float()
         train = seen[self.node_of[seen] >= 0]                              # seen targets that are nodes
         self.model = self._train(train, seen, seed, progress)
-        scale = self.config["scale"]
+        scale, own = self.config["scale"], 1.0
         if scale == "cv":
-            scale = self._cross_validated_scale(train, seen, seed) if len(train) >= 3 else 1.0
-        self.scale_used = torch.tensor(float(scale))
+            scale, own = self._cross_validated_scale(train, seen, seed) if len(train) >= 3 else (1.0, 1.0)
+        self.scale_used, self.self_used = torch.tensor(float(scale)), torch.tensor(float(own))
 
     def _train(self, train: torch.Tensor, seen: torch.Tensor, seed: int, progress: bool) -> _NetworkModel:
         """A network model fitted to the responses of ``train`` ids, deviations from the mean over ``seen``."""
@@ -163,31 +165,35 @@ class GeneNetworkManipulator(NetworkManipulator):
         optimizer = torch.optim.Adam(model.parameters(), lr=self.config["lr"], weight_decay=self.config["weight_decay"])
         for _ in progress_bar(range(self.config["epochs"]), desc="gene-network", enabled=progress):
             optimizer.zero_grad()
-            loss = ((self._deviation(model, nodes, own) - targets) ** 2).mean()
+            loss = ((sum(self._parts(model, nodes, own)) - targets) ** 2).mean()
             loss.backward()
             optimizer.step()
         return model.eval()
 
-    def _deviation(self, model: _NetworkModel, nodes: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
-        """Deviations [T, d] from the mean response for targets at ``nodes`` [T] (own columns ``own``)."""
-        out = model(self.node_features, self.edge_index, self.edge_weight)[nodes]
+    def _parts(self, model: _NetworkModel, nodes: torch.Tensor, own: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Deviations from the mean response for targets at ``nodes`` [T]: the network's [T, d] and the
+        knocked-out genes' own-column effect [T, d] (``self_effect`` at columns ``own``; zeros off gene space)."""
+        network = model(self.node_features, self.edge_index, self.edge_weight)[nodes]
+        own_effect = torch.zeros_like(network)
         if bool((own >= 0).any()):
             rows = torch.nonzero(own >= 0).flatten()
-            out = out.index_put((rows, own[rows]), model.self_effect.expand(len(rows)), accumulate=True)
-        return out
+            own_effect = own_effect.index_put((rows, own[rows]), model.self_effect.expand(len(rows)))
+        return network, own_effect
 
-    def _cross_validated_scale(self, train: torch.Tensor, seen: torch.Tensor, seed: int) -> float:
-        """The grid value minimising the leave-one-target-out squared error over the training targets."""
-        errors = np.zeros(len(SCALE_GRID))
+    def _cross_validated_scale(self, train: torch.Tensor, seen: torch.Tensor, seed: int) -> tuple[float, float]:
+        """``(scale, own)``: the network part's weight in :data:`SCALE_GRID` and whether (1) or not (0) to add
+        the own-gene effect, minimising the leave-one-target-out squared error over the training targets."""
+        grid = [(a, b) for b in (0.0, 1.0) for a in SCALE_GRID]
+        errors = np.zeros(len(grid))
         for t in train.tolist():
             rest_train, rest_seen = train[train != t], seen[seen != t]
             model = self._train(rest_train, rest_seen, seed, progress=False)
             with torch.no_grad():
                 base = self.observed_shift[rest_seen].double().mean(0).float()
-                dev = self._deviation(model, self.node_of[[t]], self.self_index[[t]])[0]
-            for i, a in enumerate(SCALE_GRID):
-                errors[i] += float(((base + a * dev - self.observed_shift[t]) ** 2).sum())
-        return float(SCALE_GRID[int(np.argmin(errors))])
+                network, own = (p[0] for p in self._parts(model, self.node_of[[t]], self.self_index[[t]]))
+            for i, (a, b) in enumerate(grid):
+                errors[i] += float(((base + a * network + b * own - self.observed_shift[t]) ** 2).sum())
+        return grid[int(np.argmin(errors))]
 
     # -- prediction ------------------------------------------------------------------------------
     def shifts(self, ids: torch.Tensor) -> torch.Tensor:
@@ -201,8 +207,8 @@ class GeneNetworkManipulator(NetworkManipulator):
                 value = self.observed_shift[c]
             else:
                 with torch.no_grad():
-                    dev = self._deviation(self.model, self.node_of[[c]], self.self_index[[c]])[0]
-                value = self.mean_shift + self.scale_used * dev
+                    network, own = (p[0] for p in self._parts(self.model, self.node_of[[c]], self.self_index[[c]]))
+                value = self.mean_shift + self.scale_used * network + self.self_used * own
             out[ids == c] = value
         return out
 

@@ -15,6 +15,7 @@ named ``condition_<id>``: a fallback that makes every seen condition a neighbour
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -70,6 +71,8 @@ class NetworkManipulator(Manipulator):
         x_control = x[control].detach().cpu().double().numpy()
         graph, report = build_network(self.config["network"], x_control, list(genes), k=self.config["k"],
                                       extra_nodes=labels[1:])
+        if report.dropped_genes:   # an edge list naming genes the data lacks: say how many were dropped
+            warnings.warn(report.summary(), UserWarning, stacklevel=2)
         nodes = [str(g) for g in genes] + sorted(set(graph.nodes) - set(map(str, genes)))
         same_space = z.shape == x.shape and torch.equal(z.to(x.device, x.dtype), x)
         names = labels + [g for g in nodes if g not in set(labels)]

@@ -90,3 +90,21 @@ def test_a_worker_killed_mid_task_is_retried_and_readers_never_see_half(client, 
     assert state.n_rows == 2 * adata.n_obs and seen <= {adata.n_obs, 2 * adata.n_obs} and adata.n_obs in seen
     np.testing.assert_allclose(EmbeddingStore(tmp_path / "s.zarr").values("pca"), np.vstack([expected, expected]), atol=1e-4)
     client.wait_for_workers(2, timeout=60)
+
+
+def test_cli_embeds_on_a_running_scheduler(client, atlas, tmp_path):
+    from typer.testing import CliRunner
+
+    from virtualcell.cli import app
+
+    folder, adata, pipeline = atlas
+    model = pipeline.save(tmp_path / "pipeline")
+    result = CliRunner().invoke(app, ["embed", "--data", str(folder / "atlas.h5ad"), "--encoder", str(model),
+                                      "--store", str(tmp_path / "s.zarr"), "--key", "pca", "--chunk-rows", "16",
+                                      "--scheduler", client.scheduler.address])
+    assert result.exit_code == 0, result.output
+    assert f"--scheduler {client.scheduler.address}" in result.output
+    assert EmbeddingStore(tmp_path / "s.zarr").snapshot("pca").n_rows == adata.n_obs
+    result = CliRunner().invoke(app, ["embed", "--data", str(folder / "atlas.h5ad"), "--encoder", str(model),
+                                      "--store", str(tmp_path / "s.zarr"), "--key", "x", "--scheduler", "udp://nowhere"])
+    assert result.exit_code == 2 and "neither local:N nor tcp://HOST:PORT" in result.output

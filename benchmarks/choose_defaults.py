@@ -74,7 +74,7 @@ def _load(name: str, max_cells: int, seed: int):
 
 def run_grid(manipulator: str, datasets: list[str], *, max_cells: int, min_cells: int, seed: int, n_top: int,
              loaded: dict) -> dict:
-    from virtualcell.evaluate.select import _metric_names, _metrics, _score_units, rank_entries
+    from virtualcell.evaluate.select import _metric_names, _metrics, _score_units, _value, rank_entries
     from virtualcell.evaluate.select_candidates import parse_candidate
     from virtualcell.evaluate.select_cv import context_folds, replicate_folds, run_jobs
 
@@ -112,7 +112,7 @@ def run_grid(manipulator: str, datasets: list[str], *, max_cells: int, min_cells
     ranks_all = rank_entries(all_scores, metrics)
     table = []
     for c in candidates:
-        values = {m: float(np.nanmean([s[m] for s in all_scores[c.label].values()])) for m in metrics}
+        values = {m: float(np.nanmean([_value(s, m, False) for s in all_scores[c.label].values()])) for m in metrics}
         table.append({"label": c.label, "mean_rank": float(ranks_all[c.label].mean()),
                       "rank_sd": float(ranks_all[c.label].std(ddof=0)), "means": values,
                       "seconds_fit": float(np.mean(seconds[c.label])),
@@ -126,6 +126,7 @@ def run_grid(manipulator: str, datasets: list[str], *, max_cells: int, min_cells
                 if better_everywhere else "keep the default (no configuration beats it on every dataset)")
     return {"manipulator": manipulator, "encoder": encoder, "grid": grid, "datasets": datasets,
             "per_dataset": per_dataset, "metrics": list(metrics), "table": table, "best": best, "default": default,
+            "scores": all_scores,
             "decision": decision, "max_cells": max_cells, "min_cells": min_cells, "seed": seed}
 
 

@@ -57,8 +57,9 @@ def _auto_run(path: Path) -> str:
         a, s = auto.get(name, {}), shift.get(name, {})
         pd_win = a.get("pearson_delta") is not None and s.get("pearson_delta") is not None and \
             a["pearson_delta"] > s["pearson_delta"]
+        control = a.get("edistance_control", 1.0) or 1.0   # compare E(P, S): the ratio flips where E(C, S) < 0
         ed_win = a.get("edistance_ratio") is not None and s.get("edistance_ratio") is not None and \
-            a["edistance_ratio"] < s["edistance_ratio"]
+            a["edistance_ratio"] * control < s["edistance_ratio"] * control
         beats_pd, beats_ed, both = beats_pd + pd_win, beats_ed + ed_win, both + (pd_win and ed_win)
         rows.append([name, winners[name]] + [a.get(m) for m in metrics] +
                     [s.get("pearson_delta"), s.get("edistance_ratio"), "yes" if pd_win and ed_win else "no"])
@@ -79,7 +80,9 @@ def _auto_run(path: Path) -> str:
                      f"fitting the chosen pipeline once on the same cells: {total / max(final, 1e-9):.1f}x the work "
                      f"of one fit (inner CV of every candidate on every inner fold, DEGs and PCA spaces included, "
                      f"one process).\n")
-    counts = (f"auto beats clamped mean-shift on pearson_delta in {beats_pd}/{n} units, on edistance_ratio in "
+    flipped = sum(1 for name in run["contexts"] if (auto.get(name, {}).get("edistance_control") or 1.0) <= 0)
+    counts = (f"{flipped} unit(s) have E(C, S) <= 0 (no measurable effect; their ratios compare in reverse, so "
+              "the wins compare E(P, S)). " if flipped else "") + (f"auto beats clamped mean-shift on pearson_delta in {beats_pd}/{n} units, on edistance_ratio in "
               f"{beats_ed}/{n}, on both in {both}/{n} ({share:.0%}); goal (>= {GOAL:.0%} on each): **{verdict}**.")
     return (f"### {dataset}, {run['protocol'].upper()}\n\n```\n{run.get('command') or '(command not recorded)'}\n```\n\n"
             f"Machine: {_machine(run)}. Candidates: "

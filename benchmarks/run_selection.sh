@@ -15,14 +15,17 @@ cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
 source benchmarks/env.sh
 common=(--seed "$SEED" --threads "$THREADS" --overwrite --no-plots)
+# inner CV: 2 worker processes (1 torch thread each), each (fold, condition) group subsampled to 150 cells
+# (the final fit of the chosen pipeline uses every training cell)
+auto=(--manipulator-option n_jobs=2 --manipulator-option max_cells=150)
 RESULTS=benchmarks/results/selection
 mkdir -p "$RESULTS"
 
 stage() {
   local s=$1
   case "$s" in
-    valid-oos-auto) run_benchmark "selection/$s" oos --data "$VALID" --manipulator auto ;;
-    pert-auto)      run_benchmark "selection/$s" pert --data "$PAPALEXI" --preprocess log1p --manipulator auto ;;
+    valid-oos-auto) run_benchmark "selection/$s" oos --data "$VALID" --manipulator auto "${auto[@]}" ;;
+    pert-auto)      run_benchmark "selection/$s" pert --data "$PAPALEXI" --preprocess log1p --manipulator auto "${auto[@]}" ;;
     *) echo "unknown stage $s" >&2; exit 2 ;;
   esac
   cp "$OUT/selection/$s/results.json" "$RESULTS/$s.json"

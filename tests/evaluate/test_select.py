@@ -180,3 +180,10 @@ def test_the_command_prints_the_table_and_refuses_too_few_contexts(adata, tmp_pa
     result = runner.invoke(app, ["select", "--data", str(path), "--context-key", "cell_type",
                                  "--candidates", "pca+nope", "--out", str(tmp_path / "y")])
     assert result.exit_code == 2 and "Registered manipulators" in result.output
+
+
+def test_edistance_ranks_by_its_numerator_when_the_control_distance_is_not_positive():
+    # E(C, S) < 0 (no measurable effect): ratio 2 means E(P, S) = -0.2, closer than ratio 0.5 (E = -0.05)
+    scores = {"a": {"u": {"edistance_ratio": 2.0, "edistance_control": -0.1}},
+              "b": {"u": {"edistance_ratio": 0.5, "edistance_control": -0.1}}}
+    assert rank_entries(scores, {"edistance_ratio": -1}).loc["u"].to_dict() == {"a": 1.0, "b": 2.0}

@@ -83,7 +83,9 @@ def test_build_index_then_approximate_query(stored, tmp_path):
     result = runner.invoke(app, ["query", "--store", str(store), "--key", "pca", "--cells", "cell_type=type_0",
                                  "--k", "3", "--build-index", "--approximate"])
     assert result.exit_code == 0, result.output
-    assert "index: hnswlib, recall@10" in result.output
+    from virtualcell.store.ann import default_library
+
+    assert f"index: {default_library()}, recall@10" in result.output
 
 
 def test_auto_mode_streams_when_memory_is_short(stored, atlas, monkeypatch):

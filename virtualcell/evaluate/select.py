@@ -13,6 +13,9 @@ Protocol (docs/selection.md):
    (``pearson_delta`` and ``r2_mean_top100`` higher is better, ``edistance_ratio`` lower is
    better; rank 1 best, ties averaged, NaN last); a candidate's score is its rank averaged over
    the metrics and the units (lower is better), reported with the standard deviation over units.
+   ``edistance_ratio`` is ranked by its numerator E(P, S): the denominator E(C, S) is shared within
+   a unit but may be <= 0 where the perturbation has no measurable effect (such units are left out
+   of its reported mean).
 5. Ensemble (``ensemble=True``, >= 2 candidates): the stacked weighted mean of the candidates'
    predictions (:mod:`.select_ensemble`). For the units of each fold, weights are fitted on the
    *other* folds' units only, so the ensemble's inner score is as honest as the candidates'.
@@ -56,6 +59,22 @@ def _metric_names(n_top: int) -> dict[str, int]:
     return {k.replace("top100", f"top{n_top}"): v for k, v in SELECTION_METRICS.items()}
 
 
+def _value(unit_scores: Mapping[str, float], metric: str, for_ranking: bool) -> float:
+    """A metric's value; ``edistance_ratio`` ranks by its numerator E(P, S) = ratio x E(C, S).
+
+    The ratio's denominator E(C, S) is shared by every entry of a unit, but a U-statistic near 0
+    can be negative (a perturbation with no measurable effect), which would reverse the order; the
+    numerator never does. Summaries leave such units out of the ratio (it is meaningless there).
+    """
+    value = unit_scores.get(metric, np.nan)
+    control = unit_scores.get("edistance_control")
+    if metric == "edistance_ratio" and control is not None:
+        if for_ranking:
+            return value * control
+        return value if control > 0 else np.nan
+    return value
+
+
 def rank_entries(scores: Mapping[str, Mapping[str, Mapping[str, float]]], metrics: Mapping[str, int]) -> pd.DataFrame:
     """Per-unit mean ranks ``[units, entries]`` from ``scores[entry][unit][metric]`` (rank 1 best, NaN last)."""
     from scipy.stats import rankdata
@@ -66,7 +85,7 @@ def rank_entries(scores: Mapping[str, Mapping[str, Mapping[str, float]]], metric
     for i, unit in enumerate(units):
         per_metric = []
         for metric, sign in metrics.items():
-            values = np.array([scores[e][unit].get(metric, np.nan) for e in entries], dtype=float) * sign
+            values = np.array([_value(scores[e][unit], metric, True) for e in entries], dtype=float) * sign
             values = np.where(np.isfinite(values), values, -np.inf)
             per_metric.append(rankdata(-values, method="average"))
         out[i] = np.mean(per_metric, axis=0)
@@ -81,7 +100,7 @@ def _table(scores, ranks: pd.DataFrame, metrics: Mapping[str, int], seconds: Map
         row = {"entry": entry, "mean_rank": float(ranks[entry].mean()), "rank_sd": float(ranks[entry].std(ddof=0)),
                "unit_wins": int((ranks[entry].to_numpy()[:, None] == best).sum())}
         for metric in metrics:
-            values = np.array([scores[entry][u].get(metric, np.nan) for u in ranks.index], dtype=float)
+            values = np.array([_value(scores[entry][u], metric, False) for u in ranks.index], dtype=float)
             row[f"{metric}_mean"] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
             row[f"{metric}_sd"] = float(np.nanstd(values)) if np.isfinite(values).any() else float("nan")
         row["seconds_fit"] = seconds.get(entry, float("nan"))

@@ -1,8 +1,8 @@
 """Approximate nearest neighbours: an HNSW graph built over a key and saved inside the store as bytes.
 
 Three libraries implement the same graph (hnswlib, usearch, faiss-cpu's ``IndexHNSWFlat``);
-``benchmarks/bench_store.py`` measures them side by side and :data:`DEFAULT_LIBRARY` is the one it
-chose. The index is serialised by the library's own binary writer into a uint8 zarr array
+``benchmarks/bench_store.py`` measures them side by side; :data:`PREFERENCE` orders them by that
+measurement and the first one installed is the default. The index is serialised by the library's own binary writer into a uint8 zarr array
 (``<key>/index/data``), never pickled, with attributes naming the library, the parameters, the
 number of rows it covers, a sha256 of the bytes and the recall@k it reached on stored cells (each
 left out of its own neighbours). ``search_ef`` is the smallest setting that reached ``target_recall``.
@@ -23,10 +23,23 @@ from .knn import check_k, check_query, exact_knn
 if TYPE_CHECKING:
     from .embedding_store import EmbeddingStore
 
-__all__ = ["build_index", "load_index", "ApproximateIndex", "LIBRARIES", "DEFAULT_LIBRARY"]
+__all__ = ["build_index", "load_index", "ApproximateIndex", "LIBRARIES", "PREFERENCE", "default_library"]
 
 LIBRARIES = ("hnswlib", "usearch", "faiss")
-DEFAULT_LIBRARY = "hnswlib"
+#: the libraries in the order benchmarks/bench_store.py measured them (fastest at recall 0.99 first);
+#: the default is the first one installed
+PREFERENCE = ("hnswlib", "faiss", "usearch")
+_MODULES = {"hnswlib": "hnswlib", "usearch": "usearch", "faiss": "faiss"}
+
+
+def default_library() -> str:
+    """The first of :data:`PREFERENCE` that is installed (an error naming the extra when none is)."""
+    import importlib.util
+
+    for library in PREFERENCE:
+        if importlib.util.find_spec(_MODULES[library]) is not None:
+            return library
+    raise StoreError("No approximate-neighbour library is installed: pip install 'virtualcell[ann]'.")
 INDEX_TYPE, INDEX_VERSION = "virtualcell.hnsw-index", "0.1.0"
 EF_LADDER = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024)
 
@@ -141,7 +154,7 @@ def _from_bytes(library: str, data: bytes, dim: int, n: int):
     return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
 
 
-def build_index(store: "EmbeddingStore", key: str, *, library: str = DEFAULT_LIBRARY, metric: str = "euclidean",
+def build_index(store: "EmbeddingStore", key: str, *, library: str | None = None, metric: str = "euclidean",
                 m: int = 16, ef_construction: int = 200, target_recall: float = 0.99, k: int = 10,
                 n_check: int = 1000, threads: int = 0, seed: int = 0, progress: bool = True) -> ApproximateIndex:
     """Build an HNSW index over ``key``'s committed rows, tune ``ef`` to ``target_recall``, save it in the store.
@@ -150,6 +163,7 @@ def build_index(store: "EmbeddingStore", key: str, *, library: str = DEFAULT_LIB
     """
     from tqdm.auto import tqdm
 
+    library = library or default_library()
     if library not in LIBRARIES:
         raise StoreError(f"Unknown index library {library!r}; choose one of {list(LIBRARIES)}.")
     state = store.snapshot(key)

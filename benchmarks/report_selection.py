@@ -94,12 +94,17 @@ def _defaults_run(path: Path) -> str:
     run = json.loads(path.read_text(encoding="utf-8"))
     parts = [f"### Defaults by inner CV: {run['manipulator']} ({', '.join(run['datasets'])})\n\n```\n{run['command']}\n```\n",
              f"Protocol: {run['protocol']}\n"]
-    header = ["configuration", "mean rank", "rank sd"] + [f"{m} (mean)" for m in run["metrics"]] + ["fit s"]
-    rows = [[r["label"], r["mean_rank"], r["rank_sd"]] + [r["means"].get(m) for m in run["metrics"]] + [r["seconds_fit"]]
-            for r in run["table"]]
+    header = (["configuration", "mean rank", "rank sd"] + [f"rank on {d}" for d in run["datasets"]] +
+              [f"{m} (mean)" for m in run["metrics"]] + ["fit s"])
+    rows = [[r["label"], r["mean_rank"], r["rank_sd"]] + [r["per_dataset_rank"][d] for d in run["datasets"]] +
+            [r["means"].get(m) for m in run["metrics"]] + [r["seconds_fit"]] for r in run["table"]]
     parts.append(_table(header, rows))
     parts.append(f"\nBest by inner CV: `{run['best']}`; the shipped default: `{run['default']}`; "
                  f"decision: {run['decision']}.\n")
+    if "scores" not in run:   # written before select ranked edistance_ratio by its numerator
+        parts.append("Caveat: this run ranked `edistance_ratio` by the ratio itself, which reverses the order on "
+                     "units whose E(C, S) <= 0 (Papalexi targets with no measurable effect), and its means include "
+                     "those units; rerun the command above for the corrected ranking.\n")
     return "\n".join(parts)
 
 

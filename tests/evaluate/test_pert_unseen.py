@@ -72,3 +72,4 @@ def test_cli_runs_and_records_refusals(screen_data, tmp_path, one_torch_thread):
     assert "not a gene of the network" in report["refused"]["gene-network"]["UNMEASURED"]
     assert "UNMEASURED" in report["results"]["mean-perturbation"]         # the baseline predicts any target
     assert report["command"].startswith("virtualcell benchmark pert-unseen")
+    assert (tmp_path / "o" / "predictions" / "mean-perturbation" / "UNMEASURED.h5ad").exists()

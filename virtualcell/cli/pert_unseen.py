@@ -56,7 +56,7 @@ def pert_unseen(
                              drop_conditions=parse_list(drop_conditions) or (), min_cells=min_cells,
                              targets=parse_list(targets), preprocess=None if preprocess.lower() == "none" else preprocess,
                              n_top=n_top, seed=seed, device=device, out=out, overwrite=overwrite, progress=not quiet,
-                             command=_command_line(ctx))
+                             command=_command_line(ctx), write_predictions=True)
     typer.echo(f"PERT-unseen: {len(report['common_targets'])} targets predicted by every method -> {out}")
     for label, means in report["means"].items():
         shown = ", ".join(f"{k} {means[k]:.3f}" for k in ("pearson_delta", "discrimination", "edistance_ratio")

@@ -80,6 +80,13 @@ def _fit(encoder: Any, manipulator: Any, train: ad.AnnData, *, condition_key: st
     return pipeline, time.perf_counter() - start
 
 
+def _safe(name: str) -> str:
+    """A file-name-safe version of a label (``gene-network (knn)`` -> ``gene-network_knn``)."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or "unit"
+
+
 def _fitted_facts(pipeline) -> dict[str, Any]:
     """What a network manipulator chose on the training targets (its network, the deviation scale)."""
     manipulator, facts = pipeline.manipulator, {}
@@ -107,7 +114,7 @@ def run_pert_unseen(data: ad.AnnData | str | Path, *, methods: Mapping[str, tupl
                     drop_conditions: Sequence[str] = ("ambiguous",), min_cells: int = 100,
                     targets: Sequence[str] | None = None, preprocess: Any = "log1p", n_top: int = 100,
                     seed: int = 0, device: str = "cpu", out: str | Path | None = None, overwrite: bool = False,
-                    progress: bool = True, command: str | None = None) -> dict[str, Any]:
+                    progress: bool = True, command: str | None = None, write_predictions: bool = False) -> dict[str, Any]:
     """Run PERT-unseen; returns (and writes to ``out``/results.json, results.md) the report.
 
     Args:
@@ -116,6 +123,8 @@ def run_pert_unseen(data: ad.AnnData | str | Path, *, methods: Mapping[str, tupl
         baselines: also run :data:`PERT_UNSEEN_BASELINES` (mean-perturbation, nearest-target, control).
         targets: the targets to hold out (default: every one with >= ``min_cells`` cells).
         preprocess: applied once to all cells (``"log1p"``: normalize_total + log1p, all genes).
+        write_predictions: also write each method's predicted cells to
+            ``out/predictions/<method>/<target>.h5ad`` (log-normalised, the metrics' space) for re-scoring.
     """
     from . import metrics
     from .discrimination import discrimination
@@ -185,6 +194,10 @@ def run_pert_unseen(data: ad.AnnData | str | Path, *, methods: Mapping[str, tupl
             pred = np.asarray(predicted[:, genes].X, dtype=np.float64)
             seconds_predict = time.perf_counter() - start
             bulks[label][target] = pred.mean(0)
+            if write_predictions and out_dir is not None:
+                predicted.uns["pert_unseen"] = {"method": label, "target": target, "seed": seed}
+                reporting.write_h5ad(predicted[:, genes].copy(),
+                                     out_dir / "predictions" / _safe(label) / f"{_safe(target)}.h5ad")
             scores = metrics.perturbation_metrics(pred, stim, ctrl, genes, n_top=n_top, degs=degs, reference=space,
                                                   seed=seed)
             torch.set_num_threads(threads)

@@ -158,10 +158,10 @@ def _edge_tensors(graph, nodes: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     (through ``torch_geometric.utils.from_networkx``)."""
     import networkx as nx
 
-    ordered = nx.Graph()
+    ordered, known = nx.Graph(), set(nodes)
     ordered.add_nodes_from(nodes)
     ordered.add_weighted_edges_from((u, v, float(d.get("weight", 1.0))) for u, v, d in graph.edges(data=True)
-                                    if u != v and u in set(nodes) and v in set(nodes))
+                                    if u != v and u in known and v in known)
     if ordered.number_of_edges() == 0:
         return torch.zeros(2, 0, dtype=torch.long), torch.zeros(0)
     from torch_geometric.utils import from_networkx

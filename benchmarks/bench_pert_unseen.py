@@ -16,6 +16,8 @@ Protocol (fixed before any run; nothing tuned on held-out targets):
   deviation (0, 0.25, 0.5, 1) and whether to add the knocked-out gene's own-expression effect are
   chosen by leave-one-target-out over each fold's training targets only (``scale="cv"``).
 - Metrics v2 per held-out target and their mean; ``discrimination`` among the held-out targets.
+- ``--methods own-effect`` (run ``papalexi_own_effect_ablation``): gene-network with the network's
+  weight fixed at 0 (the mean response plus the learned own-gene effect) beside the full model.
 Writes ``benchmarks/results/pert_unseen/<run>.json`` (and results.md beside the run's out folder).
 """
 
@@ -31,8 +33,14 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "papalexi2021_crispr_thp1.h5ad"
 
 
-def methods(epochs: int) -> dict:
+def methods(epochs: int, set_name: str = "main") -> dict:
     gene_network = lambda network: ("identity-encoder", {"name": "gene-network", "network": network, "epochs": epochs})
+    if set_name == "own-effect":   # ablation: the knocked-out gene's own-expression effect alone (network weight 0)
+        return {"gene-network (coexpression)": gene_network("coexpression"),
+                "gene-network (own-gene effect only, scale=0)": ("identity-encoder", {
+                    "name": "gene-network", "network": "none", "epochs": epochs, "scale": 0.0}),
+                "mean-perturbation": ("identity-encoder", "mean-perturbation"),
+                "control": ("identity-encoder", "control")}
     return {
         "gene-network (coexpression)": gene_network("coexpression"),
         "gene-network (knn)": gene_network("knn"),
@@ -50,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--min-cells", type=int, default=100)
+    parser.add_argument("--methods", choices=("main", "own-effect"), default="main",
+                        help="main: every method and network source; own-effect: the own-gene-effect ablation")
     parser.add_argument("--run", default="papalexi_leave_one_target_out")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "pert_unseen")
     args = parser.parse_args(argv)
@@ -69,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     targets = sorted(t for t, n in counts.items() if t in genes and n >= args.min_cells)
     obs.file.close()
     start = time.perf_counter()
-    report = run_pert_unseen(args.data, methods=methods(args.epochs), baselines=False, targets=targets, min_cells=args.min_cells,
-                             preprocess="log1p", seed=0, progress=False, out=ROOT / "benchmarks" / "out" / "pert_unseen",
+    report = run_pert_unseen(args.data, methods=methods(args.epochs, args.methods), baselines=False, targets=targets, min_cells=args.min_cells,
+                             preprocess="log1p", seed=0, progress=False,
+                             out=ROOT / "benchmarks" / "out" / f"pert_unseen_{args.run}",
                              overwrite=True,   # progress after every fold (benchmarks/out is not committed)
                              command=shlex.join(["python", "benchmarks/bench_pert_unseen.py", *(argv or sys.argv[1:])]))
     report["seconds_total"] = time.perf_counter() - start

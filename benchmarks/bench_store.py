@@ -8,7 +8,7 @@
 0.99 on the full atlas (``ann.json``).
 
 Data (simulated, fixed a priori, seed 0): sparse raw counts of 2,000 genes from 20 cell types
-(Poisson around a per-type profile, ~6% non-zero), written chunk by chunk to ``.h5ad`` under
+(Poisson around a per-type profile, ~6% non-zero; 200,000 distinct states, thinned copies), written chunk by chunk to ``.h5ad`` under
 ``--work`` (outside the repository). ``embed``: a 64-component PCA pipeline (``log1p`` recipe) fitted
 on 20,000 cells, then every size embedded in its own subprocess (peak RSS of that process from
 ``getrusage``; Dask: the largest worker's and the client's), single process and Dask with 2 worker
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results" / "store"
-N_GENES, N_TYPES, THREADS = 2000, 20, 2
+N_GENES, N_TYPES, THREADS, POOL = 2000, 20, 2, 200000
 
 
 def machine() -> dict:
@@ -45,19 +45,21 @@ def machine() -> dict:
 def simulate(n_cells: int, seed: int, chunk: int = 20000):
     """Yield (counts csr [<=chunk, 2000], cell types) chunks; the same seed gives the same cells.
 
-    A pool of 20,000 Poisson cells (20 types around log-normal profiles, per-cell size factors) is
+    A pool of 200,000 Poisson cells (20 types around log-normal profiles, per-cell size factors) is
     drawn once; each cell of the atlas is a pool cell whose counts are binomially thinned (p = 0.9),
-    so cells are distinct (no exact ties for kNN) and generation is fast enough for 10^6 cells.
+    so cells are distinct (no exact ties for kNN) and generation is fast enough for 10^6 cells (at
+    10^6, about 5 thinned copies of each pool cell).
     """
     import scipy.sparse as sp
 
     profiles = np.random.default_rng(12345).lognormal(mean=-3.6, sigma=1.3, size=(N_TYPES, N_GENES))
     rng = np.random.default_rng(seed)
-    pool_types = rng.integers(0, N_TYPES, size=20000)
-    pool = sp.csr_matrix(rng.poisson(profiles[pool_types] * rng.lognormal(0, 0.3, size=(20000, 1))).astype(np.float32))
+    pool_types = rng.integers(0, N_TYPES, size=POOL)
+    pool = sp.vstack([sp.csr_matrix(rng.poisson(profiles[pool_types[i:i + 20000]] * rng.lognormal(0, 0.3, size=(
+        len(pool_types[i:i + 20000]), 1))).astype(np.float32)) for i in range(0, POOL, 20000)]).tocsr()
     for start in range(0, n_cells, chunk):
         n = min(chunk, n_cells - start)
-        pick = rng.integers(0, 20000, size=n)
+        pick = rng.integers(0, POOL, size=n)
         counts = pool[pick]
         counts.data = rng.binomial(counts.data.astype(np.int64), 0.9).astype(np.float32)
         counts.eliminate_zeros()
@@ -118,6 +120,14 @@ def fit_pipeline(work: Path):
     return folder
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (``VmHWM``; unlike ``ru_maxrss`` it is not inherited across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def embed_one(args) -> None:
     """Child process: embed one atlas (single process or Dask) and print cells/s and peak RSS as JSON."""
     import torch
@@ -138,9 +148,9 @@ def embed_one(args) -> None:
                   chunk_rows=8192, progress=False)
     seconds = time.perf_counter() - started
     out = {"mode": args.mode, "n_cells": state.n_rows, "seconds": seconds, "cells_per_s": state.n_rows / seconds,
-           "client_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+           "client_peak_rss_mib": peak_rss_mib()}
     if client is not None:
-        peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        peaks = client.run(peak_rss_mib)
         out["worker_peak_rss_mib"] = max(peaks.values())
         client.close()
     print(json.dumps(out))

@@ -67,6 +67,14 @@ def render_run(report: dict) -> str:
                                                  for lab in labels)] for t in report["common_targets"]]), ""]
     lines += ["Against the goal (beat mean-perturbation on the mean and on most targets):", ""]
     lines += [f"- {label}: {_verdict(report, label)}" for label in methods]
+    sources = [label for label in methods if label.startswith("gene-network (")]
+    if len(sources) > 1:
+        values = {label: report["means"][label]["pearson_delta"] for label in sources}
+        lines += ["", "Effect of the network's source on gene-network (mean pearson_delta): " +
+                  ", ".join(f"{k} {_fmt(v)}" for k, v in values.items()) +
+                  f"; spread {_fmt(max(values.values()) - min(values.values()))} against a gain over "
+                  f"mean-perturbation of {_fmt(min(values.values()) - report['means'][BASELINE]['pearson_delta'])} "
+                  "or more."]
     scales = {label: sorted({(round(report["results"][label][t]["scale_chosen"], 2),
                               int(report["results"][label][t].get("own_effect_chosen", 1)))
                              for t in report["common_targets"] if "scale_chosen" in report["results"][label][t]})

@@ -80,6 +80,16 @@ def _throughput(report: dict) -> str:
                 "peak over before fit (MB)", "peak RSS (MB)"], rows)])
 
 
+def _select(report: dict) -> str:
+    rows = [[name, json.dumps(c["options"]), c["macro_f1"], c["seconds"]] for name, c in report["candidates"].items()]
+    return "\n".join([
+        "### Transformer settings chosen on control cells only", "",
+        f"`{report['command']}`", "",
+        f"{report['protocol']}; {_machine(report)}. Winner: **{report['winner']}** (used by the runs below "
+        "whose commands carry its options). The stimulated cells are not read.", "",
+        _table(["candidate", "options", "macro-F1 (control half)", "seconds"], rows)])
+
+
 def _oos_rows(report: dict, labels: list[str]) -> list[list[Any]]:
     return [[label, *[report["means"][label].get(c) for c in OOS_COLUMNS]] for label in labels if label in report["means"]]
 
@@ -110,6 +120,9 @@ def _oos(transformer: dict, vae: dict | None) -> str:
 def render() -> str:
     """The markdown section (empty string when no run has been recorded)."""
     parts = []
+    chosen = _load(FOLDER / "select_controls.json")
+    if chosen:
+        parts.append(_select(chosen))
     represent = _load(FOLDER / "kang_full.json")
     if represent:
         parts.append(_represent(represent))

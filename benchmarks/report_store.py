@@ -105,6 +105,7 @@ def _paper(embed_1m: dict | None, knn: dict | None, ann: dict | None) -> str:
     n = 100_000_000
     single = max((r for r in embed_1m["rows"] if r["mode"] == "single"), key=lambda r: r["n_cells"])
     dask = max((r for r in embed_1m["rows"] if r["mode"] == "dask"), key=lambda r: r["n_cells"], default=None)
+    same = next((r for r in embed_1m["rows"] if dask and r["mode"] == "single" and r["n_cells"] == dask["n_cells"]), single)
     rate = single["cells_per_s"]
     source_bytes = single["file_mib"] * 2**20 / single["n_cells"]
     value_bytes = knn["dim"] * 4
@@ -114,7 +115,8 @@ def _paper(embed_1m: dict | None, knn: dict | None, ann: dict | None) -> str:
              f"and {obs_bytes:.0f} B of obs written; exact search {knn['seconds']['virtualcell (store, streamed)'] / knn['n_cells'] * 1e9 / knn['n_queries']:.2f} ns per (query, cell)."]
     if dask is not None:
         lines.append(f"Dask with 2 single-thread workers on the same 2 shared cores: {dask['cells_per_s']:,.0f} cells/s "
-                     f"at {dask['n_cells']:,} cells ({dask['cells_per_s'] / rate:.2f} x the single 2-thread process at {single['n_cells']:,}), so on this machine the "
+                     f"at {dask['n_cells']:,} cells ({dask['cells_per_s'] / same['cells_per_s']:.2f} x the single 2-thread "
+                     f"process on the same cells), so on this machine the "
                      "workers add scheduling and per-process start-up, not cores; the table below assumes each "
                      "worker brings its own 2 cores at the single-process rate.")
     lines.append(f"\nAt {n / 1e6:.0f}M cells the store holds {n * value_bytes / 1e9:.1f} GB of values and "
@@ -123,8 +125,8 @@ def _paper(embed_1m: dict | None, knn: dict | None, ann: dict | None) -> str:
     for workers in (1, 8, 64, 256):
         embed_s = n / (rate * workers)
         read_gbs = n * source_bytes / embed_s / 1e9
-        rows.append([workers, embed_s / 3600, read_gbs, n * value_bytes / embed_s / 1e9])
-    lines.append(_table(["Dask workers (2 threads each)", "embedding hours", "source read GB/s", "store write GB/s"], rows))
+        rows.append([workers, embed_s / 60, read_gbs, n * value_bytes / embed_s / 1e9])
+    lines.append(_table(["Dask workers (2 threads each)", "embedding minutes", "source read GB/s", "store write GB/s"], rows))
     per_pair = knn["seconds"]["virtualcell (store, streamed)"] / (knn["n_cells"] * knn["n_queries"])
     scan = n * value_bytes / 1e9
     lines.append(f"\nExact top-{knn['k']} of 1,000 queries: {per_pair * n * 1000:.0f} s of compute in one process "
@@ -160,8 +162,8 @@ def render() -> str:
              "noisy; ratios within one table come from one run."]
     if embeds:
         parts += ["### Streaming embedding: cells/s and peak memory", _embed(embeds),
-                  "Peak RSS is that of the whole embedding process (imports, encoder, one chunk of 8,192 cells) and "
-                  "should stay flat as the atlas grows; on Dask, of the largest worker."]
+                  "Peak RSS (`VmHWM` of the process that embeds: imports, encoder, one chunk of 8,192 cells, the obs "
+                  "table) should stay flat as the atlas grows; on Dask, that of the largest worker and of the client."]
     if knn:
         parts += [f"### Exact kNN over {knn['n_cells']:,} cells, and a filtered query", _knn(knn)]
     for run in (ann_small, ann):

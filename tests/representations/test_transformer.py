@@ -23,6 +23,8 @@ def test_binned_tokens_take_the_most_expressed_genes_first():
     assert batch.attention_mask.tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
     assert batch.position_ids.abs().sum() == 0                             # order carries nothing in binned mode
     torch.testing.assert_close(batch.values[0, 1:], torch.tensor([3.0, 2.0, 1.0]))
+    ties = tokenize(torch.tensor([[1.0, 1.0, 0.0, 1.0, 2.0]]), torch.arange(5), mode="binned", max_tokens=5, n_bins=4)
+    assert ties.value_ids.tolist() == [[0, 4, 3, 3, 3]]                     # equal values share one bin
 
 
 def test_rank_tokens_divide_by_gene_medians_and_use_positions():

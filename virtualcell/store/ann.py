@@ -2,10 +2,11 @@
 
 Three libraries implement the same graph (hnswlib, usearch, faiss-cpu's ``IndexHNSWFlat``);
 ``benchmarks/bench_store.py`` measures them side by side; :data:`PREFERENCE` orders them by that
-measurement and the first one installed is the default. The index is serialised by the library's own binary writer into a uint8 zarr array
-(``<key>/index/data``), never pickled, with attributes naming the library, the parameters, the
-number of rows it covers, a sha256 of the bytes and the recall@k it reached on stored cells (each
-left out of its own neighbours). ``search_ef`` is the smallest setting that reached ``target_recall``.
+measurement and the first one installed is the default. The index is serialised by the library's own
+binary writer into a uint8 zarr array (``<key>/index/data``), never pickled, with attributes naming
+the library, the parameters, the number of rows it covers, a sha256 of the bytes and the recall@k it
+reached on stored cells (each left out of its own neighbours). ``search_ef`` is the smallest setting
+that reached ``target_recall``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ __all__ = ["build_index", "load_index", "ApproximateIndex", "LIBRARIES", "PREFER
 LIBRARIES = ("hnswlib", "usearch", "faiss")
 #: the libraries in the order benchmarks/bench_store.py measured them (fastest at recall 0.99 first);
 #: the default is the first one installed
-PREFERENCE = ("hnswlib", "faiss", "usearch")
+PREFERENCE = ("usearch", "hnswlib", "faiss")
 _MODULES = {"hnswlib": "hnswlib", "usearch": "usearch", "faiss": "faiss"}
 
 

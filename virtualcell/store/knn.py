@@ -1,11 +1,11 @@
 """Exact k-nearest neighbours streamed over a store, chunk by chunk, with memory bounded by a block.
 
-For a block of stored rows ``X`` [c, d] and query rows ``Q`` [b, d], one BLAS call gives
-``s = ||x||² - 2 q·x`` [b, c] (Euclidean; the query's own ``||q||²`` does not change the order) or ``s = -q·x`` on unit vectors (cosine). Each query keeps its best ``k`` so
-far (rescored exactly) and a threshold (its k-th best). In the first blocks every row goes through
-``topk``; later only the few entries under their row's threshold are picked out (one comparison
-pass) and merged, so the cost approaches the matrix product. Memory: one stored chunk, one [b, c]
-block and the [m, k] results.
+For a block of stored rows ``X`` [c, d] and query rows ``Q`` [b, d], one BLAS call gives ``s =
+||x||² - 2 q·x`` [b, c] (Euclidean; the query's own ``||q||²`` does not change the order) or ``s =
+-q·x`` on unit vectors (cosine). Each query keeps its best ``k`` so far (rescored exactly) and a
+threshold (its k-th best). In the first blocks every row goes through ``topk``; later only the few
+entries under their row's threshold are picked out (one comparison pass) and merged, so the cost
+approaches the matrix product. Memory: one stored chunk, one [b, c] block and the [m, k] results.
 """
 
 from __future__ import annotations

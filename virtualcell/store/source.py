@@ -88,7 +88,8 @@ def open_source(data: Any, *, layer: str | None = None) -> ChunkSource:
     if isinstance(data, ad.AnnData):
         matrix = data.X if layer is None else data.layers.get(layer)
         if matrix is None:
-            raise StoreError(f"the AnnData has no {'X' if layer is None else 'layer ' + repr(layer)}; its layers are {list(data.layers)}.")
+            what = "X" if layer is None else f"layer {layer!r}"
+            raise StoreError(f"the AnnData has no {what}; its layers are {list(data.layers)}.")
         path = str(data.filename) if data.isbacked else None
         return ChunkSource(matrix, data.var_names, lambda: data.obs, path=path if layer is None else None, layer=layer)
     path = os.fspath(data)

@@ -5,8 +5,9 @@ expresses most strongly, most strongly first. Two value encodings:
 
 - ``"binned"`` (scGPT, Cui et al. 2024): each token also carries a value id, the cell's own
   quantile bin of the gene's expression among all genes the cell expresses (1..n_bins; the bin
-  edges are per cell, so sequencing depth does not shift them). Order carries no information:
-  positions are all 0.
+  edges are per cell, so sequencing depth does not shift them; equal values share a bin, which
+  matters in sparse cells where most expressed genes have one count). Order carries no
+  information: positions are all 0.
 - ``"rank"`` (Geneformer, Theodoris et al. 2023): genes are ordered by expression divided by the
   gene's median non-zero expression over the training corpus (so housekeeping genes drop back and
   cell-defining genes come forward); the order *is* the value, read through position embeddings.
@@ -95,11 +96,12 @@ def tokenize(x: torch.Tensor, gene_tokens: torch.Tensor, *, mode: str, max_token
         top, present = top[:, :max(length, 1)], present[:, :max(length, 1)]
     ids = torch.where(present, gene_tokens.to(x.device)[top], torch.full_like(top, pad_id))
     values = torch.where(present, torch.gather(x, 1, top), torch.zeros_like(top, dtype=x.dtype))
-    if mode == "binned":                     # ascending rank among all expressed genes -> 1..n_bins
-        n_expressed = expressed.sum(1, keepdim=True).clamp_min(1)
-        position = torch.arange(top.shape[1], device=x.device).unsqueeze(0)
-        ascending = (n_expressed - position).clamp_min(1).float()
-        bins = torch.ceil(n_bins * ascending / n_expressed.float()).long().clamp(1, n_bins)
+    if mode == "binned":   # share of the cell's expressed genes at or below the value -> 1..n_bins (ties: one bin)
+        n_expressed = expressed.sum(1, keepdim=True)
+        at_or_below = torch.searchsorted(torch.sort(x, dim=1).values, values.contiguous(), right=True)
+        at_or_below = at_or_below - (x.shape[1] - n_expressed)               # the zeros are not expressed
+        share = at_or_below.float() / n_expressed.clamp_min(1).float()
+        bins = torch.ceil(n_bins * share).long().clamp(1, n_bins)
         value_ids = torch.where(present, bins, torch.zeros_like(bins))
     else:
         value_ids = torch.zeros_like(ids)

@@ -176,7 +176,7 @@ def section_embed(args) -> dict:
             row = json.loads(result.stdout.strip().splitlines()[-1]) | {"file_mib": data.stat().st_size / 2**20}
             print(row, flush=True)
             rows.append(row)
-    return {"rows": rows, "chunk_rows": 8192, "n_genes": N_GENES, "n_latent": 64}
+    return {"rows": rows, "chunk_rows": 8192, "n_genes": N_GENES, "n_latent": 64, "rss_measure": "VmHWM"}
 
 
 def _queries(work: Path, n: int = 1000):

@@ -89,7 +89,8 @@ def main() -> None:
     server.stop()
     record = {"label": args.label, "writers": args.writers, "results": results,
               "virtualcell_source": os.path.dirname(virtualcell.__file__),
-              "command": "python " + " ".join(sys.argv), "machine": platform.platform(),
+              "command": (f"PYTHONPATH={os.environ['PYTHONPATH']} " if os.environ.get("PYTHONPATH") else "")
+              + "python " + " ".join(sys.argv), "machine": platform.platform(),
               "python": platform.python_version()}
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as handle:

@@ -20,6 +20,7 @@ def render() -> str:
            "version is pulled. Expected: exactly one caller told it won, and the version pulls.", ""]
     for run in runs:
         out += [f"`{run['command']}` (code: {run['label']}, {run['writers']} writers; {run['machine']})", "",
+                *([f"({run['note']})", ""] if run.get("note") else []),
                 "| hub | rounds | rounds without exactly one winner | rounds leaving a version pull refuses |",
                 "|---|---|---|---|"]
         for hub, r in run["results"].items():

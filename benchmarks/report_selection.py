@@ -71,6 +71,7 @@ def _auto_run(path: Path) -> str:
     n = len(run["contexts"])
     share = both / n if n else 0.0
     verdict = "met" if beats_pd / n >= GOAL and beats_ed / n >= GOAL else "not met"
+    config = run["method"]["components"]["manipulator"]["config"]
     seconds = [(v["seconds"]["total"], v["seconds"]["final_fit"]) for v in run.get("selection", {}).values()]
     time_line = ""
     if seconds:
@@ -78,8 +79,9 @@ def _auto_run(path: Path) -> str:
         final = sum(f for _, f in seconds)
         time_line = (f"\nTime: `select` took {total:.0f} s over {len(seconds)} outer fit(s) against {final:.0f} s for "
                      f"fitting the chosen pipeline once on the same cells: {total / max(final, 1e-9):.1f}x the work "
-                     f"of one fit (inner CV of every candidate on every inner fold, DEGs and PCA spaces included, "
-                     f"one process).\n")
+                     f"of one fit (inner CV of every candidate on every inner fold, DEGs and PCA spaces included; "
+                     f"inner CV with n_jobs={config.get('n_jobs', 1)}, max_cells={config.get('max_cells')}; an "
+                     f"ensemble's final fit fits each member).\n")
     flipped = sum(1 for name in run["contexts"] if (auto.get(name, {}).get("edistance_control") or 1.0) <= 0)
     counts = (f"{flipped} unit(s) have E(C, S) <= 0 (no measurable effect; their ratios compare in reverse, so "
               "the wins compare E(P, S)). " if flipped else "") + (f"auto beats clamped mean-shift on pearson_delta in {beats_pd}/{n} units, on edistance_ratio in "

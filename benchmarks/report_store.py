@@ -36,10 +36,10 @@ def _head(run: dict) -> str:
 def _embed(runs: list[dict]) -> str:
     out = []
     for run in runs:
-        rows = []
+        rows, valid = [], run.get("rss_measure") == "VmHWM"  # earlier runs read ru_maxrss, inherited across exec
         for r in run["rows"]:
             rss = (f"{r['worker_peak_rss_mib']:.0f} (worker) / {r['client_peak_rss_mib']:.0f} (client)"
-                   if r["mode"] == "dask" else f"{r['client_peak_rss_mib']:.0f}")
+                   if r["mode"] == "dask" else f"{r['client_peak_rss_mib']:.0f}") if valid else "not measured"
             rows.append([r["n_cells"], "Dask, 2 worker processes" if r["mode"] == "dask" else "single process",
                          r["cells_per_s"], r["seconds"], rss, r["file_mib"]])
         out.append(_head(run) + "\n\n" + _table(["cells", "mode", "cells/s", "seconds", "peak RSS MiB", ".h5ad MiB"], rows))

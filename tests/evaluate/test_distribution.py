@@ -115,6 +115,9 @@ def test_ratios_use_the_reference_space_and_control_scores_one():
     # subsampling for the O(n²) terms is seeded
     small = distribution_ratios(pred, stim, ctrl, space, seed=3, max_cells=20)
     assert small == distribution_ratios(pred, stim, ctrl, space, seed=3, max_cells=20)
+    # P = C scores exactly 1 under subsampling too (P and C share their subsampled rows)
+    subsampled = distribution_ratios(ctrl, stim, ctrl, space, seed=3, max_cells=20)
+    assert subsampled["edistance_ratio"] == 1.0 and subsampled["mmd_ratio"] == 1.0
 
 
 def test_std_ratio_hand():

@@ -90,6 +90,13 @@ def subsample(x: np.ndarray, max_cells: int | None, rng: np.random.Generator) ->
     return x[np.sort(rng.choice(x.shape[0], size=max_cells, replace=False))]
 
 
+def _rows(n: int, max_cells: int | None, rng: np.random.Generator) -> np.ndarray:
+    """Sorted positions of at most ``max_cells`` of ``n`` rows, drawn without replacement (all if fewer)."""
+    if max_cells is None or n <= max_cells:
+        return np.arange(n)
+    return np.sort(rng.choice(n, size=max_cells, replace=False))
+
+
 def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
     return np.maximum(d, 0.0)
@@ -172,12 +179,16 @@ def distribution_ratios(pred: np.ndarray, stim: np.ndarray, ctrl: np.ndarray, sp
 
     Each ratio is ``D(P, S) / D(C, S)`` (below 1: the prediction is closer to the truth than the
     control cells are; NaN when ``D(C, S) == 0``). The O(n²) terms see at most ``max_cells`` cells
-    of each set, drawn with ``numpy.random.default_rng(seed)``; the MMD bandwidths come from the
+    of each set, drawn with ``numpy.random.default_rng(seed)`` (P and C share their rows when P has one
+    row per control cell, as the harness's predictions do); the MMD bandwidths come from the
     median pairwise distance of the (subsampled) ``C ∪ S``.
     """
     p, s, c = (space.project(m) for m in (pred, stim, ctrl))
     rng = np.random.default_rng(seed)
-    ps, ss, cs = (subsample(m, max_cells, rng) for m in (p, s, c))
+    rows_c = _rows(c.shape[0], max_cells, rng)
+    # P predicted from C (one row per control cell): the same rows, so that P = C scores exactly 1
+    rows_p = rows_c if p.shape[0] == c.shape[0] else _rows(p.shape[0], max_cells, rng)
+    ps, cs, ss = p[rows_p], c[rows_c], s[_rows(s.shape[0], max_cells, rng)]
     both = subsample(np.vstack([cs, ss]), max_cells, rng)
     bandwidths = [scale * median_distance(both) for scale in MMD_SCALES]
     if not bandwidths[0] > 0:

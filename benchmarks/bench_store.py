@@ -176,7 +176,8 @@ def section_embed(args) -> dict:
             row = json.loads(result.stdout.strip().splitlines()[-1]) | {"file_mib": data.stat().st_size / 2**20}
             print(row, flush=True)
             rows.append(row)
-    return {"rows": rows, "chunk_rows": 8192, "n_genes": N_GENES, "n_latent": 64, "rss_measure": "VmHWM"}
+    return {"rows": rows, "chunk_rows": 8192, "n_genes": N_GENES, "n_latent": 64, "rss_measure": "VmHWM",
+            "pool": POOL}
 
 
 def _queries(work: Path, n: int = 1000):
@@ -261,6 +262,7 @@ def section_knn(args) -> dict:
     filtered_t = _timed(lambda: store.nearest("pca", query[:100], k=k, where=filt))
     obs_bytes = sum(p.stat().st_size for p in (Path(store.path) / "pca" / "obs").rglob("*") if p.is_file())
     return {"n_cells": n, "dim": d, "n_queries": m, "k": k, "matmul_peak_gflops": peak, "obs_bytes_per_cell": obs_bytes / n,
+            "pool": POOL,
             "seconds": {"virtualcell (store, streamed)": min(ours), "faiss IndexFlatL2 (in memory)": min(faiss_t),
                         "scikit-learn brute (in memory)": min(sklearn_t)},
             "gemm_only_seconds": gemm_only, "gemm_only_fraction_of_peak": flops / gemm_only / 1e9 / peak,
@@ -294,7 +296,7 @@ def section_ann(args) -> dict:
             print(rows[-1], flush=True)
             if recall >= 0.995:
                 break
-    return {"n_cells": args.cells, "m": args.m, "ef_construction": args.ef_construction, "rows": rows}
+    return {"n_cells": args.cells, "m": args.m, "ef_construction": args.ef_construction, "rows": rows, "pool": POOL}
 
 
 def main() -> None:

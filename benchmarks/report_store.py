@@ -46,11 +46,18 @@ def _embed(runs: list[dict]) -> str:
     return "\n\n".join(out)
 
 
+def _data(run: dict) -> str:
+    pool = run.get("pool", 20000)  # runs before the pool was recorded used 20,000 states
+    return (f"Data: {pool:,} simulated cell states, each stored cell a thinned copy of one "
+            f"(about {run['n_cells'] / pool:.0f} copies a state here); the queries are fresh cells, whose 10 "
+            "nearest stored cells are near-ties among copies of a few states.")
+
+
 def _knn(run: dict) -> str:
     ours = run["seconds"]["virtualcell (store, streamed)"]
     rows = [[name, seconds, seconds / ours] for name, seconds in run["seconds"].items()]
     f = run["filter"]
-    return (_head(run) + f"\n\nExact top-{run['k']} of {run['n_queries']:,} queries over {run['n_cells']:,} x "
+    return (_head(run) + "\n\n" + _data(run) + f" Exact top-{run['k']} of {run['n_queries']:,} queries over {run['n_cells']:,} x "
             f"{run['dim']} cells (best of the repeats; scikit-learn once):\n\n"
             + _table(["method", "seconds", "x virtualcell"], rows)
             + f"\n\nvirtualcell's streamed search ran at {run['gflops_ours']:.1f} GFLOP/s of the distance products, "
@@ -88,7 +95,7 @@ def _ann(run: dict) -> str:
             rows.append([library, r["build_seconds"], r["ef"], r["recall_at_10"], r["seconds_1000_queries"],
                          r["queries_per_s"], f"{r['stored_recall']:.3f} at ef {r['stored_ef']}"])
     chosen = min(best.values(), key=lambda r: r["seconds_1000_queries"])["library"] if best else "none"
-    return (_head(run) + f"\n\nHNSW (M = {run['m']}, ef_construction = {run['ef_construction']}) over "
+    return (_head(run) + "\n\n" + _data(run) + f" HNSW (M = {run['m']}, ef_construction = {run['ef_construction']}) over "
             f"{run['n_cells']:,} x 64 cells; recall@10 of the 1,000 held-out queries against the exact search; the "
             "smallest ef of the ladder reaching recall 0.99:\n\n"
             + _table(["library", "build s", "ef", "recall@10", "s / 1,000 queries", "queries/s",

@@ -42,7 +42,10 @@ def _embed(runs: list[dict]) -> str:
                    if r["mode"] == "dask" else f"{r['client_peak_rss_mib']:.0f}") if valid else "not measured"
             rows.append([r["n_cells"], "Dask, 2 worker processes" if r["mode"] == "dask" else "single process",
                          r["cells_per_s"], r["seconds"], rss, r["file_mib"]])
-        out.append(_head(run) + "\n\n" + _table(["cells", "mode", "cells/s", "seconds", "peak RSS MiB", ".h5ad MiB"], rows))
+        note = "" if valid else (" Peak RSS was not measured validly in this run (it read `ru_maxrss`, which a "
+                                 "child inherits from its parent); the benchmark now reads `VmHWM`.")
+        out.append(_head(run) + f"\n\nAtlases simulated from {run.get('pool', 20000):,} cell states.{note}\n\n"
+                   + _table(["cells", "mode", "cells/s", "seconds", "peak RSS MiB", ".h5ad MiB"], rows))
     return "\n\n".join(out)
 
 

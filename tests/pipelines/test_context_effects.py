@@ -152,12 +152,13 @@ def test_fit_without_context_key_keeps_no_means():
 
 def test_sampled_predictions_keep_the_central_mean(fitted):
     """Issue #11: with the random effect clamped at 0, the mean of samples was biased (Kang CD4T R² 0.903 -> 0.866);
-    X of predict(n_samples > 1) is now the n_samples=1 prediction, and the samples keep the spread."""
+    X of predict(n_samples > 1) is now the mean of the manipulator's own samples (for a deterministic one, the
+    n_samples=1 prediction up to float rounding), and the samples keep the spread."""
     pipe, ctrl, _ = fitted
     one = pipe.predict(ctrl, target="stimulated", seed=0)
     many = pipe.predict(ctrl, target="stimulated", n_samples=30, seed=0, context_effect_scale=3.0)
-    np.testing.assert_array_equal(many.X, one.X)
-    np.testing.assert_array_equal(many.obsm["X_virtualcell"], one.obsm["X_virtualcell"])
+    np.testing.assert_allclose(many.X, one.X, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(many.obsm["X_virtualcell"], one.obsm["X_virtualcell"], rtol=1e-5, atol=1e-6)
     samples, _ = pipe.predict_samples(ctrl, target="stimulated", n_samples=30, seed=0, context_effect_scale=3.0)
     np.testing.assert_allclose(many.layers["sample_mean"], samples.mean(0).numpy(), rtol=1e-6)
     assert (many.layers["sample_mean"] > one.X + 1e-6).mean() > 0.2      # the clamp's bias that X no longer carries

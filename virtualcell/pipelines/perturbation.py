@@ -229,18 +229,18 @@ class PerturbationPipeline(Pipeline):
 
         Each cell's current condition is read from the fitted condition column when ``adata`` has it,
         otherwise ``source`` (default: the control label) is used. With ``n_samples > 1``, ``X`` holds
-        the central prediction (the same as ``n_samples=1``: a mean of samples clamped at 0 after a
-        random effect is biased upwards, issue #11) and ``layers`` hold the samples' ``sample_mean``,
+        the central prediction: the mean of the manipulator's own samples, without the context random
+        effect (the same as ``n_samples=1`` for a deterministic manipulator; a mean of samples clamped at 0
+        after a random effect is biased upwards, issue #11) and ``layers`` hold the samples' ``sample_mean``,
         ``variance`` and central interval (``q05``/``q95`` for the default ``quantiles``, predictive
         quantiles of the samples: see ``virtualcell.pipelines.intervals``); ``context_effect_scale``
         scales the random effect of unobserved contexts' responses (see :meth:`predict_samples`).
         Provenance goes to ``uns[key_added]``.
         """
-        decoded, samples = self.predict_samples(adata, target=target, source=source, n_samples=n_samples, seed=seed,
-                                                covariates=covariates, layer=layer,
-                                                context_effect_scale=context_effect_scale)
-        central = None if n_samples == 1 else self.predict_samples(adata, target=target, source=source, n_samples=1,
-                                                                   seed=seed, covariates=covariates, layer=layer)
+        decoded, samples, model_decoded = self._sample(adata, target=target, source=source, n_samples=n_samples,
+                                                       seed=seed, covariates=covariates, layer=layer,
+                                                       context_effect_scale=context_effect_scale)
+        central = None if n_samples == 1 else (model_decoded, samples)
         return self._to_anndata(adata, decoded, samples, target, quantiles, key_added,
                                 {"target": target, "n_samples": n_samples, "seed": seed,
                                  "covariates": dict(covariates or {}), "context_effect_scale": context_effect_scale},
@@ -258,6 +258,17 @@ class PerturbationPipeline(Pipeline):
         sample in the decoded space (``context_effects.context_effects``, drawn on CPU from ``seed``),
         added before the clamp at 0. ``n_samples == 1`` is the central prediction, without it.
         """
+        decoded, samples, _ = self._sample(adata, target=target, source=source, n_samples=n_samples, seed=seed,
+                                           covariates=covariates, layer=layer,
+                                           context_effect_scale=context_effect_scale)
+        return decoded, samples
+
+    def _sample(self, adata: ad.AnnData, *, target: str, source: str | None, n_samples: int, seed: int,
+                covariates: Mapping[str, float] | None, layer: str | None,
+                context_effect_scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`predict_samples`'s decoded ``[S, n, features]`` and representation ``[S, n, d]``, plus the
+        model's own decoded samples ``[S, n, features]`` without the context random effect (both clamped
+        at 0 for expression): their mean is the central prediction, whatever ``n_samples``."""
         self._check_fitted()
         if context_effect_scale < 0:
             raise ValueError(f"context_effect_scale must be >= 0 (0: no random effect); got {context_effect_scale}.")
@@ -291,13 +302,14 @@ class PerturbationPipeline(Pipeline):
         with torch.no_grad():
             moved = self.manipulator.manipulate(z, condition.to(self.device), n_samples=n_samples, generator=generator)
         samples = moved.unsqueeze(0) if n_samples == 1 else moved             # [S, n, d]
-        decoded = torch.stack([self._decode(s) for s in samples])             # [S, n, genes]
+        model_decoded = torch.stack([self._decode(s) for s in samples])       # [S, n, genes]
+        decoded = model_decoded
         if n_samples > 1 and context_effect_scale > 0 and self.response_means is not None:
             decoded = decoded + context_effect_scale * self._context_effects(condition, effect_contexts, n_samples,
                                                                              seed).to(decoded.device, decoded.dtype)
         if self.decoder.output_type == "expression":
-            decoded = decoded.clamp_min(0)
-        return decoded, samples
+            decoded, model_decoded = decoded.clamp_min(0), model_decoded.clamp_min(0)
+        return decoded, samples, model_decoded
 
     def _context_effects(self, condition: Condition, contexts: torch.Tensor | None, n_samples: int,
                          seed: int) -> torch.Tensor:

@@ -13,6 +13,7 @@ pipeline = vc.PerturbationPipeline(encoder="pca", manipulator="latent-arithmetic
 pipeline.fit(train, condition_key="condition", control="control", context_key="cell_type", seed=0)
 predicted = pipeline.predict(control, target="stimulated")        # AnnData: log-normalised, same genes
 
-print(perturbation_metrics(predicted.X, adata[held_out].X, control.X, list(adata.var_names)))
+others = adata[adata.obs.cell_type != "type_0"]                  # the fair PCA space: cells outside type_0
+print(perturbation_metrics(predicted.X, adata[held_out].X, control.X, list(adata.var_names), reference=others.X))
 pipeline.save("quickstart-pipeline", overwrite=True)               # one folder, no pickle
 same = vc.PerturbationPipeline.load("quickstart-pipeline")

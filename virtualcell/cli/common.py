@@ -120,17 +120,22 @@ def _check_writable_parent(out: Path, option: str) -> None:
                               "you can write to.")
 
 
-def check_output_file(out: Path, *, overwrite: bool, option: str = "--out") -> None:
-    """Refuse an output file path that is a folder, sits under a file, or exists (without ``overwrite``)."""
-    out = Path(out)
-    if out.is_dir():
-        raise IsADirectoryError(f"{option} {out} is a folder; pass a file path such as {out / 'predicted.h5ad'}.")
+def _check_parents_and_existing(out: Path, *, overwrite: bool, option: str) -> None:
+    """Refuse ``out`` when a parent is a file, the parent is not writable, or it exists (without ``overwrite``)."""
     blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
     if blocking is not None:
         raise NotADirectoryError(f"{option} {out}: {blocking} is a file, not a folder; choose another path.")
     _check_writable_parent(out, option)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{option} {out} already exists; pass --overwrite to replace it, or another path.")
+
+
+def check_output_file(out: Path, *, overwrite: bool, option: str = "--out") -> None:
+    """Refuse an output file path that is a folder, sits under a file, or exists (without ``overwrite``)."""
+    out = Path(out)
+    if out.is_dir():
+        raise IsADirectoryError(f"{option} {out} is a folder; pass a file path such as {out / 'predicted.h5ad'}.")
+    _check_parents_and_existing(out, overwrite=overwrite, option=option)
 
 
 def check_output_folder(out: Path, *, overwrite: bool, option: str = "--out", replaces: str | None = None) -> None:
@@ -142,12 +147,7 @@ def check_output_folder(out: Path, *, overwrite: bool, option: str = "--out", re
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{option} {out} is a file; this command writes a folder there, so choose another path.")
-    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
-    if blocking is not None:
-        raise NotADirectoryError(f"{option} {out}: {blocking} is a file, not a folder; choose another path.")
-    _check_writable_parent(out, option)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{option} {out} already exists; pass --overwrite to replace it, or another path.")
+    _check_parents_and_existing(out, overwrite=overwrite, option=option)
     if out.is_dir() and replaces and not (out / replaces).exists() and any(out.iterdir()):
         found = sorted(p.name for p in out.iterdir())[:5]
         raise FileExistsError(f"{option} {out} is a folder without {replaces} (it holds {found}); --overwrite only "

@@ -27,7 +27,7 @@ import scipy.sparse as sp
 import torch
 
 from ..data.align import align_matrix
-from ..data.checks import DataError
+from ..data.checks import DataError, looks_like_counts
 from ..data.preprocess import get_matrix
 from ..data.spatial import graph_of, graph_settings
 from ..representations.pca import fit_pca
@@ -45,8 +45,8 @@ def prepare_expression(adata: ad.AnnData, *, layer: str | None = None, preproces
     """Dense float32 [n, genes] expression and the recipe applied.
 
     ``"auto"``: ``normalize_total`` + ``log1p`` when the values are non-negative and not on a log
-    scale (maximum above 30: counts, or counts per volume); left as they are otherwise (already
-    log-normalised, or scaled with negative values). ``"log1p"`` forces it, ``"none"`` skips it.
+    scale (integer counts, whatever their maximum, or a maximum above 30: counts per volume); left as
+    they are otherwise (already log-normalised, or scaled with negative values). ``"log1p"`` forces it, ``"none"`` skips it.
     """
     if preprocess not in ("auto", "log1p", "none"):
         raise ValueError(f"preprocess must be 'auto', 'log1p' or 'none'; got {preprocess!r}.")
@@ -57,7 +57,7 @@ def prepare_expression(adata: ad.AnnData, *, layer: str | None = None, preproces
     low, high = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
     recipe = preprocess
     if preprocess == "auto":
-        recipe = "log1p" if low >= 0 and high > 30 else "none"
+        recipe = "log1p" if low >= 0 and (high > 30 or looks_like_counts(x)) else "none"
     if recipe == "log1p":
         if low < 0:
             raise DataError(f"preprocess='log1p' needs non-negative expression, but the minimum is {low:.3g}; "

@@ -85,13 +85,13 @@ def test_pert_on_a_screen(screen_path, tmp_path):
 def test_errors_are_short_and_teach(kang_path, screen_path, tmp_path):
     result = runner.invoke(benchmark_app, ["pert", "--data", str(screen_path), "--out", str(tmp_path / "a"),
                                            "--preprocess", "none", *FAST])
-    assert result.exit_code == 1 and "log1p" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "log1p" in result.output and "Traceback" not in result.output
     result = runner.invoke(benchmark_app, ["oos", "--data", str(kang_path), "--out", str(tmp_path / "b"),
                                            "--contexts", "CD4T", *FAST])
-    assert result.exit_code == 1 and "type_0" in result.output
+    assert result.exit_code == 2 and "type_0" in result.output
     result = runner.invoke(benchmark_app, ["oos", "--data", str(kang_path), "--out", str(tmp_path / "c"),
                                            "--encoder", "no-such-encoder", *FAST])
-    assert result.exit_code == 1 and "pca" in result.output
+    assert result.exit_code == 2 and "pca" in result.output
     result = runner.invoke(benchmark_app, ["oos", "--data", str(kang_path), "--out", str(tmp_path / "d"),
                                            "--encoder-option", "n_components", "--quiet"])
     assert result.exit_code != 0 and "KEY=VALUE" in result.output

@@ -66,8 +66,8 @@ def represent(
                                seed=seed, device=device, progress=not quiet, out=out,
                                command=_command_line(ctx))
     except (DataError, ValueError, FileExistsError, FileNotFoundError, UnknownComponentError, PluginImportError) as error:
-        typer.secho(f"Error: {error}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(code=1) from None
+        typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=2) from None   # user errors exit 2, as in every command
     typer.echo(f"represent: {report['protocol']['n_reference']} reference, {report['protocol']['n_query']} query cells -> {out}")
     for name, m in report["results"].items():
         typer.echo(f"  {name}: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}, kNN purity {m['knn_purity']:.3f}, "

@@ -113,8 +113,8 @@ def _run(ctx: click.Context, threads: int | None, quiet: bool, **kwargs: Any) ->
     except (DataError, ValueError, FileExistsError, FileNotFoundError, UnknownComponentError, PluginImportError,
             NotFittedError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-        typer.secho(f"Error: {message}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(code=1) from None
+        typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=2) from None   # user errors exit 2, as in every command
     unit = "target" if report["protocol"] == "pert" else "context"
     typer.echo(f"{report['protocol'].upper()}: {len(report['contexts'])} {unit}s -> {kwargs['out']}")
     for label, means in report["means"].items():

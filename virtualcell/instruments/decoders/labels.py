@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from ...component import Decoder
-from ...execution import batched_apply, resolve_device
-from .mlp import Standardize, mlp
+from ...execution import resolve_device
+from .mlp import Standardize, apply_head, mlp
 
 __all__ = ["LabelDecoder", "fit_temperature", "expected_calibration_error"]
 
@@ -180,15 +180,8 @@ class LabelDecoder(Decoder):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Calibrated logits [n, classes] (``softmax`` of them: calibrated class probabilities)."""
         self._check_fitted()
-        if z.ndim != 2 or z.shape[1] != self.n_latent_in:
-            raise ValueError(f"LabelDecoder was fitted on representations of {self.n_latent_in} dims; got {tuple(z.shape)}.")
-        was_training = self.net.training
-        self.net.eval()
-        try:
-            logits = batched_apply(lambda rows: self.net(self.standardize(rows)), z.float(), batch_size=4096,
-                                   device=self.device)
-        finally:
-            self.net.train(was_training)
+        logits = apply_head(self.net, self.standardize, z, n_in=self.n_latent_in, what="LabelDecoder",
+                            device=self.device)
         return logits / self.log_temperature.exp().to(logits.device)
 
     def predict_proba(self, z: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,19 @@ def mlp(n_in: int, n_hidden: int, n_layers: int, n_out: int, dropout: float = 0.
     return nn.Sequential(*layers, nn.Linear(width, n_out))
 
 
+def apply_head(net: nn.Module, standardize: nn.Module, z: torch.Tensor, *, n_in: int, what: str,
+               device: torch.device | str | None) -> torch.Tensor:
+    """``net(standardize(z))`` in eval mode, in batches: [n, n_in] -> [n, outputs]; refuses another width."""
+    if z.ndim != 2 or z.shape[1] != n_in:
+        raise ValueError(f"{what} was fitted on representations of {n_in} dims; got {tuple(z.shape)}.")
+    was_training = net.training
+    net.eval()
+    try:
+        return batched_apply(lambda rows: net(standardize(rows)), z.float(), batch_size=4096, device=device)
+    finally:
+        net.train(was_training)
+
+
 class Standardize(nn.Module):
     """``(z - mean) / std`` with the training cells' statistics (buffers), so any UR's scale works."""
 
@@ -159,15 +172,7 @@ class MLPDecoder(Decoder):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Expected expression [n, genes] (log-normalised mean, or counts at the mean library for ``"nb"``)."""
         self._check_fitted()
-        if z.ndim != 2 or z.shape[1] != self.n_latent_in:
-            raise ValueError(f"MLPDecoder was fitted on representations of {self.n_latent_in} dims; got {tuple(z.shape)}.")
-        was_training = self.net.training
-        self.net.eval()
-        try:
-            out = batched_apply(lambda rows: self.net(self.standardize(rows)), z.float(), batch_size=4096,
-                                device=self.device)
-        finally:
-            self.net.train(was_training)
+        out = apply_head(self.net, self.standardize, z, n_in=self.n_latent_in, what="MLPDecoder", device=self.device)
         if self.config["likelihood"] == "nb":
             return torch.softmax(out, -1) * self.library_size.to(out.device)
         return out

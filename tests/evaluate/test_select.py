@@ -44,7 +44,7 @@ def test_candidate_specs_read_names_options_and_gene_space():
 def test_an_unknown_candidate_lists_the_registered_ones():
     with pytest.raises(ValueError, match=r"Unknown manipulator 'nope'.*Registered manipulators: \[.*latent-arithmetic"):
         parse_candidate("pca+nope")
-    with pytest.raises(ValueError, match="is a manipulator, not a encoder"):
+    with pytest.raises(ValueError, match="is a manipulator, not an encoder"):
         parse_candidate("mean-shift+latent-arithmetic")
 
 
@@ -54,6 +54,11 @@ def test_fewer_than_three_contexts_say_what_to_do_instead(adata):
         select_pipeline(two, candidates=CHEAP[:2], context_key="cell_type", progress=False)
     with pytest.raises(DataError, match="pass context_key"):
         select_pipeline(adata, candidates=CHEAP[:2], progress=False)
+
+
+def test_a_missing_fold_column_lists_the_columns(adata):
+    with pytest.raises(DataError, match=r"context key 'celltype' is not a column.*'cell_type'"):
+        select_pipeline(adata, candidates=CHEAP[:2], context_key="celltype", progress=False)
 
 
 def test_rank_entries_average_ranks_over_metrics_with_nan_last():

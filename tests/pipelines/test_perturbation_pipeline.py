@@ -166,7 +166,7 @@ def test_edited_artifact_and_unknown_component(data, tmp_path):
 
 
 def test_wrong_kind_is_refused():
-    with pytest.raises(TypeError, match="is a manipulator, not a encoder"):
+    with pytest.raises(TypeError, match="is a manipulator, not an encoder"):
         vc.PerturbationPipeline(encoder="mean-shift")
 
 

@@ -90,7 +90,7 @@ def test_roles_swapped_with_a_re_signed_record_fail_the_kind_check(two_saved):
     with pytest.raises(TamperedArtifactError, match="The encoder of .* holds a manipulator"):
         vc.PerturbationPipeline.load(a)
     _resign_spec(a, lambda spec: spec["kinds"].update(encoder="manipulator", manipulator="encoder"))
-    with pytest.raises(ArtifactError, match="the encoder role holds a manipulator"):
+    with pytest.raises(ArtifactError, match="the encoder role holds a component of kind manipulator"):
         vc.PerturbationPipeline.load(a)
 
 

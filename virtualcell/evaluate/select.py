@@ -182,7 +182,7 @@ def select_pipeline(adata: ad.AnnData, *, candidates: Sequence[Any] | str | None
     Returns:
         a :class:`Selection`; ``selection.pipeline`` is fitted and saves like any pipeline.
     """
-    from ..data.fields import condition_labels
+    from ..data.fields import condition_labels, require_obs
     from ..data.preprocess import Preprocessing
 
     started = time.perf_counter()
@@ -191,6 +191,8 @@ def select_pipeline(adata: ad.AnnData, *, candidates: Sequence[Any] | str | None
         raise DataError("select needs folds: pass context_key (leave one context out, >= 3 contexts) or "
                         "replicate_key (leave one replicate out, >= 2 replicates).")
     labels = condition_labels(adata, condition_key)
+    require_obs(adata, context_key, role="context")
+    require_obs(adata, replicate_key, role="replicate")
     if control not in set(labels):
         raise DataError(f"Control label {control!r} is not in adata.obs[{condition_key!r}]; found "
                         f"{sorted(set(labels))[:20]}. Pass control=<the label of unperturbed cells>.")

@@ -110,7 +110,7 @@ def _checked(spec: dict[str, Any], kind: str, where: str) -> dict[str, Any]:
         raise ValueError(f"Unknown {kind} {name!r} in candidate {where!r}. Registered {kind}s: {_known(kind)}. "
                          "A candidate is encoder+manipulator[+decoder], or one manipulator name (gene space).") from None
     if cls.kind != kind:
-        raise ValueError(f"{name!r} in candidate {where!r} is a {cls.kind}, not a {kind}. Registered {kind}s: "
+        raise ValueError(f"{name!r} in candidate {where!r} is {_article(cls.kind)} {cls.kind}, not {_article(kind)} {kind}. Registered {kind}s: "
                          f"{_known(kind)}. Write encoder+manipulator[+decoder].")
     return {**spec, "name": registry.name_of(cls)}
 
@@ -200,3 +200,8 @@ def parse_candidates(specs: "Sequence[str | Mapping[str, Any] | Candidate] | str
     if duplicates:
         raise ValueError(f"Candidates {duplicates} are listed twice; give each once.")
     return candidates
+
+
+def _article(word: str) -> str:
+    """'an' before a vowel ('an encoder'), else 'a'."""
+    return "an" if word[:1].lower() in "aeiou" else "a"

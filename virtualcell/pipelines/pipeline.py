@@ -46,7 +46,7 @@ def resolve_component(spec: "str | Mapping[str, Any] | Component | None", kind: 
     else:
         raise TypeError(f"{kind} must be a registered name, a dict with 'name', or a component; got {type(spec).__name__}.")
     if component is not None and component.kind != kind:
-        raise TypeError(f"{type(component).__name__} is a {component.kind}, not a {kind}.")
+        raise TypeError(f"{type(component).__name__} is a {component.kind}, not {'an' if kind == 'encoder' else 'a'} {kind}.")
     return component
 
 
@@ -174,7 +174,7 @@ def _check_kind(cls: type, role: str, kind: str | None, path: Path) -> None:
     if cls.roles and role not in cls.roles:
         raise ArtifactError(f"{path}: {cls.__name__} has roles {list(cls.roles)}, not {role!r}.")
     if role in KINDS and kind is not None and kind != role:
-        raise ArtifactError(f"{path}: the {role} role holds a {kind}; a {cls.__name__}'s {role} must be a {role}.")
+        raise ArtifactError(f"{path}: the {role} role holds a component of kind {kind}; a {cls.__name__}'s {role} must be of kind {role}.")
 
 
 def _read_spec(path: Path) -> dict[str, Any]:

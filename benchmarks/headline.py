@@ -12,9 +12,10 @@ import json
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
-RUNS = ["selection/valid-oos-auto.json", "harness/valid-oos-vae.json", "harness/valid-oos-pca.json"]
+RUNS = ["selection/valid-oos-auto.json", "harness/valid-oos-vae.json", "harness/valid-oos-cgan.json",
+        "harness/valid-oos-pca.json"]
 COLUMNS = ["r2_mean_all", "r2_mean_top100", "pearson_delta", "edistance_ratio", "mmd_ratio", "std_ratio_top100"]
-ORDER = ["auto", "vae+latent-arithmetic", "pca+latent-arithmetic", "mean-shift", "control", "noise-ceiling"]
+ORDER = ["auto", "vae+latent-arithmetic", "vae+cgan", "pca+latent-arithmetic", "mean-shift", "control", "noise-ceiling"]
 
 
 def headline() -> str:

@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..evaluate.commands import (ConditionKey, Control, Data, Device, ManipulatorOptions, NTop, Out,
-                                 Overwrite, Quiet, Seed, Threads, _command_line, benchmark_app, parse_list,
+from ..evaluate.commands import (ConditionKey, Control, CountsPreprocess, Data, Device, DropConditions,
+                                 ManipulatorOptions, NTop, Out, Overwrite, Quiet, Seed, Threads, _command_line, benchmark_app, parse_list,
                                  parse_options)
 
 NoBaselines = Annotated[bool, typer.Option("--no-baselines", help="Skip mean-perturbation, nearest-target and control.")]
@@ -29,11 +29,10 @@ def pert_unseen(
     encoder: Annotated[str, typer.Option("--encoder", help="Registered encoder.")] = "identity-encoder",
     condition_key: ConditionKey = "condition",
     control: Control = "control",
-    drop_conditions: Annotated[str, typer.Option(
-        "--drop-conditions", help="Comma-separated condition labels removed before anything else.")] = "ambiguous",
+    drop_conditions: DropConditions = "ambiguous",
     targets: Annotated[Optional[str], typer.Option("--targets", help="Comma-separated targets to hold out.")] = None,
     min_cells: Annotated[int, typer.Option("--min-cells", help="Fewest cells of a held-out target.")] = 100,
-    preprocess: Annotated[str, typer.Option("--preprocess", help="log1p (counts), none or kang-full.")] = "log1p",
+    preprocess: CountsPreprocess = "log1p",
     seed: Seed = 0,
     no_baselines: NoBaselines = False,
     n_top: NTop = 100,

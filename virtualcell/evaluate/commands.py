@@ -46,6 +46,9 @@ Threads = Annotated[Optional[int], typer.Option("--threads", min=1, help="torch 
 NoPlots = Annotated[bool, typer.Option("--no-plots", help="Skip the PNG plots.")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the results already in --out.")]
+DropConditions = Annotated[str, typer.Option(
+    "--drop-conditions", help="Comma-separated condition labels removed before anything else.")]
+CountsPreprocess = Annotated[str, typer.Option("--preprocess", help="log1p (counts), none or kang-full.")]
 NSamples = Annotated[int, typer.Option(
     "--n-samples", help="With N >= 2, also predict N populations per unit and report coverage90 and interval width.")]
 
@@ -193,11 +196,10 @@ def pert(
     holdout: Annotated[str, typer.Option("--holdout", help="The replicate held out for testing.")] = "rep_3",
     train_replicates: Annotated[Optional[str], typer.Option(
         "--train-replicates", help="Comma-separated training replicates (default: all but --holdout).")] = None,
-    drop_conditions: Annotated[str, typer.Option(
-        "--drop-conditions", help="Comma-separated condition labels removed before anything else.")] = "ambiguous",
+    drop_conditions: DropConditions = "ambiguous",
     targets: Annotated[Optional[str], typer.Option("--targets", help="Comma-separated targets to evaluate.")] = None,
     min_cells: Annotated[int, typer.Option("--min-cells", help="Fewest cells of a target in --holdout.")] = 100,
-    preprocess: Annotated[str, typer.Option("--preprocess", help="log1p (counts), none or kang-full.")] = "log1p",
+    preprocess: CountsPreprocess = "log1p",
     seed: Seed = 0,
     no_baselines: NoBaselines = False,
     n_top: NTop = 100,

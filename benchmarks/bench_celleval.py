@@ -62,7 +62,29 @@ def _score(folder: Path, data, out: Path, threads: int) -> dict:
             "cell_eval": {k: (float(v) if v is not None else None) for k, v in means.items()},
             "cell_eval_per_target": {row["perturbation"]: {k: row.get(k) for k in THEIRS}
                                      for row in per_target.to_dicts()},
-            "seconds_cell_eval": time.perf_counter() - start, "run": str(folder)}
+            "seconds_cell_eval": time.perf_counter() - start, "run": str(folder),
+            "overlap_explained": _overlap_explained(out / "cell-eval", per_target)}
+
+
+def _overlap_explained(outdir: Path, per_target) -> dict:
+    """Why cell-eval's ``overlap_at_N`` sits far below our ``de_overlap_top100``: it keeps only genes with
+    FDR < 0.05 on each side, takes N = the real side's count, and scores 0 where the real cells have none.
+
+    Read from the DE tables cell-eval wrote (``real_de.csv``, ``pred_de.csv``): per target the number of
+    significant genes of each side, and the mean overlap over the targets with at least one real one.
+    """
+    import pandas as pd
+
+    real, pred = (pd.read_csv(outdir / f"{side}_de.csv") for side in ("real", "pred"))
+    targets = sorted(set(real["target"]))
+    n_real = real[real["fdr"] < 0.05].groupby("target").size().reindex(targets, fill_value=0)
+    n_pred = pred[pred["fdr"] < 0.05].groupby("target").size().reindex(targets, fill_value=0)
+    overlap = {row["perturbation"]: row.get("overlap_at_N") for row in per_target.to_dicts()}
+    with_degs = [t for t in targets if n_real[t] > 0 and overlap.get(t) is not None]
+    return {"n_targets": len(targets), "targets_without_real_significant_genes": int((n_real == 0).sum()),
+            "median_real_significant_genes": float(n_real.median()),
+            "median_predicted_significant_genes": float(n_pred.median()),
+            "overlap_at_N_where_real_has_some": float(np.mean([overlap[t] for t in with_degs])) if with_degs else None}
 
 
 def _agreement(entry: dict) -> dict:

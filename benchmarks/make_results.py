@@ -16,7 +16,6 @@ import argparse
 import importlib.util
 import os
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 
@@ -81,9 +80,9 @@ def build(folder: Path | None = None) -> tuple[str, list[str]]:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"      # created by open: 0o666 minus the umask
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with open(tmp, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, path)
     except BaseException:

@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import sys
 from pathlib import Path
-from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from markdown import markdown_table  # noqa: E402
 
 FOLDER = Path(__file__).resolve().parent / "results" / "harness"
 RUN_ORDER = ("valid-oos", "valid-ood", "full-oos", "full-ood", "pert")
@@ -26,23 +29,10 @@ CONTEXT_COLUMNS = ("r2_mean_all", "r2_mean_top100", "pearson_delta", "edistance_
                    "edistance_control", "std_ratio_top100", "discrimination", "coverage90")
 
 
-def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.1f}" if abs(value) >= 100 else f"{value:.3f}"
-    return str(value)
-
-
 def _median(per_unit: dict, key: str) -> float | None:
     """Median over units of a metric (finite values only), from the per-unit results."""
     values = [v[key] for v in per_unit.values() if isinstance(v.get(key), (int, float)) and math.isfinite(v[key])]
     return float(statistics.median(values)) if values else None
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows])
 
 
 def _runs() -> list[tuple[str, dict]]:
@@ -89,11 +79,11 @@ def _run_section(name: str, report: dict) -> str:
         f"virtualcell git {str(report.get('source', {}).get('git_commit'))[:10]}"
         + (" + uncommitted changes" if report.get("source", {}).get("git_dirty") else "") + ".", "",
         _wins(report), "",
-        f"Mean over {unit}s:", "", _table(["method", f"n_{unit}s", *columns], means), "",
+        f"Mean over {unit}s:", "", markdown_table(["method", f"n_{unit}s", *columns], means), "",
         *([f"Median over {unit}s of the distribution ratios (`edistance_control` = E(C, S), their denominator: "
            "where it is near 0 the real effect is within noise and the ratios are meaningless):", "",
-           _table(["method", *ratio_columns], medians), ""] if medians else []),
-        f"Per {unit}:", "", _table([unit, "method", *context_columns], rows), ""])
+           markdown_table(["method", *ratio_columns], medians), ""] if medians else []),
+        f"Per {unit}:", "", markdown_table([unit, "method", *context_columns], rows), ""])
 
 
 def _celleval_section() -> str:
@@ -111,7 +101,23 @@ def _celleval_section() -> str:
     return "\n".join(["### PERT: cell-eval beside our metrics", "", f"`{data['command']}`", "",
                       f"cell-eval {data.get('cell_eval_version')}, `MetricsEvaluator(...).compute(profile=\"full\")`, "
                       "means over targets; Spearman columns: agreement of the per-target scores "
-                      "(our discrimination inverted).", "", _table(header, rows), ""])
+                      "(our discrimination inverted).", "", markdown_table(header, rows), "", _overlap_note(data), ""])
+
+
+def _overlap_note(data: dict) -> str:
+    """Where cell-eval's overlap_at_N and our de_overlap_top100 disagree, and why (from the DE tables)."""
+    rows = [[e["label"], e["ours"].get("de_overlap_top100"), e["cell_eval"].get("overlap_at_N"),
+             x["overlap_at_N_where_real_has_some"], f"{x['targets_without_real_significant_genes']}/{x['n_targets']}",
+             x["median_real_significant_genes"], x["median_predicted_significant_genes"]]
+            for e in data["methods"] if (x := e.get("overlap_explained"))]
+    if not rows:
+        return ""
+    header = ["method", "ours de_overlap_top100", "cell-eval overlap_at_N", "overlap_at_N where real has FDR<0.05 genes",
+              "targets with no real FDR<0.05 gene", "median real FDR<0.05 genes", "median predicted FDR<0.05 genes"]
+    return ("Why the DE overlaps disagree: cell-eval's `overlap_at_N` keeps only genes with FDR < 0.05 on each side "
+            "(sorted by |log2 fold change|), takes N = the real side's count, and scores 0 where the real cells have "
+            "none; ours always compares the top 100 genes by Wilcoxon score. Most CRISPR targets here move few genes "
+            "measurably, so the two answer different questions:\n\n" + markdown_table(header, rows))
 
 
 def _reference_section() -> str:
@@ -125,7 +131,7 @@ def _reference_section() -> str:
     return "\n".join(["### Check against EVALUATION.md's reference figures (Kang valid, mean-shift)", "",
                       f"`{data['command']}`", "",
                       "EVALUATION.md's mean-shift is unclamped; the harness's `mean-shift` row (a pipeline) is "
-                      "clamped at 0 like every prediction.", "", _table(["context", "form", *keys], rows), ""])
+                      "clamped at 0 like every prediction.", "", markdown_table(["context", "form", *keys], rows), ""])
 
 
 def render() -> str:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from markdown import markdown_table  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pert_unseen"
 METRICS = ("pearson_delta", "discrimination", "r2_mean_top100", "pearson_delta_top100", "de_overlap_top100",
@@ -13,11 +17,6 @@ BASELINE = "mean-perturbation"
 
 def _fmt(value) -> str:
     return "–" if value is None else f"{value:.3f}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] +
-                     ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def _wins(report: dict, label: str, metric: str, higher_is_better: bool) -> tuple[int, int]:
@@ -60,10 +59,10 @@ def render_run(report: dict, run: str = "") -> str:
         lines += ["Protocol, fixed before any run (nothing tuned on held-out targets):", ""]
         lines += [f"- {' '.join(item.split())}" for item in items] + [""]
     lines += ["Means over the held-out targets (discrimination: 0 best, 0.5 chance; ratios: below 1 beats control):", "",
-              _table(["method", *METRICS], [[label, *(_fmt(report["means"][label].get(m)) for m in METRICS)]
+              markdown_table(["method", *METRICS], [[label, *(_fmt(report["means"][label].get(m)) for m in METRICS)]
                                             for label in labels]), ""]
     lines += ["Per target, pearson_delta / discrimination:", "",
-              _table(["target", *labels], [[t, *(f"{_fmt(report['results'][lab][t].get('pearson_delta'))} / "
+              markdown_table(["target", *labels], [[t, *(f"{_fmt(report['results'][lab][t].get('pearson_delta'))} / "
                                                  f"{_fmt(report['results'][lab][t].get('discrimination'))}"
                                                  for lab in labels)] for t in report["common_targets"]]), ""]
     lines += ["Against the goal (beat mean-perturbation on the mean and on most targets):", ""]

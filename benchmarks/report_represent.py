@@ -9,9 +9,12 @@ Every table is headed by the exact command that produced its numbers (recorded i
 from __future__ import annotations
 
 import json
-import math
+import sys
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from markdown import markdown_table  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 FOLDER = HERE / "results" / "represent"
@@ -20,19 +23,6 @@ REPRESENT_COLUMNS = ("accuracy", "macro_f1", "ece", "mean_confidence", "knn_puri
                      "silhouette_condition", "n_latent", "fit_seconds", "encode_seconds")
 OOS_COLUMNS = ("r2_mean_all", "r2_mean_top100", "pearson_delta", "pearson_delta_top100", "edistance_ratio",
                "mmd_ratio", "std_ratio_top100", "seconds_train")
-
-
-def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.1f}" if abs(value) >= 100 else f"{value:.3f}"
-    return str(value)
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows])
 
 
 def _load(path: Path) -> dict | None:
@@ -53,7 +43,7 @@ def _represent(report: dict) -> str:
              f"{protocol['n_genes']} genes, labels `{protocol['label_key']}` ({len(protocol['classes'])} classes, "
              f"without {', '.join(protocol['exclude_labels'])}); at most {protocol['max_cells']} cells per condition; "
              f"seed {report['seed']}; {_machine(report)}.", "",
-             _table(["encoder", *REPRESENT_COLUMNS], rows)]
+             markdown_table(["encoder", *REPRESENT_COLUMNS], rows)]
     if "transformer" in results:
         baselines = {k: results[k]["macro_f1"] for k in ("pca", "vae") if k in results}
         if baselines:
@@ -76,7 +66,7 @@ def _throughput(report: dict) -> str:
         f"One epoch on {report['n_cells']} Kang control cells (expressed HVGs per cell: median {genes['median']:.0f}, "
         f"90th percentile {genes['p90']:.0f}), each configuration in a fresh process; {_machine(report)}. "
         "Peak memory is the process's peak resident memory minus its resident memory just before `fit`.", "",
-        _table(["configuration", "cells", "tokens", "hidden", "layers", "train cells/s", "encode cells/s",
+        markdown_table(["configuration", "cells", "tokens", "hidden", "layers", "train cells/s", "encode cells/s",
                 "peak over before fit (MB)", "peak RSS (MB)"], rows)])
 
 
@@ -87,7 +77,7 @@ def _select(report: dict) -> str:
         f"`{report['command']}`", "",
         f"{report['protocol']}; {_machine(report)}. Winner: **{report['winner']}** (used by the runs below "
         "whose commands carry its options). The stimulated cells are not read.", "",
-        _table(["candidate", "options", "macro-F1 (control half)", "seconds"], rows)])
+        markdown_table(["candidate", "options", "macro-F1 (control half)", "seconds"], rows)])
 
 
 def _oos_rows(report: dict, labels: list[str]) -> list[list[Any]]:
@@ -100,11 +90,11 @@ def _oos(transformer: dict, vae: dict | None) -> str:
              f"`{transformer['command']}`", "",
              f"Means over {len(transformer['contexts'])} held-out cell types; seed {transformer['seed']}; "
              f"{_machine(transformer)}.", "",
-             _table(["method", *OOS_COLUMNS], _oos_rows(transformer, [method, "mean-shift", "control", "noise-ceiling"]))]
+             markdown_table(["method", *OOS_COLUMNS], _oos_rows(transformer, [method, "mean-shift", "control", "noise-ceiling"]))]
     if vae is not None:
         vae_label = vae["method"]["label"]
         lines += ["", "The VAE's latent arithmetic, same protocol (the harness's run):", "", f"`{vae['command']}`", "",
-                  _table(["method", *OOS_COLUMNS], _oos_rows(vae, [vae_label, "mean-shift"]))]
+                  markdown_table(["method", *OOS_COLUMNS], _oos_rows(vae, [vae_label, "mean-shift"]))]
     ours, shift = transformer["means"][method]["pearson_delta"], transformer["means"]["mean-shift"]["pearson_delta"]
     per = transformer["results"]
     wins = sum(per[method][c]["pearson_delta"] > per["mean-shift"][c]["pearson_delta"] for c in transformer["contexts"])

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from markdown import markdown_table  # noqa: E402
 
 FOLDER = Path(__file__).resolve().parent / "results" / "spatial"
 METHOD_ORDER = ("graph", "pca", "neighbour-average")
@@ -18,10 +22,12 @@ def _load(task: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _fmt(v) -> str:
+    return f"{v:.3f}" if isinstance(v, float) and abs(v) < 1 else (f"{v:.2f}" if isinstance(v, float) else str(v))
+
+
 def _table(header: list[str], rows: list[list]) -> str:
-    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) and abs(v) < 1 else (f"{v:.2f}" if isinstance(v, float) else str(v))
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows])
+    return markdown_table(header, rows, _fmt)
 
 
 def _machine(run: dict) -> str:

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from markdown import markdown_table  # noqa: E402
 
 FOLDER = Path(__file__).resolve().parent / "results" / "store"
 
@@ -17,13 +21,14 @@ def _load(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
 def _table(header: list[str], rows: list[list]) -> str:
-    def fmt(v):
-        if isinstance(v, float):
-            return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
-        return f"{v:,}" if isinstance(v, int) else str(v)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows])
+    return markdown_table(header, rows, _fmt)
 
 
 def _head(run: dict) -> str:

@@ -5,7 +5,8 @@
 #   flock /tmp/vc-bench.lock nice benchmarks/run_harness.sh [stage ...]
 #
 # stages: valid-oos-pca valid-oos-vae valid-ood-pca valid-ood-vae full-oos-pca full-oos-vae full-ood-pca
-#         full-ood-vae pert-pca pert-vae valid-oos-cgan valid-oos-diffusion
+#         full-ood-vae pert-pca pert-vae valid-oos-cgan valid-oos-diffusion valid-ood-cgan valid-ood-diffusion
+#         full-oos-cgan full-ood-cgan full-oos-diffusion full-ood-diffusion pert-cgan pert-diffusion
 # Environment: DATA, OUT, THREADS (default 2 here), SEED (see benchmarks/env.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +39,22 @@ stage() {
     pert-vae)      run_benchmark "harness/$s" pert --data "$PAPALEXI" --preprocess log1p --encoder vae --manipulator latent-arithmetic ;;
     valid-oos-cgan) run_benchmark "harness/$s" oos --data "$VALID" --encoder vae --manipulator cgan --n-samples 20 ;;
     valid-oos-diffusion) run_benchmark "harness/$s" oos --data "$VALID" --encoder vae --manipulator diffusion --n-samples 20 ;;
+    # the sampling manipulators beyond Kang valid OOS, each with 20 samples for coverage90
+    valid-ood-cgan) run_benchmark "harness/$s" ood --data "$VALID" --encoder vae --manipulator cgan --n-samples 20 ;;
+    valid-ood-diffusion) run_benchmark "harness/$s" ood --data "$VALID" --encoder vae --manipulator diffusion --n-samples 20 ;;
+    # Kang full: the VAE at 20 epochs as above
+    full-oos-cgan) run_benchmark "harness/$s" oos --data "$FULL" "${full[@]}" --encoder vae --manipulator cgan --n-samples 20 \
+                     --encoder-option max_epochs=20 ;;
+    full-ood-cgan) run_benchmark "harness/$s" ood --data "$FULL" "${full[@]}" --encoder vae --manipulator cgan --n-samples 20 \
+                     --encoder-option max_epochs=20 ;;
+    full-oos-diffusion) run_benchmark "harness/$s" oos --data "$FULL" "${full[@]}" --encoder vae --manipulator diffusion \
+                     --n-samples 20 --encoder-option max_epochs=20 ;;
+    full-ood-diffusion) run_benchmark "harness/$s" ood --data "$FULL" "${full[@]}" --encoder vae --manipulator diffusion \
+                     --n-samples 20 --encoder-option max_epochs=20 ;;
+    # Papalexi: one fit serves every target, so the VAE keeps its defaults
+    pert-cgan)     run_benchmark "harness/$s" pert --data "$PAPALEXI" --preprocess log1p --encoder vae --manipulator cgan --n-samples 20 ;;
+    pert-diffusion) run_benchmark "harness/$s" pert --data "$PAPALEXI" --preprocess log1p --encoder vae --manipulator diffusion \
+                     --n-samples 20 ;;
     *) echo "unknown stage $s" >&2; exit 2 ;;
   esac
   keep "$s"

@@ -20,10 +20,14 @@ for row in selection["table"]:                       # ranked by mean rank over 
     print(f"{row['entry']:<42} mean rank {row['mean_rank']:.2f} ± {row['rank_sd']:.2f}  "
           f"pearson_delta {row['pearson_delta_mean']:.3f}  edistance_ratio {row['edistance_ratio_mean']:.3f}")
 print("winner:", selection["winner"], f"(select took {selection['seconds']['work_multiplier']:.0f}x one fit)")
+if selection["spread"]["used"]:                      # '<entry>+spread': per-gene spread factors learnt by inner CV
+    factors = selection["spread"]["factors"][selection["winner"].removesuffix("+spread")]
+    print(f"spread factors: median {factors['median']:.2f}, 10-90% {factors['q10']:.2f}-{factors['q90']:.2f}")
 
 control = adata[((adata.obs.cell_type == "type_0") & (adata.obs.condition == "control")).to_numpy()]
 predicted = pipeline.predict(control, target="stimulated")
 scores = perturbation_metrics(predicted.X, adata[held_out].X, control.X, list(adata.var_names), n_top=30,
                               reference=train[(train.obs.cell_type != "type_0").to_numpy()].X)
-print("held-out type_0:", {k: round(scores[k], 3) for k in ("pearson_delta", "edistance_ratio", "r2_mean_top30")})
+print("held-out type_0:", {k: round(scores[k], 3) for k in ("pearson_delta", "edistance_ratio", "r2_mean_top30",
+                                                              "std_ratio_top30")})
 pipeline.save("chosen-pipeline", overwrite=True)

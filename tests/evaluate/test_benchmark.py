@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import anndata as ad
 import numpy as np
@@ -88,6 +89,10 @@ def test_outputs_exist_and_parse(kang_like, tmp_path):
     report = run_benchmark(kang_like, "oos", out=tmp_path, **FAST)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["status"] == "complete" and saved["protocol"] == "oos"
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for written in (tmp_path / "results.json", *(tmp_path / "predictions").glob("*.h5ad")):
+        assert written.stat().st_mode & 0o777 == 0o666 & ~umask          # not mkstemp's 0o600
     assert saved["contexts"] == ["type_0", "type_1", "type_2"]
     assert set(saved["results"]) == {"pca+latent-arithmetic", "control", "mean-shift", "noise-ceiling"}
     assert saved["method"]["components"]["encoder"] == {"name": "pca", "class": "PCAEncoder", "config": {"n_components": 5}}

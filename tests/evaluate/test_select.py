@@ -71,9 +71,9 @@ def test_rank_entries_average_ranks_over_metrics_with_nan_last():
 
 def test_selection_ranks_the_candidates_and_fits_the_winner(adata, selection, tmp_path):
     table = selection.table
-    assert set(table["entry"]) == {*CHEAP, "ensemble"}
+    assert set(table["entry"]) == {*CHEAP, "ensemble", *(f"{e}+spread" for e in [*CHEAP, "ensemble"])}
     assert table["mean_rank"].is_monotonic_increasing
-    assert table.iloc[-1]["entry"] == "control"                              # no change: last on every unit
+    assert set(table.iloc[-2:]["entry"]) == {"control", "control+spread"}    # no change: last on every unit
     assert {"pearson_delta_mean", "edistance_ratio_sd", "r2_mean_top20_mean"} <= set(table.columns)
     report = selection.report
     assert report["winner"] == table.iloc[0]["entry"] and len(report["folds"]) == 4
@@ -95,7 +95,7 @@ def test_the_pipeline_verb_and_the_ensemble_weights_come_from_inner_cv_only(adat
     per_fold = selection.report["ensemble_weights_per_fold"]
     assert set(per_fold) == {"type_0", "type_1", "type_2", "type_3"}          # each fitted without its own fold
     pipe = vc.PerturbationPipeline.select(adata, candidates=CHEAP[:2], context_key="cell_type", n_top=20,
-                                          ensemble=False, progress=False)
+                                          ensemble=False, spread=False, progress=False)
     assert pipe.metadata["selection"]["winner"] == "mean-shift"
 
 
@@ -192,3 +192,27 @@ def test_edistance_ranks_by_its_numerator_when_the_control_distance_is_not_posit
     scores = {"a": {"u": {"edistance_ratio": 2.0, "edistance_control": -0.1}},
               "b": {"u": {"edistance_ratio": 0.5, "edistance_control": -0.1}}}
     assert rank_entries(scores, {"edistance_ratio": -1}).loc["u"].to_dict() == {"a": 1.0, "b": 2.0}
+
+
+def test_predict_loads_what_select_saved_whichever_kind_won(adata, tmp_path):
+    from virtualcell.cli import app
+    from virtualcell.registry.errors import ArtifactError
+
+    path = tmp_path / "data.h5ad"
+    adata.write_h5ad(path)
+    control = adata[adata.obs["condition"] == "control"].copy()
+    control.write_h5ad(tmp_path / "control.h5ad")
+    runner = CliRunner()
+    for name, extra in (("single", ["--no-ensemble", "--no-spread"]), ("combined", [])):
+        result = runner.invoke(app, ["select", "--data", str(path), "--context-key", "cell_type", "--quiet",
+                                     "--candidates", "control,pca(n_components=3)+latent-arithmetic",
+                                     "--out", str(tmp_path / name), *extra])
+        assert result.exit_code == 0, result.output
+        result = runner.invoke(app, ["predict", "--pipeline", str(tmp_path / name), "--data",
+                                     str(tmp_path / "control.h5ad"), "--target", "stimulated",
+                                     "--out", str(tmp_path / f"{name}.h5ad")])
+        assert result.exit_code == 0, result.output
+    # here the combination wins (seeded data), so predict had to read an EnsemblePipeline
+    assert json.loads((tmp_path / "combined" / "pipeline.json").read_text())["class"] == "EnsemblePipeline"
+    with pytest.raises(ArtifactError, match="load_selected"):       # the plain loader names the one that reads it
+        vc.PerturbationPipeline.load(tmp_path / "combined")

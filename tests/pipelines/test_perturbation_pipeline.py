@@ -147,7 +147,6 @@ def test_empty_group(data):
 
 
 def test_edited_artifact_and_unknown_component(data, tmp_path):
-    import json
 
     _, train, ctrl, _ = data
     path = _fit(train).save(tmp_path / "pipe")

@@ -133,14 +133,14 @@ def predict(
     seed: int = typer.Option(0, help="Seed."),
     overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
 ) -> None:
-    """Predict cells under a target condition with a saved pipeline; writes an .h5ad."""
+    """Predict cells under a target condition with a saved pipeline (from fit or select); writes an .h5ad."""
     from ..evaluate.report import write_h5ad
-    from ..pipelines import PerturbationPipeline
+    from ..evaluate.select import load_selected
 
     device = cli_device(device)
     refuse_overwriting_input(out, data, pipeline)
     check_output_file(out, overwrite=overwrite)
-    model = PerturbationPipeline.load(pipeline, device=device)
+    model = load_selected(pipeline, device=device)
     adata = read_h5ad(data)
     if cells:
         adata = select_cells(adata, cells)

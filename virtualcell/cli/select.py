@@ -56,6 +56,8 @@ def select(
                                    "vae(max_epochs=20)+latent-arithmetic, ... (default: a small CPU-friendly set)."),
     preprocess: str = typer.Option("none", "--preprocess", help="none (X is log-normalised), log1p or kang-full."),
     no_ensemble: bool = typer.Option(False, "--no-ensemble", help="Do not consider the stacked ensemble."),
+    no_spread: bool = typer.Option(False, "--no-spread",
+                                   help="Do not consider spread-calibrated entries (<entry>+spread)."),
     min_cells: int = typer.Option(10, "--min-cells", help="Fewest control / perturbed cells of an inner unit."),
     max_cells: Optional[int] = typer.Option(
         None, "--max-cells", help="Subsample each (fold, condition) group to this many cells for the inner CV."),
@@ -90,7 +92,8 @@ def select(
     selection = select_pipeline(adata, candidates=specs, condition_key=condition_key, control=control,
                                 context_key=context_key, replicate_key=replicate_key,
                                 preprocess=None if preprocess.lower() == "none" else preprocess,
-                                ensemble=not no_ensemble, min_cells=min_cells, max_cells=max_cells, n_jobs=n_jobs,
+                                ensemble=not no_ensemble, spread=not no_spread, min_cells=min_cells,
+                                max_cells=max_cells, n_jobs=n_jobs,
                                 seed=seed, progress=not quiet)
     report = selection.report
     console = Console(width=None if Console().is_terminal else 160)

@@ -31,7 +31,6 @@ def domains(
     seed: int = typer.Option(0, help="Seed of training and clustering."),
 ) -> None:
     """Find spatial domains (layers, regions) from coordinates and expression; write obs['domain']."""
-    import tempfile
 
     from ..pipelines.domain_plot import plot_spatial_domains
     from ..pipelines.domains import REPRESENTATION_KEYS, spatial_domains
@@ -53,14 +52,9 @@ def domains(
                                    key_added=key_added, seed=seed, return_encoder=True)
         if save_encoder is not None:
             model.save(save_encoder)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out.parent, suffix=".h5ad", delete=False) as handle:
-            tmp = Path(handle.name)
-        try:
-            adata.write_h5ad(tmp)
-            tmp.replace(out)
-        finally:
-            tmp.unlink(missing_ok=True)
+        from ..evaluate.report import write_h5ad
+
+        write_h5ad(adata, out)
         if plot is not None:
             plot_spatial_domains(adata, key=key_added, spatial_key=spatial_key, section_key=section_key, path=plot,
                                  title=f"{method} domains of {data.name}")

@@ -155,11 +155,14 @@ def query(
         obs = embedding_store.obs(key, state=state)
         names = [str(n) for n in obs.index[rows]]
         if out is not None:
+            from ..evaluate.report import atomic_write, write_h5ad
+
             if out.suffix == ".h5ad":
-                neighbours_anndata(embedding_store, key, found, distances, query_names=names).write_h5ad(out)
+                write_h5ad(neighbours_anndata(embedding_store, key, found, distances, query_names=names), out)
             else:
                 frame = neighbours_frame(embedding_store, key, found, distances, query_names=names)
-                frame.to_csv(out, sep="\t", index=False) if out.suffix == ".tsv" else frame.to_parquet(out, index=False)
+                atomic_write(out, lambda tmp: frame.to_csv(tmp, sep="\t", index=False) if out.suffix == ".tsv"
+                             else frame.to_parquet(tmp, index=False))
     except ImportError as error:
         fail(f"{error}; writing parquet needs pyarrow: pip install 'virtualcell[parquet]'.")
     except (StoreError, ValueError, KeyError) as error:

@@ -276,7 +276,7 @@ def run_benchmark(
                 if is_auto(m.manipulator):   # what the inner CV chose on this task's training cells
                     chosen = pipeline.metadata["selection"]
                     report.setdefault("selection", {})[task.name] = {
-                        k: chosen[k] for k in ("winner", "table", "ensemble_weights", "folds", "seconds")}
+                        k: chosen.get(k) for k in ("winner", "table", "ensemble_weights", "spread", "folds", "seconds")}
             _, pipeline, seconds_train = fitted[m.label]
             source_cells = _subset(x, obs, genes, task.source, columns)
             start = time.perf_counter()

@@ -7,7 +7,7 @@ import json
 import math
 import os
 import platform
-import tempfile
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -37,11 +37,14 @@ METRIC_ORDER = ("r2_mean_all", "r2_mean_top100", "pearson_delta", "pearson_delta
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], Any]) -> Path:
-    """Call ``write(tmp_path)`` then move the file onto ``path`` in one step (no half-written files)."""
+    """Call ``write(tmp_path)`` then move the file onto ``path`` in one step (no half-written files).
+
+    ``write`` creates the file itself, so it gets ordinary permissions (0o666 minus the umask; a
+    ``mkstemp`` file would stay 0o600, unreadable to the group).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(handle)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp{path.suffix}"
     try:
         write(Path(tmp))
         os.replace(tmp, path)
@@ -200,7 +203,7 @@ def markdown_report(report: Mapping[str, Any]) -> str:
     parts = [f"# Benchmark {report['protocol'].upper()}: {method['label']}", "",
              f"- data: {source}, "
              f"{dataset['n_cells']} cells x {dataset['n_genes']} genes, preprocess `{dataset['preprocess']}`",
-             f"- method: " + ", ".join(f"{role} `{spec['name']}` `{json.dumps(spec['config'], sort_keys=True)}`"
+             "- method: " + ", ".join(f"{role} `{spec['name']}` `{json.dumps(spec['config'], sort_keys=True)}`"
                                         for role, spec in method["components"].items() if spec),
              f"- seed {report['seed']}; status {report['status']}; machine: {machine['usable_cores']} usable cores "
              f"({machine['cpu']}), {machine['torch_threads']} torch threads, GPU {machine['gpus'] or 'none'}",

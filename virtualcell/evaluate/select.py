@@ -19,7 +19,9 @@ Protocol (docs/selection.md):
 5. Ensemble (``ensemble=True``, >= 2 candidates): the stacked weighted mean of the candidates'
    predictions (:mod:`.select_ensemble`). For the units of each fold, weights are fitted on the
    *other* folds' units only, so the ensemble's inner score is as honest as the candidates'.
-6. The entry with the best score (ties: the earlier one, candidates before the ensemble) is fitted
+6. Spread (``spread=True``): every entry also as ``<entry>+spread``, its per-gene cell-to-cell
+   spread scaled by factors from the other folds' units only (:mod:`.select_spread`).
+7. The entry with the best score (ties: the earlier one; candidates, ensemble, then spread) is fitted
    on all the given cells (the ensemble: each member with weight > 0, weights from all units) and
    returned with the selection report in ``metadata["selection"]``.
 """
@@ -38,6 +40,8 @@ import pandas as pd
 from ..data.checks import DataError
 from .select_candidates import Candidate, is_auto, parse_candidates
 from .select_cv import Fold, context_folds, fit_candidate, replicate_folds, run_jobs, subsample_groups
+from .select_ensemble import ensemble_view, leave_fold_out_ensemble
+from .select_spread import SUFFIX, spread_entries, spread_summary, with_spread
 
 __all__ = ["select_pipeline", "Selection", "SELECTION_METRICS", "rank_entries", "ENSEMBLE", "is_auto", "load_selected"]
 
@@ -137,35 +141,11 @@ def _metrics(pred, unit, genes, n_top: int, seed: int) -> dict[str, float]:
     return perturbation_metrics(pred, stim, ctrl, genes, n_top=n_top, degs=degs, reference=space, seed=seed)
 
 
-def _ensemble_predictions(preds, units, folds: Sequence[Fold], labels: Sequence[str]):
-    """Leave-one-fold-out stacked ensemble predictions per unit, and the weights from all units."""
-    from .select_ensemble import stacking_weights
-
-    def design(names):
-        deltas, truths = [], []
-        for name in names:
-            stim, ctrl, _, _ = units[name]
-            base = ctrl.mean(0)
-            deltas.append(np.stack([preds[label][name].mean(0) - base for label in labels], 1))
-            truths.append(stim.mean(0) - base)
-        return deltas, truths
-
-    out, per_fold = {}, {}
-    for fold in folds:
-        others = [u.name for f in folds if f is not fold for u in f.units]
-        w = stacking_weights(*design(others))
-        per_fold[fold.name] = w.tolist()
-        for unit in fold.units:
-            out[unit.name] = sum(wk * preds[label][unit.name].astype(np.float64) for wk, label in zip(w, labels))
-    final = stacking_weights(*design([u.name for f in folds for u in f.units]))
-    return out, final, per_fold
-
-
 def select_pipeline(adata: ad.AnnData, *, candidates: Sequence[Any] | str | None = None,
                     condition_key: str = "condition", control: str = "control", context_key: str | None = None,
                     replicate_key: str | None = None, preprocess: Any = None, layer: str | None = None,
-                    ensemble: bool = True, n_top: int = 100, min_cells: int = 10, max_cells: int | None = None,
-                    n_jobs: int = 1, seed: int = 0, progress: bool = True) -> Selection:
+                    ensemble: bool = True, spread: bool = True, n_top: int = 100, min_cells: int = 10,
+                    max_cells: int | None = None, n_jobs: int = 1, seed: int = 0, progress: bool = True) -> Selection:
     """Choose among ``candidates`` by inner cross-validation on ``adata``, then fit the winner on all of it.
 
     Args:
@@ -176,6 +156,7 @@ def select_pipeline(adata: ad.AnnData, *, candidates: Sequence[Any] | str | None
         preprocess: as ``PerturbationPipeline(preprocess=...)``: applied once to every cell for the
             inner CV, and recorded in the final pipeline.
         ensemble: also score the stacked ensemble of the candidates (needs >= 2 candidates).
+        spread: also score every entry with its spread calibrated (``<entry>+spread``, :mod:`.select_spread`).
         min_cells: fewest control / perturbed cells of an inner unit.
         max_cells: subsample each (fold, condition) group to this many cells for the inner CV only.
         n_jobs: worker processes for the (fold x candidate) fits (1 torch thread each).
@@ -219,11 +200,21 @@ def select_pipeline(adata: ad.AnnData, *, candidates: Sequence[Any] | str | None
     cv_seconds = time.perf_counter() - cv_start
     order = [u.name for f in folds for u in f.units]
     scores = {c.label: {u: _metrics(preds[c.label][u], units[u], genes, n_top, seed) for u in order} for c in parsed}
-    weights, per_fold = None, None
+    weights, per_fold, factors = None, None, None
+    views = {c.label: _candidate_view(preds[c.label]) for c in parsed}
     if ensemble and len(parsed) >= 2:
-        ens_preds, final_w, per_fold = _ensemble_predictions(preds, units, folds, [c.label for c in parsed])
+        labels = [c.label for c in parsed]
+        responses = {u: (units[u][1].mean(0), units[u][0].mean(0)) for u in order}
+        fold_units = [(f.name, [u.name for u in f.units]) for f in folds]
+        ens_preds, final_w, per_fold = leave_fold_out_ensemble(preds, responses, fold_units, labels)
         scores[ENSEMBLE] = {u: _metrics(ens_preds[u], units[u], genes, n_top, seed) for u in order}
         weights = {c.label: float(w) for c, w in zip(parsed, final_w)}
+        views[ENSEMBLE] = ensemble_view(preds, labels, [per_fold[f.name] for f in folds], final_w)
+    if spread:
+        calibrated, factors = spread_entries(views, {u: units[u][0] for u in order},
+                                             [[u.name for u in f.units] for f in folds])
+        for label, by_unit in calibrated.items():
+            scores[label] = {u: _metrics(by_unit[u], units[u], genes, n_top, seed) for u in order}
     metrics = _metric_names(n_top)
     ranks = rank_entries(scores, metrics)
     seconds = {label: float(np.mean(v)) for label, v in fit_seconds.items()}
@@ -234,6 +225,9 @@ def select_pipeline(adata: ad.AnnData, *, candidates: Sequence[Any] | str | None
     final_context = context_key if mode == "context" else None
     pipeline = _fit_final(adata, parsed, winner, weights, condition_key=condition_key, control=control,
                           context_key=final_context, preprocess=preprocess, layer=layer, seed=seed, progress=progress)
+    if winner.endswith(SUFFIX):
+        base = winner.removesuffix(SUFFIX)
+        pipeline = with_spread(pipeline, base, dict(zip(genes, factors[base].tolist())))
     final_seconds = time.perf_counter() - final_start
     report = {
         "protocol": f"leave-one-{mode}-out", "fold_key": fold_key, "condition_key": condition_key,
@@ -243,7 +237,7 @@ def select_pipeline(adata: ad.AnnData, *, candidates: Sequence[Any] | str | None
         "n_cells_inner": int(len(keep)), "max_cells": max_cells, "min_cells": min_cells, "n_top": n_top,
         "seed": seed, "n_jobs": n_jobs, "winner": winner, "table": table.to_dict(orient="records"),
         "scores": scores, "ranks": ranks.to_dict(orient="index"), "ensemble_weights": weights,
-        "ensemble_weights_per_fold": per_fold,
+        "ensemble_weights_per_fold": per_fold, "spread": spread_summary(factors, winner),
         "seconds": {"total": time.perf_counter() - started, "inner_cv": cv_seconds, "final_fit": final_seconds,
                     "fit_per_fold": seconds},
     }
@@ -263,6 +257,7 @@ def _fit_final(adata, candidates: Sequence[Candidate], winner: str, weights, *, 
                                     progress=progress)
         return pipeline
 
+    winner = winner.removesuffix(SUFFIX)
     if winner != ENSEMBLE:
         return fit(next(c for c in candidates if c.label == winner))
     from .select_ensemble import EnsemblePipeline
@@ -272,14 +267,19 @@ def _fit_final(adata, candidates: Sequence[Candidate], winner: str, weights, *, 
     return EnsemblePipeline([fit(c) for c, _ in members], [w / total for _, w in members], [c.label for c, _ in members])
 
 
-def load_selected(path):
+def _candidate_view(by_unit):
+    return lambda fold, unit: by_unit[unit]
+
+
+def load_selected(path, *, device: str = "cpu"):
     """Load what ``virtualcell select`` saved: a ``PerturbationPipeline`` or an ``EnsemblePipeline``."""
-    import json
     from pathlib import Path
 
     from ..pipelines.perturbation import PerturbationPipeline
+    from ..registry.limits import read_json
     from .select_ensemble import EnsemblePipeline
 
     file = Path(path) / "pipeline.json"
-    kind = json.loads(file.read_text(encoding="utf-8")).get("class") if file.exists() else None
-    return (EnsemblePipeline if kind == "EnsemblePipeline" else PerturbationPipeline).load(path)
+    spec = read_json(file) if file.is_file() else None      # size-checked: a hostile file is refused
+    kind = spec.get("class") if isinstance(spec, dict) else None
+    return (EnsemblePipeline if kind == "EnsemblePipeline" else PerturbationPipeline).load(path, device=device)

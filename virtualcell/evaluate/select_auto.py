@@ -19,7 +19,7 @@ from .select_candidates import parse_candidates
 
 __all__ = ["AUTO_OPTIONS", "auto_method", "fit_auto_method", "fit_auto"]
 
-AUTO_OPTIONS = frozenset({"candidates", "n_jobs", "max_cells", "ensemble", "min_cells", "n_top"})
+AUTO_OPTIONS = frozenset({"candidates", "n_jobs", "max_cells", "ensemble", "spread", "min_cells", "n_top"})
 
 
 def _auto_options(spec: Any, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:

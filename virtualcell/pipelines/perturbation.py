@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..component import Condition, Decoder, Encoder, Manipulator
+from ..component import Condition
 from ..data.checks import DataError
-from ..data.fields import condition_labels, context_vocabulary, covariate_tensors, make_condition, require_obs
+from ..data.fields import condition_labels, context_vocabulary, covariate_tensors, make_condition
 from ..data.preprocess import Preprocessing
 from ..data.vocabulary import Vocabulary
-from ..execution import as_tensor, batched_apply, make_generator, resolve_device
+from ..execution import batched_apply, make_generator, resolve_device
 from .intervals import predictive_quantiles
 from .pipeline import Pipeline, resolve_component
 
@@ -176,7 +176,7 @@ class PerturbationPipeline(Pipeline):
         ...                                    condition_key="condition", context_key="cell_type")  # doctest: +SKIP
         >>> pipe.metadata["selection"]["table"]        # the ranked inner-CV table       # doctest: +SKIP
 
-        Returns the fitted pipeline (a weighted ``EnsemblePipeline`` when the ensemble won), its
+        Returns the fitted pipeline (an ``EnsemblePipeline`` when the ensemble or a ``+spread`` entry won), its
         selection report in ``metadata["selection"]``. Options and the protocol:
         :func:`virtualcell.evaluate.select.select_pipeline` (docs/selection.md).
         """

@@ -187,6 +187,9 @@ def _read_spec(path: Path) -> dict[str, Any]:
     if not file.is_file():
         raise ArtifactError(f"{path} is not a pipeline folder (no {PIPELINE_FILE}).")
     spec = read_json(file)
+    if isinstance(spec, dict) and spec.get("class") == "EnsemblePipeline":
+        raise ArtifactError(f"{path} holds an EnsemblePipeline (what `virtualcell select` saves when the ensemble or "
+                            "a +spread entry wins); load it with virtualcell.evaluate.select.load_selected(path).")
     if not isinstance(spec, dict) or not isinstance(spec.get("components"), dict) or "class" not in spec:
         raise TamperedArtifactError(f"{file} is not a pipeline record (no 'class' / 'components'); it is damaged.")
     version = spec.get("format_version", 0)

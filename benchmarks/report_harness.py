@@ -55,6 +55,22 @@ def _wins(report: dict) -> str:
             f"{ed_wins}/{len(contexts)} held-out units.")
 
 
+def _intervals(report: dict) -> str:
+    """Where the intervals come from, and a warning when the method's samples never differ."""
+    label = report["method"]["label"]
+    widths = [v.get("interval_width90") for v in report["results"][label].values() if "interval_width90" in v]
+    if not widths:
+        return ""
+    if max(widths) == 0:
+        unit = "target" if report["protocol"] == "pert" else "context"
+        return (f"{label}'s {report['metrics'].get('n_samples')} samples are identical on every {unit}: "
+                "the manipulator is deterministic, and the pipeline adds its random effect only for a context whose "
+                "response was not seen in training, so there is no interval and `coverage90` is 0 by construction.")
+    return (f"`coverage90`: the share of top DEGs whose real mean lies in the 90% interval of the "
+            f"{report['metrics'].get('n_samples')} sampled populations' means (the manipulator's own spread plus the "
+            "pipeline's random effect of a context whose response was not seen in training).")
+
+
 def _run_section(name: str, report: dict) -> str:
     results = report["results"]
     methods = list(results)
@@ -78,7 +94,7 @@ def _run_section(name: str, report: dict) -> str:
         f"{machine.get('torch_threads')} torch threads, GPU {machine.get('gpus') or 'none'}; "
         f"virtualcell git {str(report.get('source', {}).get('git_commit'))[:10]}"
         + (" + uncommitted changes" if report.get("source", {}).get("git_dirty") else "") + ".", "",
-        _wins(report), "",
+        _wins(report), "", *([note, ""] if (note := _intervals(report)) else []),
         f"Mean over {unit}s:", "", markdown_table(["method", f"n_{unit}s", *columns], means), "",
         *([f"Median over {unit}s of the distribution ratios (`edistance_control` = E(C, S), their denominator: "
            "where it is near 0 the real effect is within noise and the ratios are meaningless):", "",

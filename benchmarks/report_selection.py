@@ -155,7 +155,9 @@ def render() -> str:
            "inner leave-one-context-out (OOS) or leave-one-replicate-out (PERT) cross-validation over the "
            "candidates, scored with metrics v2 and ranked by the mean rank over pearson_delta, edistance_ratio "
            "and r2_mean_top100; the winner (or the stacked ensemble) is fitted on the training cells and judged on "
-           "the held-out unit it never saw.\n"]
+           "the held-out unit it never saw. An entry named `<entry>+spread` is that entry with each gene's "
+           "cell-to-cell spread scaled by factors learnt from the other inner folds (virtualcell/evaluate/"
+           "select_spread.py); the inner CV decides whether it is used.\n"]
     files = sorted((RESULTS / "selection").glob("*.json"))
     checks = [p for p in files if json.loads(p.read_text(encoding="utf-8")).get("kind") == "sampled-mean"]
     runs = [p for p in files if p not in checks]

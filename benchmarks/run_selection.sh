@@ -5,7 +5,7 @@
 #
 #   flock /tmp/vc-bench.lock nice benchmarks/run_selection.sh [stage ...]
 #
-# stages: valid-oos-auto full-oos-auto pert-auto
+# stages: valid-oos-auto full-oos-auto pert-auto valid-oos-auto-nospread
 # Environment: DATA, OUT, THREADS (default 2 here), SEED (see benchmarks/env.sh).
 # The candidates are select's defaults (virtualcell/evaluate/select_candidates.py: mean-shift,
 # pca+latent-arithmetic, and a VAE capped at 15 epochs so that a run fits ~10 minutes on 2 cores).
@@ -25,6 +25,9 @@ stage() {
   local s=$1
   case "$s" in
     valid-oos-auto) run_benchmark "selection/$s" oos --data "$VALID" --manipulator auto "${auto[@]}" ;;
+    # ablation: the same run without the spread step (select(spread=False))
+    valid-oos-auto-nospread) run_benchmark "selection/$s" oos --data "$VALID" --manipulator auto "${auto[@]}" \
+                     --manipulator-option spread=false ;;
     full-oos-auto)  run_benchmark "selection/$s" oos --data "$FULL" "${full[@]}" --manipulator auto "${auto[@]}" ;;
     pert-auto)      run_benchmark "selection/$s" pert --data "$PAPALEXI" --preprocess log1p --manipulator auto "${auto[@]}" ;;
     *) echo "unknown stage $s" >&2; exit 2 ;;

@@ -239,6 +239,13 @@ def test_n_samples_reports_interval_calibration_for_the_method(kang_like):
         run_benchmark(kang_like, "oos", n_samples=0, **FAST)
 
 
+def test_identical_samples_warn_that_there_is_no_interval(screen):
+    # PERT: every target's response was seen in training, so a deterministic manipulator's samples coincide
+    with pytest.warns(UserWarning, match="sampled populations are identical"):
+        report = run_benchmark(screen, "pert", preprocess="log1p", min_cells=5, n_samples=3, baselines=False, **FAST)
+    assert all(v["interval_width90"] == 0 for v in report["results"]["pca+latent-arithmetic"].values())
+
+
 def test_noise_ceiling_row_is_written_even_without_baselines(kang_like):
     report = run_benchmark(kang_like, "oos", contexts=["type_1"], baselines=False, **FAST)
     ceiling = report["results"]["noise-ceiling"]["type_1"]

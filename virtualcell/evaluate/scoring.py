@@ -8,10 +8,10 @@
 
 from __future__ import annotations
 
+import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
-
-import time
 
 import numpy as np
 
@@ -65,4 +65,9 @@ def pipeline_calibration(pipeline: Any, source_cells: Any, target: str, n_sample
     outputs = list(map(str, pipeline.decoder.output_features or genes))
     if outputs != genes:
         samples = samples[:, :, [outputs.index(g) for g in genes]]
-    return {**sampled_calibration(samples, stim, genes, degs), "seconds_samples": seconds}
+    scores = sampled_calibration(samples, stim, genes, degs)
+    if scores["interval_width90_all"] == 0:
+        warnings.warn(f"The {n_samples} sampled populations are identical (the manipulator is deterministic and "
+                      "this context's response was seen in training, so no random effect is added): there is no "
+                      "interval, and coverage90 is 0 by construction.", stacklevel=2)
+    return {**scores, "seconds_samples": seconds}

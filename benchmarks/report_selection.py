@@ -90,7 +90,7 @@ def _auto_run(path: Path) -> str:
             "edistance_ratio", float("inf")))
         counts += (f" On the {len(measurable)} unit(s) with E(C, S) > 0, auto's edistance_ratio beats mean-shift's "
                    f"in {won}/{len(measurable)}.")
-    return (f"### {dataset}, {run['protocol'].upper()}\n\n```\n{run.get('command') or '(command not recorded)'}\n```\n\n"
+    return (f"### {dataset}, {run['protocol'].upper()} (`{path.stem}`)\n\n```\n{run.get('command') or '(command not recorded)'}\n```\n\n"
             f"Machine: {_machine(run)}. Candidates: "
             f"{', '.join(f'`{c}`' for c in run['method']['components']['manipulator']['config'].get('candidates', []))}.\n\n"
             f"{markdown_table(header, rows, _fmt)}\n\n{counts}\n{time_line}" + (f"\n{goal}" if (goal := _scgen_goal(run)) else ""))

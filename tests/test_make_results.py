@@ -32,3 +32,14 @@ def test_sections_follow_the_fixed_order_and_a_broken_report_becomes_a_note(tmp_
 def test_the_selection_report_renders_from_json_only():
     text = _module("report_selection").render()
     assert text.startswith("## Choosing a pipeline on the data")
+
+
+def test_the_committed_results_and_readme_headline_are_what_the_json_gives():
+    make = _module("make_results")
+    text, failed = make.build()
+    assert not failed and text == (ROOT / "benchmarks" / "RESULTS.md").read_text(encoding="utf-8")
+    headline = _module("headline")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert headline.headline() in readme                    # the table, as printed by benchmarks/headline.py
+    for line in headline.notes().splitlines():
+        assert line in readme, line

@@ -39,7 +39,7 @@ stage() {
     pert-pca)      run_benchmark "harness/$s" pert --data "$PAPALEXI" --preprocess log1p --encoder pca --manipulator latent-arithmetic ;;
     pert-vae)      run_benchmark "harness/$s" pert --data "$PAPALEXI" --preprocess log1p --encoder vae --manipulator latent-arithmetic ;;
     valid-oos-cgan) run_benchmark "harness/$s" oos --data "$VALID" --encoder vae --manipulator cgan --n-samples 20 ;;
-    # diffusion: 40 epochs (its default, 300 with early stopping, is sized for a GPU: ~25 min per fit on 2 cores)
+    # diffusion: 40 epochs (its default, 300 with early stopping, is sized for a GPU; 40 took 1-4 min per fit here)
     valid-oos-diffusion) run_benchmark "harness/$s" oos --data "$VALID" --encoder vae --manipulator diffusion --n-samples 20 \
                      "${diffusion[@]}" ;;
     # the sampling manipulators beyond Kang valid OOS, each with 20 samples for coverage90

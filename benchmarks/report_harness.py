@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from comparisons import beats  # noqa: E402
 from markdown import markdown_table  # noqa: E402
 
 FOLDER = Path(__file__).resolve().parent / "results" / "harness"
@@ -43,14 +44,14 @@ def _runs() -> list[tuple[str, dict]]:
 
 
 def _wins(report: dict) -> str:
-    """How often the method beats mean-shift per context (pearson_delta higher, edistance_ratio lower)."""
+    """How often the method beats mean-shift per context (:func:`comparisons.beats`)."""
     label = report["method"]["label"]
     results = report["results"]
     if "mean-shift" not in results:
         return ""
     contexts = [c for c in report["contexts"] if c in results[label] and c in results["mean-shift"]]
-    pd_wins = sum(results[label][c]["pearson_delta"] > results["mean-shift"][c]["pearson_delta"] for c in contexts)
-    ed_wins = sum(results[label][c]["edistance_ratio"] < results["mean-shift"][c]["edistance_ratio"] for c in contexts)
+    wins = [beats(results[label][c], results["mean-shift"][c]) for c in contexts]
+    pd_wins, ed_wins = sum(w[0] for w in wins), sum(w[1] for w in wins)
     return (f"{label} beats mean-shift on pearson_delta in {pd_wins}/{len(contexts)} and on edistance_ratio in "
             f"{ed_wins}/{len(contexts)} held-out units.")
 

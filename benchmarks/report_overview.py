@@ -11,7 +11,12 @@ number of units where it beats clamped mean-shift on both.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from comparisons import beats  # noqa: E402
+from markdown import markdown_table  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TASKS = ("valid-oos", "valid-ood", "full-oos", "full-ood", "pert")
@@ -32,25 +37,17 @@ def _cell(run: dict | None) -> str:
         return "–"
     label = run["method"]["label"]
     mine, shift = run["results"][label], run["results"].get("mean-shift", {})
-    both = 0
-    for unit, scores in mine.items():
-        other = shift.get(unit, {})
-        control = scores.get("edistance_control") or 1.0     # compare E(P, S): the ratio flips where E(C, S) < 0
-        both += (scores["pearson_delta"] > other.get("pearson_delta", float("inf")) and
-                 scores["edistance_ratio"] * control < other.get("edistance_ratio", float("-inf")) * control)
+    both = sum(all(beats(scores, shift.get(unit, {}))) for unit, scores in mine.items())
     means = run["means"][label]
     return f"{means['pearson_delta']:.3f} / {means['edistance_ratio']:.3f} ({both}/{len(mine)})"
 
 
 def table() -> str:
-    lines = ["| method | " + " | ".join(TASKS) + " |", "|---" * (len(TASKS) + 1) + "|"]
-    for label, stem in METHODS.items():
-        lines.append(f"| `{label}` | " + " | ".join(_cell(_run(task, stem)) for task in TASKS) + " |")
-    shift = [_run(task, "pca") for task in TASKS]
-    lines.append("| `mean-shift` | " + " | ".join(
-        f"{r['means']['mean-shift']['pearson_delta']:.3f} / {r['means']['mean-shift']['edistance_ratio']:.3f}"
-        if r else "–" for r in shift) + " |")
-    return "\n".join(lines)
+    rows = [[f"`{label}`", *(_cell(_run(task, stem)) for task in TASKS)] for label, stem in METHODS.items()]
+    rows.append(["`mean-shift`", *(f"{r['means']['mean-shift']['pearson_delta']:.3f} / "
+                                   f"{r['means']['mean-shift']['edistance_ratio']:.3f}" if r else "–"
+                                   for r in (_run(task, "pca") for task in TASKS))])
+    return markdown_table(["method", *TASKS], rows)
 
 
 def render() -> str:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from comparisons import beats  # noqa: E402
 from markdown import markdown_table  # noqa: E402
 from scgen_reference import SCGEN_METRICS, SCGEN_REFERENCE  # noqa: E402
 
@@ -53,11 +54,7 @@ def _auto_run(path: Path) -> str:
     rows, beats_pd, beats_ed, both = [], 0, 0, 0
     for name in run["contexts"]:
         a, s = auto.get(name, {}), shift.get(name, {})
-        pd_win = a.get("pearson_delta") is not None and s.get("pearson_delta") is not None and \
-            a["pearson_delta"] > s["pearson_delta"]
-        control = a.get("edistance_control", 1.0) or 1.0   # compare E(P, S): the ratio flips where E(C, S) < 0
-        ed_win = a.get("edistance_ratio") is not None and s.get("edistance_ratio") is not None and \
-            a["edistance_ratio"] * control < s["edistance_ratio"] * control
+        pd_win, ed_win = beats(a, s)
         beats_pd, beats_ed, both = beats_pd + pd_win, beats_ed + ed_win, both + (pd_win and ed_win)
         rows.append([name, winners[name]] + [a.get(m) for m in metrics] +
                     [s.get("pearson_delta"), s.get("edistance_ratio"), "yes" if pd_win and ed_win else "no"])

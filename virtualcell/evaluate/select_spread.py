@@ -87,7 +87,8 @@ def spread_entries(views: Mapping[str, View], truths: Mapping[str, np.ndarray], 
     for entry, view in views.items():
         out = {}
         for i, fold in enumerate(folds):
-            others = [u for u in every if u not in set(fold)]
+            held = set(fold)
+            others = [u for u in every if u not in held]
             k = spread_factors([view(i, u) for u in others], [truths[u] for u in others])
             for unit in fold:
                 out[unit] = apply_spread(view(i, unit), k)

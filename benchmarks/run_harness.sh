@@ -46,7 +46,7 @@ stage() {
     valid-ood-cgan) run_benchmark "harness/$s" ood --data "$VALID" --encoder vae --manipulator cgan --n-samples 20 ;;
     valid-ood-diffusion) run_benchmark "harness/$s" ood --data "$VALID" --encoder vae --manipulator diffusion --n-samples 20 \
                      "${diffusion[@]}" ;;
-    # Kang full: the VAE at 20 epochs as above, the CGAN at 10 (30 take ~6 min per cell type on 2 cores)
+    # Kang full: the VAE at 20 epochs as above, the CGAN at 10 (its progress bar showed ~10 s per epoch on 2 cores)
     full-oos-cgan) run_benchmark "harness/$s" oos --data "$FULL" "${full[@]}" --encoder vae --manipulator cgan --n-samples 20 \
                      --encoder-option max_epochs=20 --manipulator-option max_epochs=10 ;;
     full-ood-cgan) run_benchmark "harness/$s" ood --data "$FULL" "${full[@]}" --encoder vae --manipulator cgan --n-samples 20 \

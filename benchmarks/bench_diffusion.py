@@ -72,12 +72,12 @@ def _oos_split(args: argparse.Namespace):
     """The EVALUATION.md OOS split of ``args.data``: (x [cells, genes], genes, obs, tasks)."""
     import anndata as ad
 
-    from virtualcell.evaluate.benchmark import _prepare
-    from virtualcell.evaluate.splits import oos_tasks
+    from virtualcell.evaluate.cells import prepare_cells
+    from virtualcell.pipelines.splits import oos_tasks
 
     adata = ad.read_h5ad(args.data)
     preprocess = None if args.preprocess in (None, "none") else args.preprocess
-    x, genes, _ = _prepare(adata, preprocess)
+    x, genes, _ = prepare_cells(adata, preprocess)
     tasks = oos_tasks(adata.obs, context_key=args.context_key, condition_key="condition", control="control",
                       target="stimulated", contexts=args.contexts.split(",") if args.contexts else None,
                       exclude_contexts=args.exclude_contexts.split(",") if args.exclude_contexts else (), min_cells=2)
@@ -94,10 +94,10 @@ def run_sweep(args: argparse.Namespace) -> dict:
 
     import torch
 
-    from virtualcell.evaluate import metrics
-    from virtualcell.evaluate.benchmark import _aligned, _restore_threads, _subset
-    from virtualcell.evaluate.distribution import fit_pca_space
+    from virtualcell.evaluate.cells import aligned_cells, subset_cells
     from virtualcell.execution import seed_everything
+    from virtualcell.metrics import score_prediction
+    from virtualcell.pipelines.holdout import unit_truth
     from virtualcell.pipelines.perturbation import PerturbationPipeline
 
     torch.set_num_threads(args.threads)
@@ -114,23 +114,18 @@ def run_sweep(args: argparse.Namespace) -> dict:
     keys = ["r2_mean_all", "r2_mean_top100", "pearson_delta", "edistance_ratio", "mmd_ratio", "std_ratio_top100",
             "r2_var_top100"]
     for task in tasks:
-        stim, ctrl = x[task.truth].astype(np.float64), x[task.source].astype(np.float64)
-        degs = metrics.top_degs(stim, ctrl, genes, n=100)
-        _restore_threads(args.threads)
+        truth = unit_truth(x, genes, task, n_top=100, n_pcs=50, seed=args.seed)   # PCA of the cells outside the context
         pipe = PerturbationPipeline(encoder=dict(encoder), manipulator=dict(manipulator), preprocess=None,
                                     device=args.device)
         seed_everything(args.seed)
-        pipe.fit(_subset(x, obs, genes, task.train, columns), condition_key="condition", control="control",
+        pipe.fit(subset_cells(x, obs, genes, task.train, columns), condition_key="condition", control="control",
                  context_key=args.context_key, seed=args.seed, progress=not args.quiet)
         fitted = pipe.manipulator
-        source = _subset(x, obs, genes, task.source, columns)
-        space = fit_pca_space(x[task.reference], 50, args.seed)   # metrics v2: PCA of the cells outside the context
+        source = subset_cells(x, obs, genes, task.source, columns)
         for change in settings:
             pipe.manipulator = fitted.with_sampling(**change) if change else fitted
-            pred = _aligned(pipe.predict(source, target=task.target, seed=args.seed), genes)
-            scores = metrics.perturbation_metrics(pred, stim, ctrl, genes, n_top=100, degs=degs, reference=space,
-                                                  seed=args.seed)
-            _restore_threads(args.threads)
+            pred = aligned_cells(pipe.predict(source, target=task.target, seed=args.seed), genes)
+            scores = score_prediction(pred, truth)
             row = {"context": task.name, **change, **{k: float(scores[k]) for k in keys}}
             result["rows"].append(row)
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
@@ -211,7 +206,7 @@ def run_merge(args: argparse.Namespace) -> dict:
     import shutil
 
     from virtualcell.evaluate import report as reporting
-    from virtualcell.evaluate.benchmark import _summaries
+    from virtualcell.evaluate.summary import summarise
 
     reports = [json.loads((Path(folder) / "results.json").read_text()) for folder in args.runs]
     first = reports[0]
@@ -229,7 +224,7 @@ def run_merge(args: argparse.Namespace) -> dict:
         merged["degs"].update(report["degs"])
         for label, per in report["results"].items():
             merged["results"].setdefault(label, {}).update(per)
-    _summaries(merged)
+    summarise(merged)
     out = Path(args.out)
     (out / "predictions").mkdir(parents=True, exist_ok=True)
     for folder in args.runs:

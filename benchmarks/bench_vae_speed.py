@@ -74,7 +74,7 @@ def parse_value(text: str):
 
 
 def evaluate(pipe, ctrl, stim, genes, degs, seed):
-    from virtualcell.evaluate.metrics import perturbation_metrics
+    from virtualcell.metrics import perturbation_metrics
 
     began = time.perf_counter()
     pred = pipe.predict(ctrl, target="stimulated", seed=seed)
@@ -113,7 +113,7 @@ def main() -> None:
     import anndata as ad
     import torch
 
-    from virtualcell.evaluate.metrics import top_degs
+    from virtualcell.metrics import top_degs
     from virtualcell.representations.vae import SCGEN_SETTINGS
 
     if args.threads:

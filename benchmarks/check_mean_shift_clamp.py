@@ -14,7 +14,7 @@ import argparse
 import anndata as ad
 import numpy as np
 
-from virtualcell.evaluate.metrics import perturbation_metrics, top_degs
+from virtualcell.metrics import perturbation_metrics, top_degs
 
 KEYS = ("r2_mean_all", "r2_mean_top100", "pearson_delta", "edistance_ratio")
 

@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> dict:
     import anndata as ad
 
     from virtualcell.evaluate import report as reporting
-    from virtualcell.evaluate.distribution import fit_pca_space
-    from virtualcell.evaluate.metrics import perturbation_metrics, top_degs
+    from virtualcell.metrics import fit_pca_space
+    from virtualcell.metrics import perturbation_metrics, top_degs
 
     adata = ad.read_h5ad(args.data)
     x = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     import virtualcell as vc
-    from virtualcell.evaluate.metrics import perturbation_metrics, top_degs
+    from virtualcell.metrics import perturbation_metrics, top_degs
     from virtualcell.evaluate.report import machine_info, write_json
 
     adata = ad.read_h5ad(DATA)

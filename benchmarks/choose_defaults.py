@@ -4,7 +4,7 @@
         > /tmp/defaults.log 2>&1
 
 For each manipulator of :data:`GRIDS`, every configuration of its small grid is a candidate of
-``virtualcell select``'s inner CV (virtualcell/evaluate/select_cv.py), scored with metrics v2 and ranked
+``virtualcell select``'s inner CV (virtualcell/selection/cv.py), scored with metrics v2 and ranked
 per unit by the mean rank over pearson_delta, edistance_ratio and r2_mean_top100, on each dataset of
 :data:`DATASETS` (training cells only: Kang valid without CD4T's stimulated cells, leave one cell type
 out; Papalexi rep_1 + rep_2, leave one replicate out; rep_3 and CD4T stay unseen). A configuration
@@ -55,7 +55,7 @@ def _load(name: str, max_cells: int, seed: int):
     import anndata as ad
 
     from virtualcell.data.preprocess import Preprocessing
-    from virtualcell.evaluate.select_cv import subsample_groups
+    from virtualcell.selection.folds import subsample_groups
 
     file, preprocess, mode, fold_key, reserved = DATASETS[name]
     adata = ad.read_h5ad(DATA / file)
@@ -74,14 +74,15 @@ def _load(name: str, max_cells: int, seed: int):
 
 def run_grid(manipulator: str, datasets: list[str], *, max_cells: int, min_cells: int, seed: int, n_top: int,
              loaded: dict) -> dict:
-    from virtualcell.evaluate.select import _metric_names, _metrics, _score_units, _value, rank_entries
-    from virtualcell.evaluate.select_candidates import parse_candidate
-    from virtualcell.evaluate.select_cv import context_folds, replicate_folds, run_jobs
+    from virtualcell.selection.candidates import parse_candidate
+    from virtualcell.selection.cv import CVData, fold_tasks, run_inner_cv
+    from virtualcell.selection.folds import context_folds, replicate_folds
+    from virtualcell.selection.ranking import metric_names, metric_value, rank_entries
 
     encoder, grid = GRIDS[manipulator]
     candidates = [parse_candidate({"encoder": encoder, "manipulator": {"name": manipulator, **options},
                                    "label": _label(manipulator, encoder, options)}) for options in grid]
-    metrics = _metric_names(n_top)
+    metrics = metric_names(n_top)
     per_dataset, seconds = {}, {c.label: [] for c in candidates}
     all_scores = {c.label: {} for c in candidates}
     for name in datasets:
@@ -97,13 +98,11 @@ def run_grid(manipulator: str, datasets: list[str], *, max_cells: int, min_cells
                                     min_cells=min_cells)
             columns, context_key = ["condition"], None
             outside = lambda f: f.train  # noqa: E731
-        units = _score_units(x, folds, genes, outside, n_top, seed, progress=False)
-        preds, fit_seconds = run_jobs(x, obs[columns], genes, folds, candidates, columns=columns,
-                                      condition_key="condition", control="control", context_key=context_key,
-                                      seed=seed, progress=True)
-        order = [u.name for f in folds for u in f.units]
-        scores = {c.label: {u: _metrics(preds[c.label][u], units[u], genes, n_top, seed) for u in order}
-                  for c in candidates}
+        tasks = fold_tasks(folds, outside)
+        cv = run_inner_cv(CVData(x, obs[columns], genes), tasks, candidates, condition_key="condition",
+                          control="control", context_key=context_key, n_top=n_top, seed=seed, progress=True)
+        order, fit_seconds = [t.name for t in tasks], cv.seconds
+        scores = {c.label: {u: cv.scores[c.label][u] for u in order} for c in candidates}
         ranks = rank_entries(scores, metrics)
         per_dataset[name] = {"mean_rank": ranks.mean().to_dict(), "n_units": len(order), "folds": [f.name for f in folds]}
         for label in scores:
@@ -112,7 +111,7 @@ def run_grid(manipulator: str, datasets: list[str], *, max_cells: int, min_cells
     ranks_all = rank_entries(all_scores, metrics)
     table = []
     for c in candidates:
-        values = {m: float(np.nanmean([_value(s, m, False) for s in all_scores[c.label].values()])) for m in metrics}
+        values = {m: float(np.nanmean([metric_value(s, m, False) for s in all_scores[c.label].values()])) for m in metrics}
         table.append({"label": c.label, "mean_rank": float(ranks_all[c.label].mean()),
                       "rank_sd": float(ranks_all[c.label].std(ddof=0)), "means": values,
                       "seconds_fit": float(np.mean(seconds[c.label])),

@@ -21,11 +21,11 @@ import torch
 
 
 def main() -> None:
-    from virtualcell.evaluate.benchmark import _prepare
-    from virtualcell.evaluate.splits import oos_tasks
+    from virtualcell.evaluate.cells import prepare_cells
+    from virtualcell.pipelines.splits import oos_tasks
     from virtualcell.instruments.manipulators.cgan import CGANManipulator
-    from virtualcell.instruments.manipulators.group_means import group_means
-    from virtualcell.instruments.manipulators.layers import paired_groups, pseudo_contexts
+    from virtualcell.nn.group_means import group_means
+    from virtualcell.nn.layers import paired_groups, pseudo_contexts
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/kang_ifnb_full.h5ad")
@@ -42,7 +42,7 @@ def main() -> None:
     import anndata as ad
 
     adata = ad.read_h5ad(args.data)
-    x, _, _ = _prepare(adata, None if args.preprocess == "none" else args.preprocess)
+    x, _, _ = prepare_cells(adata, None if args.preprocess == "none" else args.preprocess)
     task = oos_tasks(adata.obs, context_key=args.context_key, contexts=[args.held_out], min_cells=2)[0]
     obs = adata.obs.loc[task.train]
     z = torch.from_numpy(x[task.train]).float()

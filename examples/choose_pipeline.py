@@ -12,7 +12,7 @@ adata = simulate_perturbation(n_cells_per_group=60, n_genes=60, n_cell_types=5, 
 held_out = ((adata.obs.cell_type == "type_0") & (adata.obs.condition == "stimulated")).to_numpy()
 train = adata[~held_out].copy()
 
-pipeline = vc.PerturbationPipeline.select(
+pipeline = vc.select(
     train, candidates=["control", "mean-shift", "pca(n_components=10)+latent-arithmetic"],
     condition_key="condition", control="control", context_key="cell_type", n_top=30, progress=False)
 selection = pipeline.metadata["selection"]

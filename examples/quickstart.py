@@ -2,7 +2,7 @@
 
 import virtualcell as vc
 from virtualcell.datasets import simulate_perturbation
-from virtualcell.evaluate.metrics import perturbation_metrics
+from virtualcell.metrics import perturbation_metrics
 
 adata = simulate_perturbation(n_cells_per_group=150, n_genes=200, n_cell_types=4, seed=0)
 held_out = (adata.obs.cell_type == "type_0") & (adata.obs.condition == "stimulated")

@@ -16,39 +16,44 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - running from a sour
 __all__ = [
     "Component", "Condition", "Configurable", "DataError", "Decoder", "Encoder", "Manipulator",
     "NotFittedError", "PerturbationPipeline", "Pipeline", "create", "load_component", "load_pipeline",
-    "registry", "datasets", "evaluate", "embed", "EmbeddingStore", "publish", "pull", "__version__",
+    "registry", "datasets", "evaluate", "embed", "EmbeddingStore", "publish", "pull", "select", "__version__",
 ]
 
 
+#: lazy public name -> (module, attribute or None for the module itself)
+_LAZY = {
+    "PerturbationPipeline": (".pipelines", "PerturbationPipeline"),
+    "Pipeline": (".pipelines", "Pipeline"),
+    "create": (".registry", "create"),
+    "load_component": (".registry", "load_component"),
+    "registry": (".registry", None),
+    "embed": (".pipelines.embed", "embed"),
+    "EmbeddingStore": (".store", "EmbeddingStore"),
+    "publish": (".registry.publish", "publish"),
+    "pull": (".registry.publish", "pull"),
+    "datasets": (".datasets", None),
+    "evaluate": (".evaluate", None),
+    "select": (".selection", "select"),
+}
+
+
 def __getattr__(name: str):
-    """Lazy public names, so that ``import virtualcell`` stays fast."""
-    if name in ("PerturbationPipeline", "Pipeline"):
-        from . import pipelines
+    """Lazy public names, so that ``import virtualcell`` stays fast.
 
-        return getattr(pipelines, name)
-    if name in ("create", "load_component", "registry"):
-        from . import registry as _registry
+    Modules are imported with ``importlib`` (never ``from . import x``, whose attribute probe would
+    call this function again and recurse). ``virtualcell.registry`` is the registry module
+    (``registry.create``, ``registry.names``, ``registry.register`` ...), whichever way it is reached.
+    """
+    import importlib
 
-        return {"create": _registry.create, "load_component": _registry.load_component,
-                "registry": _registry.registry}[name]
-    if name == "embed":
-        from .pipelines.embed import embed
-
-        return embed
-    if name == "EmbeddingStore":
-        from .representations.store import EmbeddingStore
-
-        return EmbeddingStore
-    if name in ("publish", "pull"):
-        from .registry import publish as _publish
-
-        return getattr(_publish, name)
     if name == "load_pipeline":
-        from .pipelines import PerturbationPipeline
+        return importlib.import_module(".pipelines", __name__).Pipeline.load   # reads every pipeline kind
+    if name not in _LAZY:
+        raise AttributeError(f"module 'virtualcell' has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name, __name__)
+    return module if attribute is None else getattr(module, attribute)
 
-        return PerturbationPipeline.load
-    if name in ("datasets", "evaluate"):
-        import importlib
 
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module 'virtualcell' has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,6 +1,6 @@
 """Components: torch modules with a frozen config, a feature list and an artifact format.
 
-Three kinds plug into a pipeline (ARCHITECTURE.md):
+Three kinds plug into a pipeline (docs/architecture.md):
 
 - ``Encoder.encode(x [n, genes]) -> z [n, d]``       with ``input_features`` and ``n_latent``
 - ``Manipulator.manipulate(z [n, d], condition) -> z' [n, d] | [n_samples, n, d]``
@@ -41,11 +41,19 @@ class Component(nn.Module, Configurable):
     """
 
     kind: ClassVar[str] = "component"
+    #: tensor names older versions of this class saved and this one no longer has (skipped on load)
+    retired_tensors: ClassVar[frozenset[str]] = frozenset()
+    #: tensors in which a whole row of NaN marks an entry without data; any other NaN or infinity is
+    #: refused on save and on load (a re-sealed artifact with NaN weights)
+    nan_marked_tensors: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self) -> None:
         super().__init__()
         self.features: list[str] | None = None
         self.is_fitted: bool = False
+        #: what training recorded (``History.record()``: per-epoch losses, which epoch's weights were
+        #: kept); saved as ``history.json`` in the artifact; None for components fitted in one pass
+        self.training_history: dict[str, Any] | None = None
 
     # -- fitted state ---------------------------------------------------------------------------
     def fitted_state(self) -> dict[str, Any]:
@@ -193,6 +201,8 @@ class Manipulator(Component):
 
     kind: ClassVar[str] = "manipulator"
     stochastic: ClassVar[bool] = False
+    #: per-condition means: a NaN row marks a condition that had no cells in ``fit``
+    nan_marked_tensors: ClassVar[frozenset[str]] = frozenset({"condition_means"})
     #: whether ``fit`` needs ``labels.context``; False means it may use it when given
     requires_context: ClassVar[bool] = False
 
@@ -230,6 +240,16 @@ class Manipulator(Component):
         self._fit(z, labels, seed=seed, progress=progress, **kwargs)
         self.is_fitted = True
         return self
+
+    def prepare_conditions(self, labels: Sequence[str], *, x: torch.Tensor, z: torch.Tensor, genes: Sequence[str],
+                           condition_ids: torch.Tensor) -> list[str]:
+        """Hook a pipeline calls before ``fit``: the condition names to fit, observed ``labels`` first.
+
+        ``x`` [n, genes] and ``z`` [n, d] are the training cells, ``condition_ids`` [n] their ids in
+        ``labels``. A manipulator that can predict conditions never observed (e.g. knockouts of genes
+        of a network) appends their names; the default keeps ``labels`` as they are.
+        """
+        return list(labels)
 
     def _fit(self, z: torch.Tensor, labels: Condition, *, seed: int, progress: bool, **kwargs: Any) -> None:
         raise NotImplementedError

@@ -22,7 +22,7 @@ def run_demo(out: Path = Path("virtualcell-demo"), *, encoder: str = "pca", mani
     from rich.table import Table
 
     from .datasets import simulate_perturbation
-    from .evaluate.metrics import perturbation_metrics, top_degs
+    from .metrics import perturbation_metrics, top_degs
     from .evaluate.plots import mean_scatter, metrics_bar
     from .evaluate.report import write_text
     from .pipelines import PerturbationPipeline

@@ -102,6 +102,20 @@ def autocast(device: torch.device, enabled: bool, dtype: torch.dtype | None = No
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+@contextlib.contextmanager
+def torch_threads(n: int | None = None) -> Iterator[int]:
+    """Run the block with torch's CPU thread count set to ``n`` (None: unchanged), then restore the count
+    found on entry (also undoing libraries that change it behind our back, e.g. scanpy's numba Wilcoxon)."""
+    saved = torch.get_num_threads()
+    if n is not None and n != saved:
+        torch.set_num_threads(n)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        if torch.get_num_threads() != saved:
+            torch.set_num_threads(saved)
+
+
 def progress_bar(iterable=None, *, total: int | None = None, desc: str = "", enabled: bool = True, **kwargs):
     """A tqdm bar, quiet when ``enabled`` is False or VIRTUALCELL_PROGRESS=0."""
     from tqdm.auto import tqdm

@@ -121,7 +121,7 @@ def test_outputs_exist_and_parse(kang_like, tmp_path):
 
 def test_predictions_reproduce_the_metrics(kang_like, tmp_path):
     """A third party can recompute every metric from the saved predictions."""
-    from virtualcell.evaluate.metrics import perturbation_metrics
+    from virtualcell.metrics.perturbation import perturbation_metrics
 
     saved = run_benchmark(kang_like, "oos", out=tmp_path, contexts=["type_2"], baselines=False, plots=False, **FAST)
     pred = ad.read_h5ad(tmp_path / "predictions" / "type_2.h5ad").X

@@ -1,10 +1,10 @@
-"""Interval coverage of the predicted mean (virtualcell.evaluate.calibration)."""
+"""Interval coverage of the predicted mean (virtualcell.metrics.calibration)."""
 
 import numpy as np
 import pytest
 import torch
 
-from virtualcell.evaluate.calibration import (calibration_report, coverage_curve, interval_coverage, mean_interval,
+from virtualcell.metrics.calibration import (calibration_report, coverage_curve, interval_coverage, mean_interval,
                                               population_samples)
 
 

@@ -11,7 +11,9 @@ import typer
 from typer.testing import CliRunner
 
 from virtualcell.datasets import simulate_perturbation
-from virtualcell.evaluate.commands import benchmark_app, parse_list, parse_options
+from virtualcell.cli.benchmark import benchmark_app
+from virtualcell.cli.benchmark_app import parse_list
+from virtualcell.cli.options import parse_options
 from virtualcell.evaluate.report import write_h5ad
 
 runner = CliRunner()

@@ -1,4 +1,4 @@
-"""Metrics v2 (EVALUATION.md): energy distance, MMD, the PCA space, std ratio, discrimination, noise ceiling."""
+"""Metrics v2 (docs/evaluation.md): energy distance, MMD, the PCA space, std ratio, discrimination, noise ceiling."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from virtualcell.evaluate.discrimination import discrimination
-from virtualcell.evaluate.distribution import (
+from virtualcell.metrics.discrimination import discrimination
+from virtualcell.metrics.distribution import (
     distribution_ratios,
     energy_distance,
     fit_pca_space,
@@ -16,8 +16,8 @@ from virtualcell.evaluate.distribution import (
     median_distance,
     mmd2,
 )
-from virtualcell.evaluate.metrics import std_ratio
-from virtualcell.evaluate.scoring import noise_ceiling, sampled_calibration, split_halves
+from virtualcell.metrics.perturbation import std_ratio
+from virtualcell.metrics.ceiling import noise_ceiling, sampled_calibration, split_halves
 
 
 def test_energy_distance_hand():
@@ -38,7 +38,7 @@ def _energy_brute(a, b):
 
 
 def test_energy_distance_matches_brute_force_across_blocks(monkeypatch):
-    import virtualcell.evaluate.distribution as distribution
+    import virtualcell.metrics.distribution as distribution
 
     monkeypatch.setattr(distribution, "_BLOCK", 5)        # several blocks, and the diagonal across them
     rng = np.random.default_rng(2)

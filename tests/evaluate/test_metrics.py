@@ -1,4 +1,4 @@
-"""Tests of virtualcell.evaluate.metrics and .plots on tiny hand-computed examples."""
+"""Tests of virtualcell.metrics.perturbation and .plots on tiny hand-computed examples."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import sparse, stats
 
-from virtualcell.evaluate.metrics import (
+from virtualcell.metrics.perturbation import (
     de_overlap,
     edistance_ratio,
     gene_correlation_similarity,

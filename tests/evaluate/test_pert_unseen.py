@@ -72,3 +72,60 @@ def test_cli_runs_and_records_refusals(screen_data, tmp_path, one_torch_thread):
     assert "UNMEASURED" in report["results"]["mean-perturbation"]         # the baseline predicts any target
     assert report["command"].startswith("virtualcell benchmark pert-unseen")
     assert (tmp_path / "o" / "predictions" / "mean-perturbation" / "UNMEASURED.h5ad").exists()
+
+
+def _with_unmeasured(screen_data, n: int = 25):
+    """The screen plus ``n`` cells of a target that is no gene of the data (outside the panel)."""
+    import anndata as ad
+
+    extra = screen_data[screen_data.obs.condition.astype(str) == "control"][:n].copy()
+    extra.obs_names = [f"unmeasured_{i}" for i in range(n)]
+    both = ad.concat([screen_data, extra])
+    both.obs["condition"] = list(screen_data.obs.condition.astype(str)) + ["UNMEASURED"] * n
+    return both
+
+
+def test_an_out_of_panel_target_is_refused_before_training(screen_data, monkeypatch, one_torch_thread):
+    from virtualcell.pipelines.perturbation import PerturbationPipeline
+
+    fits = []
+    original = PerturbationPipeline.fit
+
+    def counting_fit(self, adata, *args, **kwargs):
+        fits.append(sorted(set(adata.obs["condition"].astype(str))))
+        return original(self, adata, *args, **kwargs)
+
+    monkeypatch.setattr(PerturbationPipeline, "fit", counting_fit)
+    targets = sorted(screen_data.uns["simulate_screen"]["targets"])[:2]
+    report = run_pert_unseen(_with_unmeasured(screen_data), methods={"gene-network": FAST}, baselines=False,
+                             preprocess=None, min_cells=20, n_top=10, targets=[*targets, "UNMEASURED"], progress=False)
+    assert "not a gene of the network" in report["refused"]["gene-network"]["UNMEASURED"]
+    assert "before training" in report["refused"]["gene-network"]["UNMEASURED"]
+    assert len(fits) == 2                                   # one fit per predictable target, none for UNMEASURED
+    assert report["common_targets"] == targets
+
+
+def test_empty_targets_are_refused_not_read_as_all(screen_data, tmp_path):
+    with pytest.raises(DataError, match="targets is empty"):
+        run_pert_unseen(screen_data, targets=[], preprocess=None, min_cells=20, progress=False)
+    data = tmp_path / "screen.h5ad"
+    adata = screen_data.copy()
+    adata.uns = {}
+    adata.write_h5ad(data)
+    result = CliRunner().invoke(app, ["benchmark", "pert-unseen", "--data", str(data), "--out", str(tmp_path / "o"),
+                                      "--targets", "", "--preprocess", "none", "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert "--targets" in result.output and "names nothing" in result.output
+    assert not (tmp_path / "o" / "results.json").exists()      # nothing was trained
+
+
+def test_plots_are_written(screen_data, tmp_path, one_torch_thread):
+    targets = sorted(screen_data.uns["simulate_screen"]["targets"])[:2]
+    run_pert_unseen(screen_data, methods={"gene-network": FAST}, baselines=False, preprocess=None, min_cells=20,
+                    n_top=10, targets=targets, out=tmp_path / "run", progress=False)
+    plots = tmp_path / "run" / "plots"
+    for name in [*targets, "summary_pearson_delta", "summary_discrimination"]:
+        assert (plots / f"{name}.png").stat().st_size > 0, name
+    run_pert_unseen(screen_data, methods={"gene-network": FAST}, baselines=False, preprocess=None, min_cells=20,
+                    n_top=10, targets=targets, out=tmp_path / "quiet", progress=False, plots=False)
+    assert not list((tmp_path / "quiet").glob("plots/*.png"))

@@ -9,7 +9,7 @@ import torch
 from virtualcell.component import Condition
 from virtualcell.datasets import ground_truth_mean, simulate_perturbation, simulate_time_course
 from virtualcell.instruments.manipulators.cgan import CGANGenerator, CGANManipulator
-from virtualcell.instruments.manipulators.layers import (CGANTrunk, ConditionEmbedding, FeatureGroups, FiLM,
+from virtualcell.nn.layers import (CGANTrunk, ConditionEmbedding, FeatureGroups, FiLM,
                                                          GatedFeatureAttention, GroupDecoder)
 
 TINY = dict(CGANManipulator.test_config)
@@ -115,7 +115,7 @@ def test_generator_starts_as_identity_and_stays_non_negative():
 
 
 def test_condition_offsets_balance_contexts_and_skip_unpaired_ones():
-    from virtualcell.instruments.manipulators.layers import condition_offsets
+    from virtualcell.nn.layers import condition_offsets
 
     # context 0: control 0, stimulated 2 (shift +2); context 1: control 10, stimulated 11 (+1);
     # context 2: control only (held out), far away at 100: it must not move the shift
@@ -135,7 +135,7 @@ def test_condition_offsets_balance_contexts_and_skip_unpaired_ones():
 
 
 def test_paired_groups_and_offsets_ignore_a_few_stray_cells_of_a_condition():
-    from virtualcell.instruments.manipulators.layers import condition_offsets, paired_groups
+    from virtualcell.nn.layers import condition_offsets, paired_groups
 
     counts = torch.tensor([[10, 10], [18, 2], [0, 5]])
     assert paired_groups(counts).tolist() == [[True, True], [True, True], [False, True]]
@@ -153,7 +153,7 @@ def test_paired_groups_and_offsets_ignore_a_few_stray_cells_of_a_condition():
 
 
 def test_condition_offsets_recover_additive_shifts_when_contexts_hold_different_conditions():
-    from virtualcell.instruments.manipulators.layers import condition_offsets
+    from virtualcell.nn.layers import condition_offsets
 
     # exactly additive means level[k] + shift[c]; each context holds a different subset of the
     # three conditions (a time course whose late points are missing for some cell types)
@@ -167,7 +167,7 @@ def test_condition_offsets_recover_additive_shifts_when_contexts_hold_different_
 
 
 def test_pseudo_contexts_find_cell_types_despite_the_condition_shift():
-    from virtualcell.instruments.manipulators.layers import pseudo_contexts
+    from virtualcell.nn.layers import pseudo_contexts
 
     adata = simulate_perturbation(n_cells_per_group=30, n_genes=40, n_cell_types=3, effect_size=2.0, seed=3)
     x = torch.from_numpy(adata.X)
@@ -182,7 +182,7 @@ def test_pseudo_contexts_find_cell_types_despite_the_condition_shift():
 
 
 def test_pseudo_contexts_keep_a_strongly_responding_type_together():
-    from virtualcell.instruments.manipulators.layers import pseudo_contexts
+    from virtualcell.nn.layers import pseudo_contexts
 
     adata = simulate_perturbation(n_cells_per_group=40, n_genes=40, n_cell_types=3, effect_size=1.0, seed=0)
     x = torch.from_numpy(adata.X).clone()

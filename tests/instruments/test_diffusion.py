@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from virtualcell.component import Condition
-from virtualcell.instruments.manipulators.denoisers import FeatureGroupTransformerDenoiser, ResidualMLPDenoiser
+from virtualcell.nn.denoisers import FeatureGroupTransformerDenoiser, ResidualMLPDenoiser
 from virtualcell.instruments.manipulators.diffusion import DiffusionManipulator
 from virtualcell.train.diffusion import DenoisingData, NoisePredictionStep, train_denoiser
 

@@ -97,3 +97,21 @@ def test_benchmark_represent_cli(tmp_path, one_torch_thread):
         assert 0 <= metrics["macro_f1"] <= 1 and -1 <= metrics["silhouette_condition"] <= 1
     assert report["protocol"]["n_reference"] == report["protocol"]["n_query"] == 60
     assert report["command"].startswith("virtualcell benchmark represent")
+
+
+def test_integer_cluster_labels_are_labels():
+    reference, query, _ = _reference_and_query()
+    reference.obs["leiden"] = pd.factorize(reference.obs["cell_type"])[0]
+    out = annotate(query, reference, label_key="leiden", encoder={"name": "pca", "n_components": 5}, copy=True,
+                   progress=False)
+    assert set(out.obs["leiden_predicted"].astype(str)) <= {"0", "1", "2"}
+
+
+def test_annotate_shows_progress(capsys, monkeypatch):
+    """Issue 21 item 11: a transformer ran for minutes without a word."""
+    monkeypatch.setenv("VIRTUALCELL_PROGRESS", "1")
+    reference, query, _ = _reference_and_query(genes=12)
+    annotate(query, reference, label_key="cell_type", copy=True,
+             encoder={"name": "transformer", "hidden_size": 8, "num_layers": 1, "num_heads": 1, "max_epochs": 1})
+    err = capsys.readouterr().err
+    assert "transformer" in err and "label" in err.lower()

@@ -1,5 +1,7 @@
 """spatial_domains (graph, PCA, neighbour-average), its plot and the `virtualcell domains` command."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
@@ -110,3 +112,40 @@ def test_options_are_keyword_only():
 
     params = list(inspect.signature(spatial_domains).parameters.values())
     assert params[0].name == "adata" and all(p.kind is p.KEYWORD_ONLY for p in params[1:])
+
+
+# -- issue 21 item 15: duplicated positions (items 23 and 26: tests/security/test_pipeline_inputs.py) ---------
+
+def test_duplicated_coordinates_are_refused_then_deduplicated_with_a_warning(slide):
+    import warnings as _warnings
+
+    from virtualcell.data.spatial import SpatialGraphError
+
+    adata = slide.copy()
+    adata.obsm["spatial"][5] = adata.obsm["spatial"][4]
+    adata.obsm["spatial"][9] = adata.obsm["spatial"][4]
+    with pytest.raises(SpatialGraphError, match=r"2 cells at duplicated coordinates.*deduplicate=True.*--deduplicate"):
+        spatial_domains(adata, method="neighbour-average", n_domains=3, copy=True)
+    with pytest.warns(UserWarning, match=r"deduplicate=True: 2 of 200 cells repeat.*198 distinct positions"):
+        out = spatial_domains(adata, method="neighbour-average", n_domains=3, copy=True, deduplicate=True)
+    assert out.obs["domain"].notna().all() and out.n_obs == 200 and out.uns["domain"]["deduplicate"]
+    graph = out.obsp["spatial_connectivities"]
+    assert (graph[5] != graph[4]).nnz == 0 and (graph[9] != graph[4]).nnz == 0    # the first cell's neighbours
+    assert graph[:, [5, 9]].nnz == 0 and graph.diagonal().sum() == 0
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error")
+        spatial_domains(slide, method="pca", n_domains=3, copy=True, deduplicate=True)   # nothing repeated: silent
+
+
+OSMFISH = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "spatial_osmfish_sscortex.h5ad"
+
+
+@pytest.mark.skipif(not OSMFISH.exists(), reason=f"real data not found at {OSMFISH}")
+def test_osmfish_runs_with_deduplicate():
+    """Issue 21 item 15: osmFISH was refused for 527 duplicated coordinates, with no way through in the tool."""
+    import anndata as ad
+
+    adata = ad.read_h5ad(OSMFISH)
+    with pytest.warns(UserWarning, match=r"527 of 6471 cells repeat"):
+        spatial_domains(adata, method="neighbour-average", n_domains=11, deduplicate=True, progress=False)
+    assert adata.obs["domain"].nunique() == 11

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from virtualcell.evaluate.calibration import interval_coverage
+from virtualcell.metrics import interval_coverage
 from virtualcell.pipelines.intervals import predictive_quantiles
 
 

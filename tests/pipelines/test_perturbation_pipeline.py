@@ -7,7 +7,7 @@ import torch
 import virtualcell as vc
 from virtualcell import DataError
 from virtualcell.datasets import simulate_perturbation
-from virtualcell.evaluate.metrics import perturbation_metrics
+from virtualcell.metrics import perturbation_metrics
 from virtualcell.registry import TamperedArtifactError, UnknownComponentError
 
 
@@ -44,7 +44,8 @@ def test_output_anndata_layout(data):
     _, train, ctrl, _ = data
     predicted = _fit(train).predict(ctrl, target="stimulated", n_samples=3, key_added="vc")
     assert predicted.shape == ctrl.shape and list(predicted.var_names) == list(ctrl.var_names)
-    assert list(predicted.obs_names) == list(ctrl.obs_names)
+    assert list(predicted.obs_names) == [f"{name}-pred-stimulated" for name in ctrl.obs_names]
+    assert list(predicted.obs["source_cell"]) == list(ctrl.obs_names)
     assert (predicted.obs["condition"] == "stimulated").all() and (predicted.obs["condition_source"] == "control").all()
     assert {"variance", "q05", "q95"} <= set(predicted.layers) and "X_vc" in predicted.obsm
     assert predicted.X.min() >= 0, "predictions must never be negative in expression space"

@@ -67,3 +67,13 @@ def test_cli_writes_a_ranked_tsv_and_never_over_an_input(fitted, tmp_path):
     result = runner.invoke(app, ["screen", "--pipeline", str(tmp_path / "model"), "--data", str(data),
                                  "--targets", "FOO", "--out", str(tmp_path / "x.tsv")])
     assert result.exit_code != 0 and "FOO" in result.output and not (tmp_path / "x.tsv").exists()
+
+
+def test_uncertainty_and_its_rank_are_empty_together(fitted, tmp_path):
+    """Issue 21 item 7: rank_uncertainty was filled (1, 2, ...) while uncertainty was empty."""
+    adata, pipe = fitted
+    table = screen(pipe, adata[adata.obs.condition == "control"], ["G01", "G02"], progress=False)
+    assert table["uncertainty"].isna().all() and table["rank_uncertainty"].isna().all()
+    table.to_csv(tmp_path / "t.tsv", sep="\t", index=False)
+    again = pd.read_csv(tmp_path / "t.tsv", sep="\t")
+    assert again["uncertainty"].isna().all() and again["rank_uncertainty"].isna().all()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from virtualcell.registry import ArtifactError, TamperedArtifactError, UnknownComponentError, load_component
-from virtualcell.registry.artifact import _canonical_hash
+from virtualcell.registry.hashing import canonical_hash
 from virtualcell.representations.pca import PCAEncoder
 from virtualcell.testing import tiny_expression
 
@@ -22,7 +22,7 @@ def _rewrite_config(path, **changes):
     config = json.loads((path / "config.json").read_text())
     config.pop("config_sha256")
     config.update(changes)
-    config["config_sha256"] = _canonical_hash(config)
+    config["config_sha256"] = canonical_hash(config)
     (path / "config.json").write_text(json.dumps(config))
 
 
@@ -125,7 +125,7 @@ def test_model_card_fields(tmp_path):
 
 
 def test_the_artifact_format_imports_no_component_code():
-    """ARCHITECTURE.md's known debt: component.py -> registry/artifact.py -> registry/registry.py -> component.py.
+    """Old debt (docs/architecture.md): component.py -> registry -> registry/registry.py -> component.py.
 
     The format modules receive names and classes from the registry instead of importing it.
     """
@@ -140,3 +140,79 @@ def test_the_artifact_format_imports_no_component_code():
         imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
         assert not imported & {"registry", "..component", "component"}, (module, imported)
         assert not any(m.startswith(("virtualcell.component", "virtualcell.registry.registry")) for m in imported), module
+
+
+def test_no_registry_module_imports_component_anywhere():
+    """registry/ sits below component.py: not at module level, not under TYPE_CHECKING, not in a function."""
+    import ast
+    from pathlib import Path
+
+    import virtualcell.registry as package
+
+    for file in sorted(Path(package.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                module = node.module or ""
+                above = node.level >= 2 or module.startswith("virtualcell")   # outside registry/
+                bad = above and (module.endswith("component") or any(a.name == "component" for a in node.names))
+            elif isinstance(node, ast.Import):
+                bad = any(a.name == "virtualcell.component" for a in node.names)
+            else:
+                continue
+            assert not bad, f"{file.name}:{node.lineno} imports virtualcell.component"
+
+
+def _reseal_weights(path, change):
+    """Alter weights.safetensors with ``change(tensors)`` and recompute every checksum, as an attacker could."""
+    from safetensors.torch import load_file, save_file
+
+    from virtualcell.registry.hashing import sha256_file
+
+    tensors = load_file(str(path / "weights.safetensors"))
+    change(tensors)
+    save_file(tensors, str(path / "weights.safetensors"))
+    config = json.loads((path / "config.json").read_text())
+    config["checksums"]["weights.safetensors"] = sha256_file(path / "weights.safetensors")
+    config.pop("config_sha256")
+    config["config_sha256"] = canonical_hash(config)
+    (path / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_resealed_artifact_with_nonfinite_weights_is_refused(saved, bad):
+    path, _, _ = saved
+    _reseal_weights(path, lambda t: t["components"].__setitem__((0, 0), bad))
+    with pytest.raises(TamperedArtifactError, match="'components' holds NaN or infinite.*Re-pull"):
+        load_component(path)
+
+
+def test_nan_rows_marking_conditions_without_cells_still_load(tmp_path):
+    """latent-arithmetic marks a condition without cells by a NaN row of condition_means: that is data, not damage."""
+    from virtualcell.instruments.manipulators.latent_arithmetic import LatentArithmeticManipulator
+    from virtualcell.testing import tiny_labels
+
+    z, labels = tiny_labels()
+    manipulator = LatentArithmeticManipulator(balance=False).fit(z, labels, n_conditions=4)   # condition 3: no cells
+    assert torch.isnan(manipulator.condition_means[3]).all()
+    loaded = load_component(manipulator.save(tmp_path / "la"))
+    assert torch.isnan(loaded.condition_means[3]).all()
+    _reseal_weights(tmp_path / "la", lambda t: t["condition_means"].__setitem__((0, 0), float("nan")))
+    with pytest.raises(TamperedArtifactError, match="condition_means"):
+        load_component(tmp_path / "la")
+
+
+def test_component_with_nonfinite_weights_is_not_saved(tmp_path):
+    x, genes = tiny_expression()
+    encoder = PCAEncoder(n_components=3).fit(x, genes)
+    encoder.components[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite.*diverged"):
+        encoder.save(tmp_path / "p")
+    assert not (tmp_path / "p").exists()
+
+
+def test_hugging_face_folder_is_not_told_to_upgrade(tmp_path):
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 8}))
+    with pytest.raises(ArtifactError, match="not a virtualcell artifact.*from_pretrained") as error:
+        load_component(tmp_path / "hf")
+    assert "Upgrade" not in str(error.value)

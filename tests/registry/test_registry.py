@@ -9,7 +9,7 @@ from virtualcell.registry import PluginImportError, Registry, UnknownComponentEr
 
 needs_plugin = pytest.mark.skipif(
     not any(ep.name == "toy-scaled-shift" for ep in importlib.metadata.entry_points(group="virtualcell.components")),
-    reason="the test plugin is not installed: pip install -e tests/plugins/virtualcell-toy-plugin",
+    reason="the test plugin is not installed (tests/conftest.py installs it for the session; see its warning)",
 )
 
 

@@ -132,3 +132,99 @@ def test_oversized_manifest_is_refused_before_reading(tmp_path, artifact):
         handle.truncate(65 << 20)  # sparse: 65 MiB on paper, nothing on disk
     with pytest.raises(TamperedArtifactError, match="more than a manifest can be"):
         pull(str(hub), "pca", "2.0", cache_dir=tmp_path / "cache")
+
+
+# -- issue 21 item 25: the cache is verified on every pull; published lists what pull accepts -----------------
+def _pulled(tmp_path, artifact):
+    hub = tmp_path / "hub"
+    publish(artifact, str(hub), "pca", "1.0")
+    folder = pull(str(hub), "pca", "1.0", cache_dir=tmp_path / "cache")
+    return hub, folder
+
+
+@pytest.mark.parametrize("damage", ["modify", "delete", "add", "symlink"])
+def test_an_altered_cached_copy_is_fetched_again(tmp_path, artifact, damage):
+    """Before: pull returned the cached folder unchecked, and load then refused it with 're-pull it'."""
+    from virtualcell.registry import load_component
+
+    hub, folder = _pulled(tmp_path, artifact)
+    weights = folder / "weights.safetensors"
+    original = weights.read_bytes()
+    if damage == "modify":
+        weights.write_bytes(original[:-1] + b"\x07")
+    elif damage == "delete":
+        weights.unlink()
+    elif damage == "add":
+        (folder / "extra.py").write_text("print('hi')")
+    else:
+        weights.unlink()
+        weights.symlink_to(tmp_path / "elsewhere")
+    with pytest.warns(UserWarning, match="altered after it was pulled"):
+        again = pull(str(hub), "pca", "1.0", cache_dir=tmp_path / "cache")
+    assert again == folder and weights.read_bytes() == original and not (folder / "extra.py").exists()
+    load_component(again)
+    assert [p.name for p in folder.parent.iterdir() if p.name.startswith(".")] == [], "nothing left aside"
+
+
+def test_an_intact_cached_copy_is_reused_without_a_warning(tmp_path, artifact, recwarn):
+    hub, folder = _pulled(tmp_path, artifact)
+    stamp = (folder / "weights.safetensors").stat().st_mtime_ns
+    assert pull(str(hub), "pca", "1.0", cache_dir=tmp_path / "cache") == folder
+    assert (folder / "weights.safetensors").stat().st_mtime_ns == stamp
+    assert not [w for w in recwarn if "altered" in str(w.message)]
+
+
+def test_cli_pull_never_exits_0_on_a_corrupt_result(tmp_path, artifact):
+    from typer.testing import CliRunner
+
+    from virtualcell.cli import app
+
+    hub, folder = _pulled(tmp_path, artifact)
+    (folder / "weights.safetensors").write_bytes(b"altered in the cache")
+    location = json.loads((hub / "pca" / "1.0.manifest.json").read_text())["location"]
+    (hub / "pca" / location / "weights.safetensors").write_bytes(b"altered at the hub too")
+    result = CliRunner().invoke(app, ["pull", "pca", "--hub", str(hub), "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 2 and "does not match its published sha256" in result.output, result.output
+    assert not folder.exists(), "the altered cached copy is not left for load to trip on"
+    (hub / "pca" / location / "weights.safetensors").unlink()
+    publish(artifact, str(hub), "pca", "1.1")
+    folder = pull(str(hub), "pca", "1.1", cache_dir=tmp_path / "cache")
+    (folder / "config.json").write_text("{}")
+    result = CliRunner().invoke(app, ["pull", "pca", "--hub", str(hub), "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0 and "warning: The cached copy of pca 1.1" in result.output, result.output
+    assert result.stdout.strip() == str(folder)
+
+
+def test_a_hub_entry_that_is_a_folder_is_a_clear_error(tmp_path, artifact):
+    """Before: IsADirectoryError."""
+    hub = tmp_path / "hub"
+    publish(artifact, str(hub), "pca", "1.0")
+    (hub / "pca" / "2.0.manifest.json").mkdir()
+    with pytest.raises(TamperedArtifactError, match="is a folder, not a manifest file"):
+        pull(str(hub), "pca", "2.0", cache_dir=tmp_path / "cache")
+    location = json.loads((hub / "pca" / "1.0.manifest.json").read_text())["location"]
+    weights = hub / "pca" / location / "weights.safetensors"
+    weights.unlink()
+    weights.mkdir()
+    with pytest.raises(TamperedArtifactError, match="is a folder at the hub"):
+        pull(str(hub), "pca", "1.0", cache_dir=tmp_path / "cache")
+    assert not list((tmp_path / "cache" / "instruments" / "pca").glob("1.0-*"))
+
+
+def test_published_lists_only_versions_pull_accepts(tmp_path, artifact):
+    """Before: `published` listed versions whose manifest pull refuses."""
+    from typer.testing import CliRunner
+
+    from virtualcell.cli import app
+    from virtualcell.registry.pull import published_status
+
+    hub = tmp_path / "hub"
+    publish(artifact, str(hub), "pca", "1.0")
+    (hub / "pca" / "2.0.manifest.json").write_text((hub / "pca" / "1.0.manifest.json").read_text())   # a copy
+    (hub / "pca" / "3.0.manifest.json").write_text("{bad")
+    status = published_status(str(hub))["pca"]
+    assert status["1.0"] is None and "copied from another version" in status["2.0"] and status["3.0"]
+    result = CliRunner().invoke(app, ["published", "--hub", str(hub)])
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == ["pca\t1.0"], result.stdout
+    assert "pca 2.0 is listed" in result.stderr and "pull refuses it" in result.stderr

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from virtualcell.data.checks import MAX_EXPRESSION, DataError, check_expression, looks_like_counts
+from virtualcell.data.checks import MAX_EXPRESSION, MAX_LOG_EXPRESSION, DataError, check_expression, looks_like_counts
 from virtualcell.datasets import simulate_perturbation
 from virtualcell.pipelines import PerturbationPipeline
 
@@ -92,3 +92,17 @@ def test_real_log_normalised_kang_is_not_counts():
     kang = ad.read_h5ad(KANG)
     assert not looks_like_counts(kang.X)
     check_expression(kang.X, expect="log", obs_names=kang.obs_names, var_names=kang.var_names)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_an_implausible_log_value_is_refused_naming_cell_and_gene(sim, sparse):
+    """Issue 21 item 26: a 1e6 in log-normalised data passed (below 2**24, and not integer data)."""
+    bad = sim.copy()
+    x = np.asarray(bad.X, dtype=np.float32).copy()
+    x[3, 4] = 1e6
+    bad.X = sp.csr_matrix(x) if sparse else x
+    with pytest.raises(DataError, match=r"should be log-normalised but holds 1 values above 30.*1e\+06 in cell "
+                                        r"'cell_3'.*gene 'gene_4'.*sc.pp.log1p"):
+        PerturbationPipeline("pca", "latent-arithmetic").fit(bad, context_key="cell_type", progress=False)
+    check_expression(x, expect="any")                                        # only log data has the bound
+    check_expression(np.array([[0.0, MAX_LOG_EXPRESSION]]), expect="log")   # the bound itself passes

@@ -65,7 +65,12 @@ def test_query_prints_neighbours_and_writes_out(stored, tmp_path):
     (["--cells", "cell_type == "], "expected a value"),
     (["--cells", "cell_type=type_0", "--k", "0"], "--k 0: it must lie in [1,"),
     (["--cells", "cell_type=type_0", "--k", "100000"], "--k 100000"),
-    (["--cells", "cell_type=nobody"], "No stored cell matches"),
+    (["--cells", "cell_type=nobody"], "No stored cell of 'pca' matches --cells 'cell_type=nobody' ('cell_type' holds "
+                                      "'type_0', 'type_1')"),
+    # issue 21 item 4: a filter matching nothing says so and lists the column's values (was "--k 10: [1, -1]")
+    (["--cells", "cell_type=type_0", "--filter", 'condition in ["stim"]'],
+     "No stored cell of 'pca' matches --filter 'condition in [\"stim\"]' ('condition' holds 'control', 'stimulated')"),
+    (["--cells", "index=nobody"], "no stored cell of 'pca' is named so"),
     (["--cells", "cell_type=type_0", "--approximate"], "no approximate index"),
     (["--cells", "cell_type=type_0", "--out", "x.csv"], "must be .tsv, .parquet or .h5ad"),
 ])
@@ -96,3 +101,33 @@ def test_auto_mode_streams_when_memory_is_short(stored, atlas, monkeypatch):
     result = runner.invoke(app, ["embed", "--data", str(atlas[0] / "atlas.h5ad"), "--encoder", str(model),
                                  "--store", str(store), "--key", "auto"])
     assert result.exit_code == 0 and "streaming" in result.output and "GiB free" in result.output
+
+
+def test_query_refuses_an_existing_out_without_overwrite(stored, tmp_path):
+    """Issue 21 item 18: `query --out existing.tsv` overwrote it; now --overwrite is needed."""
+    out = tmp_path / "mine.tsv"
+    out.write_text("my own table\n")
+    args = ["query", "--store", str(stored[0]), "--key", "pca", "--cells", "cell_type=type_0", "--k", "2", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "already exists; pass --overwrite" in result.output, result.output
+    assert out.read_text() == "my own table\n"
+    result = runner.invoke(app, args + ["--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert "query\trank" in out.read_text()
+
+
+def test_query_cells_on_an_integer_column(stored):
+    """Issue 21 item 21: `--cells batch=1` on an integer column raised TypeError; it compares as numbers now."""
+    store, _, adata = stored
+    result = runner.invoke(app, ["query", "--store", str(store), "--key", "pca", "--cells", "batch=1", "--k", "2"])
+    assert result.exit_code == 0, result.output
+    assert f"{int((adata.obs.batch == 1).sum())} query cells, 2 neighbours each" in result.output
+
+
+def test_embed_refuses_overwrite_with_append(stored, atlas):
+    """Issue 21 item 26: --overwrite --append together were accepted."""
+    store, model, _ = stored
+    result = runner.invoke(app, ["embed", "--data", str(atlas[0] / "atlas.h5ad"), "--encoder", str(model),
+                                 "--store", str(store), "--key", "pca", "--overwrite", "--append"])
+    assert result.exit_code == 2 and "choose one" in result.output, result.output
+    assert EmbeddingStore(store, mode="r").snapshot("pca").n_rows == atlas[1].n_obs

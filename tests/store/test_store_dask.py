@@ -51,7 +51,7 @@ def test_dask_embed_equals_in_memory(client, atlas, tmp_path):
     store = EmbeddingStore(tmp_path / "s.zarr", mode="r")
     np.testing.assert_allclose(store.values("pca"), expected, atol=1e-4)
     assert store.obs("pca").index.tolist() == adata.obs_names.tolist()
-    embed(folder / "atlas.zarr", pipeline, store=tmp_path / "s.zarr", key_added="pca", client=client, append=True,
+    embed(folder / "again.zarr", pipeline, store=tmp_path / "s.zarr", key_added="pca", client=client, append=True,
           chunk_rows=8)
     np.testing.assert_allclose(EmbeddingStore(tmp_path / "s.zarr").values("pca"), np.vstack([expected, expected]), atol=1e-4)
     assert not (tmp_path / "s.zarr" / ".virtualcell-work").exists()
@@ -80,7 +80,7 @@ def test_a_worker_killed_mid_task_is_retried_and_readers_never_see_half(client, 
     reader = threading.Thread(target=read_counts)
     reader.start()
     try:  # append on dask while a reader polls the row count and a worker dies
-        state = embed(folder / "atlas.h5ad", pipeline, store=tmp_path / "s.zarr", key_added="pca", client=client,
+        state = embed(folder / "again.h5ad", pipeline, store=tmp_path / "s.zarr", key_added="pca", client=client,
                       chunk_rows=8, append=True)
     finally:
         stop.set()

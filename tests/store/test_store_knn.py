@@ -79,7 +79,7 @@ def test_approximate_index_is_saved_in_the_store_with_its_recall(cells, library,
     same = rows[:, 0] == exact[:, 0]
     assert same.mean() >= 0.9
     np.testing.assert_allclose(distances[same, 0], exact_distances[same, 0], atol=2e-3)
-    copy.append("k", values[:3], obs=obs.iloc[:3])
+    copy.append("k", values[:3], obs=obs.iloc[:3].rename(index=lambda name: f"{name}-again"))
     with pytest.raises(StoreError, match="index covers 600 rows but 603 are stored"):
         copy.nearest("k", values[:1], k=1, approximate=True)
 

@@ -30,7 +30,8 @@ def test_stream_from_a_backed_anndata_and_append(atlas, expected, tmp_path):
     folder, adata, pipeline = atlas
     backed = ad.read_h5ad(folder / "atlas.h5ad", backed="r")
     embed(backed, pipeline, store=tmp_path / "s.zarr", key_added="pca", chunk_rows=40)
-    state = embed(backed, pipeline, store=tmp_path / "s.zarr", key_added="pca", append=True)
+    again = ad.read_h5ad(folder / "again.h5ad", backed="r")  # the same cells renamed
+    state = embed(again, pipeline, store=tmp_path / "s.zarr", key_added="pca", append=True)
     assert state.n_rows == 2 * adata.n_obs
     values = EmbeddingStore(tmp_path / "s.zarr").values("pca")
     np.testing.assert_allclose(values, np.vstack([expected, expected]), atol=1e-4)

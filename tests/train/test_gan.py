@@ -84,11 +84,11 @@ def test_discriminator_scores_and_classifies_through_the_shared_trunk():
 
 
 def test_group_sampler_matches_groups_and_flags_unpaired_ones():
-    from virtualcell.train.gan import _GroupSampler
+    from virtualcell.train.gan_batches import GroupSampler
 
     condition = torch.tensor([0, 0, 1, 1, 0, 0, 0, 1])
     groups = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2])            # group 1 has no cells of condition 1
-    sampler = _GroupSampler(torch.arange(8), condition, groups, 2, min_cells=1)
+    sampler = GroupSampler(torch.arange(8), condition, groups, 2, min_cells=1)
     g = torch.Generator().manual_seed(0)
     rows, matched = sampler.sample(torch.tensor([0, 1, 2] * 20), torch.ones(60, dtype=torch.long), g)
     assert matched.tolist() == [True, False, True] * 20
@@ -99,16 +99,16 @@ def test_group_sampler_matches_groups_and_flags_unpaired_ones():
 
 
 def test_group_sampler_leaves_out_groups_with_a_few_stray_cells_of_the_target():
-    from virtualcell.train.gan import _GroupSampler
+    from virtualcell.train.gan_batches import GroupSampler
 
     # group 0: 10 controls, 10 stimulated; group 1: 18 controls of a held-out type + 2 stray stimulated
     condition = torch.tensor([0] * 10 + [1] * 10 + [0] * 18 + [1] * 2)
     groups = torch.tensor([0] * 20 + [1] * 20)
     g = torch.Generator().manual_seed(0)
     query = (torch.tensor([0, 1] * 10), torch.ones(20, dtype=torch.long))
-    loose = _GroupSampler(torch.arange(40), condition, groups, 2, min_cells=1)
+    loose = GroupSampler(torch.arange(40), condition, groups, 2, min_cells=1)
     assert loose.sample(*query, g)[1].all()                        # without the share rule the strays match
-    strict = _GroupSampler(torch.arange(40), condition, groups, 2, min_cells=1, min_share=0.5)
+    strict = GroupSampler(torch.arange(40), condition, groups, 2, min_cells=1, min_share=0.5)
     rows, matched = strict.sample(*query, g)
     assert matched.tolist() == [True, False] * 10                  # 2/20 = 0.1 < 0.5 x 12/40
     assert set(rows.tolist()) <= set(range(10, 20)) | {38, 39}

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.distributions import NegativeBinomial, Normal, kl_divergence
 
-from virtualcell.train.losses import (gaussian_log_likelihood, kl_standard_normal, negative_binomial_log_likelihood,
+from virtualcell.nn.losses import (gaussian_log_likelihood, kl_standard_normal, negative_binomial_log_likelihood,
                                       zinb_log_likelihood)
 
 

@@ -1,7 +1,8 @@
 """The ``virtualcell`` command line.
 
-One module a command group (``core``: info, demo, fit, predict; ``store``: embed, query; ``hub``:
-publish, pull; ``benchmark``: the EVALUATION.md protocols). Each adds its commands to the one
+One module a command group (``info``; ``core``: demo, fit, predict; ``store``: embed, query; ``hub``:
+publish, pull; ``benchmark``: the docs/evaluation.md protocols). Every command reads component options
+in one grammar (:mod:`.options`, docs/cli.md). Each adds its commands to the one
 :data:`app` of :mod:`.app`; importing the module is what registers them. Every command runs inside
 one error boundary (:mod:`.errors`): a user error ends as ``error: <what is wrong and the fix>``
 with exit code 2, never a traceback; ``--debug`` or ``VIRTUALCELL_DEBUG=1`` shows the traceback.
@@ -13,17 +14,18 @@ import sys
 
 import typer
 
-from . import annotate, core, hub, represent, screen, select, spatial, store  # noqa: F401  (importing registers the commands)
+from . import annotate, core, hub, info, represent, screen, select, spatial, store  # noqa: F401  (importing registers the commands)
 from .app import app
-from .common import match_rule, parse_options
+from .common import match_rule
+from .options import parse_options
 
 __all__ = ["app", "main", "parse_options", "match_rule"]
 
-from ..evaluate.commands import benchmark_app  # noqa: E402
+from .benchmark import benchmark_app  # noqa: E402
 from . import pert_unseen  # noqa: E402,F401  (adds `benchmark pert-unseen` to benchmark_app)
 
 app.add_typer(benchmark_app, name="benchmark",
-              help="Run the EVALUATION.md protocols (oos, ood, pert) with baselines beside the method.")
+              help="Run the docs/evaluation.md protocols (oos, ood, pert) with baselines beside the method.")
 
 
 @app.callback()

@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 
 from .app import app
-from .common import fail, parse_options, read_h5ad, refuse_overwriting_input
+from .common import check_output_file, read_h5ad, refuse_overwriting_input
+from .options import GRAMMAR, check_options, parse_options, resolve_preprocess
 
 
 @app.command()
@@ -19,10 +20,11 @@ def annotate(
     out: Path = typer.Option(..., help="Where to write the annotated query (.h5ad; never the input)."),
     encoder: str = typer.Option("pca", help="Registered encoder (fitted on the reference), a saved encoder folder, "
                                             "or a local BERT checkpoint folder (config.json + model.safetensors)."),
-    encoder_option: Optional[list[str]] = typer.Option(None, help="Encoder init option KEY=VALUE; repeatable."),
-    decoder_option: Optional[list[str]] = typer.Option(None, help="label-decoder init option KEY=VALUE; repeatable."),
+    encoder_option: Optional[list[str]] = typer.Option(None, help=f"Encoder option {GRAMMAR}."),
+    decoder_option: Optional[list[str]] = typer.Option(None, help=f"label-decoder option {GRAMMAR}."),
     token_table: Optional[Path] = typer.Option(None, help="Gene-token table (JSON/TSV) of a BERT checkpoint."),
-    preprocess: str = typer.Option("none", help="'none' (X is log-normalised), 'log1p' (counts) or 'kang-full'."),
+    preprocess: str = typer.Option("auto", help="auto (raw counts -> log1p, else none), none (X is log-normalised), "
+                                                "log1p or kang-full."),
     key_added: Optional[str] = typer.Option(None, help="obs/obsm/uns key of the results (default <label-key>_predicted)."),
     seed: int = typer.Option(0, help="Seeds every stochastic step."),
     device: str = typer.Option("cpu", help="cpu, cuda, mps or auto."),
@@ -31,25 +33,25 @@ def annotate(
     """Label the query's cells from the reference (encoder + calibrated label decoder), with per-cell confidence."""
     from ..pipelines.annotate import annotate as annotate_cells
 
-    try:
-        refuse_overwriting_input(out, query, reference)
-        if out.exists() and not overwrite:
-            raise FileExistsError(f"{out} exists; pass --overwrite to replace it.")
-        query_data, reference_data = read_h5ad(query), read_h5ad(reference)
-        options = parse_options(encoder_option, "--encoder-option")
-        encoder_spec = encoder if Path(encoder).is_dir() else {"name": encoder, **options}
-        if options and Path(encoder).is_dir():
-            raise ValueError("--encoder-option cannot change a saved or pretrained encoder; pass a registered name.")
-        key = key_added or f"{label_key}_predicted"
-        annotate_cells(query_data, reference_data, label_key=label_key, encoder=encoder_spec,
-                       decoder={"name": "label-decoder", **parse_options(decoder_option, "--decoder-option")},
-                       preprocess=None if preprocess.lower() == "none" else preprocess, key_added=key,
-                       token_table=token_table, seed=seed, device=device)
-        from ..evaluate.report import write_h5ad
+    refuse_overwriting_input(out, query, reference)
+    check_output_file(out, overwrite=overwrite)
+    query_data, reference_data = read_h5ad(query), read_h5ad(reference)
+    options = parse_options(encoder_option, "--encoder-option")
+    encoder_spec = encoder if Path(encoder).is_dir() else {"name": encoder, **options}
+    if options and Path(encoder).is_dir():
+        raise ValueError("--encoder-option cannot change a saved or pretrained encoder; pass a registered name.")
+    decoder_options = parse_options(decoder_option, "--decoder-option")
+    if not Path(encoder).is_dir():
+        check_options(encoder, options, "--encoder-option")
+    check_options("label-decoder", decoder_options, "--decoder-option")
+    key = key_added or f"{label_key}_predicted"
+    annotate_cells(query_data, reference_data, label_key=label_key, encoder=encoder_spec,
+                   decoder={"name": "label-decoder", **decoder_options},
+                   preprocess=resolve_preprocess(preprocess, reference_data), key_added=key,
+                   token_table=token_table, seed=seed, device=device)
+    from ..evaluate.report import write_h5ad
 
-        write_h5ad(query_data, out)
-    except (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError) as error:
-        fail(error)
+    write_h5ad(query_data, out)
     counts = query_data.obs[key].value_counts()
     confidence = query_data.obs[f"{key}_confidence"]
     typer.echo(f"labelled {query_data.n_obs} cells -> {out} (obs[{key!r}], median confidence {confidence.median():.3f})")

@@ -1,28 +1,16 @@
-"""Helpers shared by the command modules: option parsing, reading inputs, guarding outputs, the error message."""
+"""Helpers shared by the command modules: reading inputs, guarding outputs, the error message (option parsing:
+:mod:`.options`)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
+from .options import parse_options  # the one option parser of every command (re-exported here)
+
 __all__ = ["parse_options", "fail", "read_h5ad", "match_rule", "select_cells", "MissingColumnError", "refuse_overwriting_input",
            "check_output_file", "check_output_folder", "cli_device"]
-
-
-def parse_options(options: list[str] | None, what: str) -> dict:
-    """``["n_latent=50", "likelihood=\\"nb\\""]`` -> ``{"n_latent": 50, "likelihood": "nb"}`` (JSON values, else strings)."""
-    out = {}
-    for option in options or []:
-        key, sep, value = option.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"{what} option {option!r} must look like key=value (e.g. n_latent=50).")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
 
 
 def fail(error: Exception | str) -> None:

@@ -1,4 +1,4 @@
-"""Core commands: info, demo, fit, predict.
+"""Core commands: demo, fit, predict (``info`` is in :mod:`.info`).
 
 Errors are left to the CLI's error boundary (``.errors``); these commands check their paths first,
 so that nothing is read or computed for an output that cannot be written, and never write over an input.
@@ -13,43 +13,17 @@ from typing import Optional
 import typer
 
 from .app import app
-from .common import (check_output_file, check_output_folder, cli_device, match_rule, parse_options, read_h5ad,
-                     refuse_overwriting_input, select_cells)
-
-
-@app.command()
-def info() -> None:
-    """Show the version, the compute devices torch sees, and every registered component."""
-    import platform
-
-    import torch
-    from rich.console import Console
-    from rich.table import Table
-
-    import virtualcell
-    from ..registry import registry
-
-    console = Console(width=None if Console().is_terminal else 140)
-    console.print(f"virtualcell {virtualcell.__version__}  python {platform.python_version()}  torch {torch.__version__}")
-    cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available"
-    mps = torch.backends.mps.is_available() if getattr(torch.backends, "mps", None) else False
-    console.print(f"devices: cpu ({torch.get_num_threads()} threads)  cuda: {cuda}  mps: {'yes' if mps else 'no'}")
-    table = Table(title="registered components (entry-point group virtualcell.components)")
-    for column in ("name", "kind", "class", "package", "status"):
-        table.add_column(column)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        rows = registry.describe()
-    for row in rows:
-        table.add_row(row["name"], row["kind"], row["class"], row["distribution"], row["status"])
-    console.print(table)
-    for warning in caught:
-        console.print(f"[yellow]warning:[/yellow] {warning.message}")
+from .errors import show_warnings
+from .common import check_output_file, check_output_folder, cli_device, read_h5ad, refuse_overwriting_input, select_cells
+from .options import GRAMMAR, apply_epochs, check_options, epoch_option, parse_options, resolve_preprocess
+from .history import check_plot_path, plot_pipeline_history
+from .split import apply_excludes, context_key_warning, training_card
 
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("virtualcell-demo"), help="Folder for the plot, the table and the fitted pipeline."),
+    out: Path = typer.Option(Path("virtualcell-demo"), help="Folder for the plot, the table and the fitted pipeline "
+                                                           "(a previous demo's folder is replaced, nothing else)."),
     encoder: str = typer.Option("pca", help="Encoder to compose (see `virtualcell info`)."),
     manipulator: str = typer.Option("latent-arithmetic", help="Manipulator to compose."),
     held_out: str = typer.Option("type_0", help="Cell type whose stimulated cells are hidden from training."),
@@ -62,61 +36,97 @@ def demo(
     baselines, print the metrics and write a plot."""
     from ..demo import run_demo
 
-    check_output_folder(out, overwrite=True)       # re-running the demo into its own folder is fine
+    # re-running the demo into its own folder is fine; a folder of anything else is refused (docs/cli.md)
+    check_output_folder(out, overwrite=True, replaces="metrics.json")
     run_demo(out=out, encoder=encoder, manipulator=manipulator, held_out=held_out,
              n_cell_types=n_cell_types, n_genes=n_genes, seed=seed)
-
-
-def _options_error(error: TypeError, encoder: dict, manipulator: dict) -> TypeError:
-    return TypeError(f"{error}; check --encoder-option {encoder} and --manipulator-option {manipulator} against "
-                     "the components' arguments (names and types; `virtualcell info` lists the components).")
 
 
 @app.command()
 def fit(
     data: Path = typer.Option(..., help="Training .h5ad."),
     out: Path = typer.Option(..., help="Folder to save the fitted pipeline in."),
-    encoder: str = typer.Option("pca", help="Encoder name."),
+    encoder: str = typer.Option("pca", help="Encoder name (`virtualcell info NAME` lists its options)."),
     manipulator: str = typer.Option("latent-arithmetic", help="Manipulator name."),
     decoder: Optional[str] = typer.Option(None, help="Decoder name (default: the encoder's own inverse)."),
-    encoder_option: Optional[list[str]] = typer.Option(None, help="Encoder init option key=value (repeatable)."),
-    manipulator_option: Optional[list[str]] = typer.Option(None, help="Manipulator init option key=value (repeatable)."),
+    encoder_option: Optional[list[str]] = typer.Option(None, help=f"Encoder option {GRAMMAR}."),
+    manipulator_option: Optional[list[str]] = typer.Option(None, help=f"Manipulator option {GRAMMAR}."),
+    decoder_option: Optional[list[str]] = typer.Option(None, help=f"Decoder option {GRAMMAR} (needs --decoder)."),
+    epochs: Optional[int] = typer.Option(None, min=1, help="Training epochs of every component that trains "
+                                                           "(its max_epochs or epochs option)."),
     condition_key: str = typer.Option("condition", help="obs column with each cell's condition."),
     control: str = typer.Option("control", help="Label of unperturbed cells."),
     context_key: Optional[str] = typer.Option(None, help="obs column of contexts (cell types), if any."),
     covariate: Optional[list[str]] = typer.Option(None, help="Numeric obs column handed to the manipulator (dose, time)."),
     exclude: Optional[list[str]] = typer.Option(None, help="Drop cells before fitting: 'key=value[&key=value]' (repeatable), "
                                                              "e.g. 'cell_type=CD4T&condition=stimulated' to hold a response out."),
-    preprocess: str = typer.Option("none", help="'none' (X is log-normalised), 'log1p' or 'kang-full' (raw counts in)."),
+    preprocess: str = typer.Option("auto", help="auto (raw counts -> log1p, else none), none (X is log-normalised), "
+                                                "log1p, counts or kang-full."),
     layer: Optional[str] = typer.Option(None, help="Layer holding the expression (default X)."),
+    plot: Optional[Path] = typer.Option(None, help="Also draw the training history (losses per epoch, the epoch whose "
+                                                   "weights were saved) of the trained component to this PNG."),
     device: str = typer.Option("cpu", help="cpu, cuda, mps or auto."),
     seed: int = typer.Option(0, help="Seed."),
-    overwrite: bool = typer.Option(False, help="Replace an existing --out folder."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out folder (and --plot file)."),
 ) -> None:
-    """Fit a pipeline on an AnnData file and save it as one folder."""
-    from ..pipelines import PerturbationPipeline
-
+    """Fit a pipeline on an AnnData file and save it as one folder (its model card records the training split)."""
     device = cli_device(device)
     refuse_overwriting_input(out, data)
     check_output_folder(out, overwrite=overwrite, replaces="pipeline.json")
-    enc = {"name": encoder, **parse_options(encoder_option, "encoder")}
-    man = {"name": manipulator, **parse_options(manipulator_option, "manipulator")}
+    if plot is not None:
+        check_plot_path(plot)
+        refuse_overwriting_input(plot, data)
+        check_output_file(plot, overwrite=overwrite, option="--plot")
+    if decoder_option and decoder is None:
+        raise ValueError("--decoder-option needs --decoder NAME (without it the encoder decodes itself).")
+    specs = {"--encoder-option": {"name": encoder, **parse_options(encoder_option, "--encoder-option")},
+             "--manipulator-option": {"name": manipulator, **parse_options(manipulator_option, "--manipulator-option")}}
+    if decoder is not None:
+        specs["--decoder-option"] = {"name": decoder, **parse_options(decoder_option, "--decoder-option")}
+    for flag, spec in specs.items():
+        check_options(spec["name"], spec, flag)
+    apply_epochs(epochs, specs)
+    if plot is not None and not any(epoch_option(spec["name"]) for spec in specs.values()):
+        raise ValueError(f"--plot draws the losses of a component trained for epochs, and none of "
+                         f"{[spec['name'] for spec in specs.values()]} is (they are fitted in closed form); drop "
+                         "--plot, or choose a trained component such as --encoder vae.")
     adata = read_h5ad(data)
-    for rule in exclude or []:
-        adata = adata[~match_rule(adata.obs, rule, "--exclude")].copy()
-    if adata.n_obs == 0:
-        raise ValueError(f"No cells left to fit on: --exclude {exclude} removed all of them." if exclude
-                         else f"--data {data} holds no cells.")
-    try:
-        pipeline = PerturbationPipeline(enc, man, decoder, preprocess=preprocess, device=device)
-        pipeline.fit(adata, condition_key=condition_key, control=control, context_key=context_key,
-                     covariate_keys=covariate or (), layer=layer, seed=seed)
-    except TypeError as error:
-        if encoder_option or manipulator_option:
-            raise _options_error(error, enc, man) from error
-        raise
-    pipeline.save(out, overwrite=overwrite)
+    n_cells = adata.n_obs
+    adata = apply_excludes(adata, exclude or [], condition_key=condition_key)
+    warning = context_key_warning(adata.obs, exclude or [], context_key=context_key, condition_key=condition_key)
+    if warning:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
+    recipe = resolve_preprocess(preprocess, adata, layer)
+    pipeline = _fit_pipeline(specs, adata, recipe=recipe, device=device, skip=("MissingContextWarning",) if warning else (),
+                             condition_key=condition_key, control=control, context_key=context_key,
+                             covariate_keys=covariate or (), layer=layer, seed=seed)
+    card = training_card(data, exclude or [], n_cells=n_cells, n_fitted=adata.n_obs, condition_key=condition_key,
+                         control=control, context_key=context_key, preprocess=recipe)
+    pipeline.save(out, overwrite=overwrite, card=card)
     typer.echo(f"saved the fitted pipeline to {out} ({adata.n_obs} cells, conditions {pipeline.metadata['conditions']})")
+    if plot is not None:
+        message = plot_pipeline_history(out, plot)
+        typer.secho(message, err=message.startswith("warning"))
+
+
+def _fit_pipeline(specs: dict, adata, *, recipe: str | None, device: str, skip: tuple[str, ...], **fit_kwargs):
+    """Build and fit the pipeline; its warnings are printed in the CLI's terms, a TypeError names the options."""
+    from ..pipelines import PerturbationPipeline
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            pipeline = PerturbationPipeline(specs["--encoder-option"], specs["--manipulator-option"],
+                                            specs.get("--decoder-option"), preprocess=recipe, device=device)
+            pipeline.fit(adata, **fit_kwargs)
+    except TypeError as error:
+        given = {flag: spec for flag, spec in specs.items() if len(spec) > 1}
+        if not given:
+            raise
+        shown = "; ".join(f"{flag} {spec}" for flag, spec in given.items())
+        raise TypeError(f"{error}; check {shown} against the components' options (`virtualcell info "
+                        f"{next(iter(given.values()))['name']}` lists names, types and defaults).") from error
+    show_warnings(caught, skip=skip)
+    return pipeline
 
 
 @app.command()
@@ -135,7 +145,7 @@ def predict(
 ) -> None:
     """Predict cells under a target condition with a saved pipeline (from fit or select); writes an .h5ad."""
     from ..evaluate.report import write_h5ad
-    from ..evaluate.select import load_selected
+    from ..selection import load_selected
 
     device = cli_device(device)
     refuse_overwriting_input(out, data, pipeline)

@@ -11,13 +11,19 @@ Every command runs inside :class:`ErrorBoundaryGroup.invoke`. What it catches:
 * click's own errors (bad option syntax, unknown command) keep click's usage message, exit code 2.
 
 ``--debug`` (before or after the command) or ``VIRTUALCELL_DEBUG=1`` also prints the traceback.
+
+Messages raised by the Python API name its arguments (``layer='counts'``, ``preprocess=None``); at this
+edge :func:`cli_terms` rewrites those the running command has as its options (``--layer counts``,
+``--preprocess none``), so the advice is something the user can type.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import traceback
+from collections.abc import Mapping
 from typing import Any
 
 import typer
@@ -29,7 +35,9 @@ try:                                    # typer >= 0.20 vendors click; code may 
 except ImportError:                     # pragma: no cover
     _click = None
 
-__all__ = ["ErrorBoundaryGroup", "USER_ERRORS", "explain", "debug_requested", "EXIT_USER_ERROR", "EXIT_BUG"]
+__all__ = ["ErrorBoundaryGroup", "USER_ERRORS", "explain", "cli_terms", "command_options", "show_warnings",
+           "debug_requested",
+           "EXIT_USER_ERROR", "EXIT_BUG"]
 
 EXIT_USER_ERROR = 2
 EXIT_BUG = 1
@@ -124,12 +132,88 @@ def explain(error: BaseException) -> str:
     return message or f"{type(error).__name__} with no message"
 
 
-def report(error: BaseException, debug: bool) -> int:
-    """Print the error (and with ``debug`` its traceback) on stderr; returns the exit code."""
+#: Python arguments whose CLI option is named differently (the rest map ``name`` -> ``--name``)
+_RENAMED = {"covariate_keys": "covariate", "label_key": "label-key", "spatial_key": "spatial-key"}
+_VALUE = r"(None|True|False|\.\.\.|'[^'\n]*'|\"[^\"\n]*\"|-?\d[\w.+-]*)"
+_ARGUMENT = re.compile(r"(\b[A-Z]\w*\()?(?<!option )(?<!['\"])\b([a-z_][a-z0-9_]*)=" + _VALUE + r"(\))?")
+_CLI_HINT = re.compile(r"\s*\(CLI: ([^()]*)\)")
+_ENUM_NONE = {"--preprocess"}   # options whose value 'none' stands for Python's None
+
+
+def command_options(command: Any) -> dict[str, str]:
+    """``{python_name: "--cli-option"}`` of a click command (of every subcommand, for a group)."""
+    if command is None:
+        return {}
+    out: dict[str, str] = {}
+    for sub in getattr(command, "commands", {}).values():
+        out.update(command_options(sub))
+    for param in getattr(command, "params", []):
+        opts = [o for o in getattr(param, "opts", []) if o.startswith("--")]
+        if getattr(param, "param_type_name", "") == "option" and opts and param.name:
+            out[param.name] = opts[0]
+    for python, cli in _RENAMED.items():
+        if f"--{cli}" in out.values():
+            out.setdefault(python, f"--{cli}")
+    return out
+
+
+def _as_option(flag: str, value: str) -> str:
+    if value == "None":
+        return f"{flag} none" if flag in _ENUM_NONE else f"no {flag}"
+    if value == "True":
+        return flag
+    if value == "False":
+        return f"no {flag}"
+    if value == "...":
+        return f"{flag} VALUE"
+    return f"{flag} {value.strip(chr(39) + chr(34))}"
+
+
+def cli_terms(message: str, options: Mapping[str, str]) -> str:
+    """``message`` with every ``name=value`` of a Python argument the command has as an option rewritten as
+    that option (``layer='counts'`` -> ``--layer counts``; ``Pipeline(preprocess=None)`` -> ``--preprocess none``)."""
+    if not options:
+        return message
+
+    def replace(match: re.Match) -> str:
+        call, name, value, close = match.groups()
+        flag = options.get(name)
+        if flag is None:
+            return match.group(0)
+        text = _as_option(flag, value)
+        if call and close:
+            return text
+        return (call or "") + text + (close or "")
+
+    text = _ARGUMENT.sub(replace, message)
+    # "context_key='x' (CLI: --context-key x)" became "--context-key x (CLI: --context-key x)": say it once
+    return _CLI_HINT.sub(lambda m: "" if m.group(1) in text.replace(m.group(0), "") else m.group(0), text)
+
+
+def show_warnings(caught: list, *, skip: tuple[str, ...] = ()) -> None:
+    """Print the Python warnings ``caught`` while a command ran as ``warning: ...`` lines on stderr, with the
+    running command's options for Python arguments; warnings whose class name is in ``skip`` (already said
+    by the command) and deprecations (meant for code, not for the command line) are left out."""
+    context = _click.get_current_context(silent=True) if _click is not None else None
+    options = command_options(context.command) if context is not None else {}
+    seen = set()
+    for warning in caught:
+        category = warning.category
+        if issubclass(category, DeprecationWarning) or category.__name__ in skip:
+            continue
+        text = cli_terms(str(warning.message), options)
+        if text not in seen:
+            seen.add(text)
+            typer.secho(f"warning: {text}", fg=typer.colors.YELLOW, err=True)
+
+
+def report(error: BaseException, debug: bool, options: Mapping[str, str] | None = None) -> int:
+    """Print the error (and with ``debug`` its traceback) on stderr; returns the exit code. ``options``
+    (``{python_name: "--option"}`` of the running command) turn Python arguments in the message into options."""
     if debug:
         typer.echo("".join(traceback.format_exception(error)), err=True, nl=False)
     if is_user_error(error):
-        typer.secho(f"error: {explain(error)}", fg=typer.colors.RED, err=True)
+        typer.secho(f"error: {cli_terms(explain(error), options or {})}", fg=typer.colors.RED, err=True)
         return EXIT_USER_ERROR
     how = "Please report it" if debug else "Rerun with --debug (or VIRTUALCELL_DEBUG=1) to see the traceback, and report it"
     typer.secho(f"error: unexpected {type(error).__name__}: {error}\nThis is a bug in virtualcell, not in your "
@@ -154,4 +238,6 @@ class ErrorBoundaryGroup(TyperGroup):
                 raise typer.Exit(error.exit_code) from None
             if _click is not None and isinstance(error, _click.exceptions.Abort):
                 raise typer.Abort() from None
-            raise typer.Exit(report(error, debug_requested(ctx))) from None
+            name = ctx.invoked_subcommand
+            command = self.get_command(ctx, name) if name else None
+            raise typer.Exit(report(error, debug_requested(ctx), command_options(command))) from None

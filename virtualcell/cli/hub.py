@@ -7,6 +7,7 @@ An S3-compatible server other than AWS (MinIO, Ceph, moto) is named by the envir
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -14,6 +15,7 @@ import typer
 
 from .app import app
 from .common import fail
+from .errors import show_warnings
 
 _HUB_HELP = ("Any fsspec URL: a folder, s3://bucket/hub, ... (S3-compatible servers: set AWS_ENDPOINT_URL, "
              "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).")
@@ -43,26 +45,36 @@ def pull(
     version: str = typer.Option("latest", help="Version, or 'latest'."),
     cache_dir: Optional[Path] = typer.Option(None, help="Where to keep pulled instruments (default ~/.cache/virtualcell)."),
 ) -> None:
-    """Pull a shared instrument into the local cache (every file verified) and print its folder."""
+    """Pull a shared instrument into the local cache (every file verified, a cached copy too) and print its folder."""
     from ..registry.publish import pull as pull_folder
 
     try:
-        folder = pull_folder(hub, name, version, cache_dir=cache_dir)
+        with warnings.catch_warnings(record=True) as caught:   # an altered cached copy: said, then fetched again
+            warnings.simplefilter("always")
+            folder = pull_folder(hub, name, version, cache_dir=cache_dir)
     except (ValueError, OSError, ImportError) as error:  # FileNotFoundError, TamperedArtifactError, unsafe names
         fail(error)
+    show_warnings(caught)
     typer.echo(str(folder))
 
 
 @app.command()
 def published(hub: str = typer.Option(..., help=_HUB_HELP)) -> None:
-    """List the instruments at a hub and their versions (only complete ones: a version exists once its manifest does)."""
-    from ..registry.publish import list_published
+    """List the instruments at a hub and the versions `pull` accepts; a version whose manifest `pull` refuses
+    is listed apart (on stderr) with the reason."""
+    from ..registry.pull import published_status
 
     try:
-        found = list_published(hub)
+        found = published_status(hub)
     except (ValueError, OSError, ImportError) as error:
         fail(error)
     if not found:
         typer.echo(f"nothing is published at {hub}")
     for name, versions in found.items():
-        typer.echo(f"{name}\t{' '.join(versions)}")
+        good = [version for version, reason in versions.items() if reason is None]
+        if good:
+            typer.echo(f"{name}\t{' '.join(good)}")
+        for version, reason in versions.items():
+            if reason is not None:
+                typer.secho(f"warning: {name} {version} is listed at {hub} but pull refuses it: {reason}",
+                            fg=typer.colors.YELLOW, err=True)

@@ -10,9 +10,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..evaluate.commands import (ConditionKey, Control, CountsPreprocess, Data, Device, DropConditions,
-                                 ManipulatorOptions, NTop, Out, Overwrite, Quiet, Seed, Threads, _command_line, benchmark_app, parse_list,
-                                 parse_options)
+from .benchmark_app import (ConditionKey, Control, CountsPreprocess, Data, Device, DropConditions, ManipulatorOptions,
+                            NoPlots, NTop, Out, Overwrite, Quiet, Seed, Threads, benchmark_app, parse_list, parse_names)
+from .benchmark_app import command_line as _command_line
+from .options import parse_options
 
 NoBaselines = Annotated[bool, typer.Option("--no-baselines", help="Skip mean-perturbation, nearest-target and control.")]
 
@@ -38,6 +39,7 @@ def pert_unseen(
     n_top: NTop = 100,
     device: Device = "cpu",
     threads: Threads = None,
+    no_plots: NoPlots = False,
     quiet: Quiet = False,
     overwrite: Overwrite = False,
 ) -> None:
@@ -53,9 +55,9 @@ def pert_unseen(
     report = run_pert_unseen(data, methods={manipulator: (encoder, spec)}, baselines=not no_baselines,
                              condition_key=condition_key, control=control,
                              drop_conditions=parse_list(drop_conditions) or (), min_cells=min_cells,
-                             targets=parse_list(targets), preprocess=None if preprocess.lower() == "none" else preprocess,
+                             targets=parse_names(targets, "--targets"), preprocess=None if preprocess.lower() == "none" else preprocess,
                              n_top=n_top, seed=seed, device=device, out=out, overwrite=overwrite, progress=not quiet,
-                             command=_command_line(ctx), write_predictions=True)
+                             command=_command_line(ctx), write_predictions=True, plots=not no_plots)
     typer.echo(f"PERT-unseen: {len(report['common_targets'])} targets predicted by every method -> {out}")
     for label, means in report["means"].items():
         shown = ", ".join(f"{k} {means[k]:.3f}" for k in ("pearson_delta", "discrimination", "edistance_ratio")

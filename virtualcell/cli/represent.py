@@ -7,19 +7,10 @@ from typing import Optional
 
 import typer
 
-from ..evaluate.commands import _command_line, benchmark_app, parse_list, parse_options
-
-
-def _per_encoder(items: list[str] | None) -> dict[str, dict]:
-    """``["transformer.max_epochs=3", "vae.n_latent=50"]`` -> ``{"transformer": {"max_epochs": 3}, "vae": {...}}``."""
-    out: dict[str, dict] = {}
-    for item in items or []:
-        name, dot, option = item.partition(".")
-        if not dot or "=" not in option:
-            raise typer.BadParameter(f"{item!r} is not ENCODER.KEY=VALUE (e.g. transformer.max_epochs=3).",
-                                     param_hint="--encoder-option")
-        out.setdefault(name, {}).update(parse_options([option], "--encoder-option"))
-    return out
+from .benchmark_app import benchmark_app, parse_list
+from .benchmark_app import command_line as _command_line
+from .common import check_output_file, refuse_overwriting_input
+from .options import GRAMMAR, parse_component_options, parse_options
 
 
 @benchmark_app.command("represent", help="Fit each encoder (and a calibrated label decoder) on the control cells, "
@@ -32,13 +23,14 @@ def represent(
     out: Path = typer.Option(..., "--out", help="Where to write the report (.json)."),
     encoders: str = typer.Option("pca,vae,transformer", "--encoders", help="Comma-separated registered encoders."),
     encoder_option: Optional[list[str]] = typer.Option(
-        None, "--encoder-option", help="ENCODER.KEY=VALUE init option, e.g. transformer.max_epochs=3; repeatable."),
-    decoder_option: Optional[list[str]] = typer.Option(None, "--decoder-option", help="label-decoder KEY=VALUE."),
+        None, "--encoder-option", help=f"Encoder option {GRAMMAR}; KEY=VALUE applies to every listed encoder, "
+                                       "NAME.KEY=VALUE to one (e.g. transformer.max_epochs=3)."),
+    decoder_option: Optional[list[str]] = typer.Option(None, "--decoder-option", help=f"label-decoder option {GRAMMAR}."),
     label_key: str = typer.Option("cell_type_coarse", "--label-key", help="obs column of the labels to transfer."),
     condition_key: str = typer.Option("condition", "--condition-key", help="obs column of conditions."),
     control: str = typer.Option("control", "--control", help="Label of the unperturbed (training) cells."),
     exclude: str = typer.Option("Megakaryocyte,Erythrocyte", "--exclude-labels", help="Labels dropped (too few cells)."),
-    preprocess: str = typer.Option("kang-full", "--preprocess", help="none, log1p or kang-full (EVALUATION.md)."),
+    preprocess: str = typer.Option("kang-full", "--preprocess", help="none, auto, log1p or kang-full (the protocol of docs/evaluation.md: kang-full)."),
     max_cells: Optional[int] = typer.Option(None, "--max-cells", help="At most this many cells per condition (seeded)."),
     seed: int = typer.Option(0, "--seed", help="Seeds every stochastic step."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
@@ -55,17 +47,16 @@ def represent(
 
         torch.set_num_threads(threads)
     try:
-        if out.exists() and not overwrite:
-            raise FileExistsError(f"{out} exists; pass --overwrite to replace it.")
-        if out.resolve() == data.resolve():
-            raise ValueError("--out is the input dataset; write the report elsewhere.")
-        report = run_represent(data, encoders=parse_list(encoders) or [], encoder_kwargs=_per_encoder(encoder_option),
+        refuse_overwriting_input(out, data)
+        check_output_file(out, overwrite=overwrite)
+        names = parse_list(encoders) or []
+        report = run_represent(data, encoders=names, encoder_kwargs=parse_component_options(encoder_option, names),
                                decoder_kwargs=parse_options(decoder_option, "--decoder-option"), label_key=label_key,
                                condition_key=condition_key, control=control, exclude_labels=parse_list(exclude) or (),
                                preprocess=None if preprocess.lower() == "none" else preprocess, max_cells=max_cells,
                                seed=seed, device=device, progress=not quiet, out=out,
                                command=_command_line(ctx))
-    except (DataError, ValueError, FileExistsError, FileNotFoundError, UnknownComponentError, PluginImportError) as error:
+    except (DataError, ValueError, OSError, UnknownComponentError, PluginImportError) as error:
         typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
         raise typer.Exit(code=2) from None   # user errors exit 2, as in every command
     typer.echo(f"represent: {report['protocol']['n_reference']} reference, {report['protocol']['n_query']} query cells -> {out}")

@@ -71,30 +71,25 @@ def select(
     print the table, and fit the winner (or the stacked ensemble, if it ranks first) on all the cells."""
     from rich.console import Console
 
-    from ..evaluate.select import select_pipeline
-    from ..evaluate.select_candidates import split_specs
+    from ..execution import torch_threads
+    from ..selection import parse_candidates, select_pipeline
+    from ..selection.candidates import split_specs
 
     refuse_overwriting_input(out, data)
     check_output_folder(out, overwrite=overwrite)
     if context_key is None and replicate_key is None:
         raise typer.BadParameter("pass --context-key (leave one context out, >= 3 contexts) or --replicate-key "
                                  "(leave one replicate out).", param_hint="--context-key")
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
     specs = [s for item in candidates for s in split_specs(item)] if candidates else None
     if specs is not None:
-        from ..evaluate.select_candidates import parse_candidates
-
         parse_candidates(specs)      # unknown names fail here, before the data is read
     adata = read_h5ad(data)
-    selection = select_pipeline(adata, candidates=specs, condition_key=condition_key, control=control,
-                                context_key=context_key, replicate_key=replicate_key,
-                                preprocess=None if preprocess.lower() == "none" else preprocess,
-                                ensemble=not no_ensemble, spread=not no_spread, min_cells=min_cells,
-                                max_cells=max_cells, n_jobs=n_jobs,
-                                seed=seed, progress=not quiet)
+    with torch_threads(threads):
+        selection = select_pipeline(adata, candidates=specs, condition_key=condition_key, control=control,
+                                    context_key=context_key, replicate_key=replicate_key,
+                                    preprocess=None if preprocess.lower() == "none" else preprocess,
+                                    ensemble=not no_ensemble, spread=not no_spread, min_cells=min_cells,
+                                    max_cells=max_cells, n_jobs=n_jobs, seed=seed, progress=not quiet)
     report = selection.report
     console = Console(width=None if Console().is_terminal else 160)
     console.print(selection_table(report, f"{report['protocol']} over {report['fold_key']!r}: "

@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 
 from .app import app
-from .common import fail, parse_options, read_h5ad, refuse_overwriting_input
+from .common import check_output_file, check_output_folder, read_h5ad, refuse_overwriting_input
+from .options import GRAMMAR, parse_options
 
 
 @app.command()
@@ -23,43 +24,50 @@ def domains(
     radius: Optional[float] = typer.Option(None, help="Neighbours within this distance instead of k nearest."),
     layer: Optional[str] = typer.Option(None, help="Layer holding expression (default X)."),
     preprocess: str = typer.Option("auto", help="auto, log1p or none (auto: normalize+log1p only for counts)."),
-    encoder: Optional[list[str]] = typer.Option(None, help="Graph encoder option key=value (repeatable), e.g. objective=dgi."),
+    encoder: Optional[list[str]] = typer.Option(None, "--encoder-option", "--encoder",
+                                                help=f"Graph encoder option {GRAMMAR}, e.g. objective=dgi "
+                                                     "(--encoder is the old spelling)."),
     pretrained: Optional[Path] = typer.Option(None, help="Apply this saved graph encoder (folder) instead of training one."),
     save_encoder: Optional[Path] = typer.Option(None, help="Save the trained graph encoder to this folder."),
     key_added: str = typer.Option("domain", help="obs column for the domains (provenance in uns)."),
     plot: Optional[Path] = typer.Option(None, help="Also draw the domains on the coordinates (PNG/PDF/SVG)."),
     seed: int = typer.Option(0, help="Seed of training and clustering."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out, --plot or --save-encoder."),
 ) -> None:
     """Find spatial domains (layers, regions) from coordinates and expression; write obs['domain']."""
-
     from ..pipelines.domain_plot import plot_spatial_domains
     from ..pipelines.domains import REPRESENTATION_KEYS, spatial_domains
 
-    try:
-        refuse_overwriting_input(out, data)
-        if plot is not None:
-            refuse_overwriting_input(plot, data)
-        if out.suffix != ".h5ad":
-            raise ValueError(f"--out {out} should end in .h5ad.")
-        if pretrained is not None and encoder:
-            raise ValueError("--pretrained applies a saved encoder as it is; drop the --encoder options.")
-        if (pretrained or save_encoder) and method != "graph":
-            raise ValueError("--pretrained and --save-encoder need --method graph.")
-        adata = read_h5ad(data)
-        _, model = spatial_domains(adata, spatial_key=spatial_key, section_key=section_key, n_domains=n_domains,
-                                   method=method, n_neighbors=n_neighbors, radius=radius, layer=layer,
-                                   preprocess=preprocess, encoder=pretrained or parse_options(encoder, "--encoder") or None,
-                                   key_added=key_added, seed=seed, return_encoder=True)
-        if save_encoder is not None:
-            model.save(save_encoder)
-        from ..evaluate.report import write_h5ad
+    refuse_overwriting_input(out, data)
+    check_output_file(out, overwrite=overwrite)
+    if plot is not None:
+        refuse_overwriting_input(plot, data)
+        check_output_file(plot, overwrite=overwrite, option="--plot")
+    if save_encoder is not None:
+        refuse_overwriting_input(save_encoder, data)
+        check_output_folder(save_encoder, overwrite=overwrite, option="--save-encoder", replaces="config.json")
+    outputs = [p.absolute() for p in (out, plot, save_encoder) if p is not None]
+    if len(set(outputs)) < len(outputs):
+        raise ValueError("--out, --plot and --save-encoder must be different paths.")
+    if out.suffix != ".h5ad":
+        raise ValueError(f"--out {out} should end in .h5ad.")
+    if pretrained is not None and encoder:
+        raise ValueError("--pretrained applies a saved encoder as it is; drop --encoder-option.")
+    if (pretrained or save_encoder) and method != "graph":
+        raise ValueError("--pretrained and --save-encoder need --method graph.")
+    adata = read_h5ad(data)
+    _, model = spatial_domains(adata, spatial_key=spatial_key, section_key=section_key, n_domains=n_domains,
+                               method=method, n_neighbors=n_neighbors, radius=radius, layer=layer,
+                               preprocess=preprocess, encoder=pretrained or parse_options(encoder, "--encoder-option") or None,
+                               key_added=key_added, seed=seed, return_encoder=True)
+    if save_encoder is not None:
+        model.save(save_encoder, overwrite=overwrite)
+    from ..evaluate.report import write_h5ad
 
-        write_h5ad(adata, out)
-        if plot is not None:
-            plot_spatial_domains(adata, key=key_added, spatial_key=spatial_key, section_key=section_key, path=plot,
-                                 title=f"{method} domains of {data.name}")
-    except (ValueError, KeyError, TypeError, FileNotFoundError, IsADirectoryError, FileExistsError) as error:
-        fail(error)
+    write_h5ad(adata, out)
+    if plot is not None:
+        plot_spatial_domains(adata, key=key_added, spatial_key=spatial_key, section_key=section_key, path=plot,
+                             title=f"{method} domains of {data.name}")
     sizes = adata.obs[key_added].value_counts().sort_index()
     typer.echo(f"{adata.n_obs} cells in {n_domains} domains ({method}; obsm[{REPRESENTATION_KEYS[method]!r}]): "
                + ", ".join(f"{name}: {count}" for name, count in sizes.items()) + f" -> {out}"

@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from .app import app
-from .common import fail, read_h5ad, refuse_overwriting_input
+from .common import check_output_file, fail, read_h5ad, refuse_overwriting_input
 
 #: stream when the dense matrix the encoder sees would take more than this share of available memory
 STREAM_SHARE = 0.25
@@ -59,18 +59,20 @@ def embed(
     """Encode cells into a universal representation and store it (zarr) with its provenance."""
     from ..pipelines import PerturbationPipeline
     from ..pipelines.embed import embed as embed_cells
-    from ..pipelines.embed import resolve_encoder
+    from ..pipelines.embed import encoder_with_recipe
     from ..store import StoreError
 
     if mode not in ("auto", "memory", "stream"):
         fail(f"--mode {mode!r}: choose auto, memory or stream.")
+    if overwrite and append:
+        fail("--overwrite replaces the key and --append adds cells to it: choose one.")
     client = None
     try:
         if not data.exists():
             raise FileNotFoundError(f"--data {data} does not exist.")
         refuse_overwriting_input(store, data)
         model = PerturbationPipeline.load(encoder, device=device) if (encoder / "pipeline.json").exists() else encoder
-        module, recipe, layer = resolve_encoder(model, preprocess)
+        module, recipe, layer = encoder_with_recipe(model, preprocess)
         stream, why = (True, "--mode stream") if mode == "stream" else (False, "--mode memory")
         if mode == "auto":
             stream, why = should_stream(data, len(module.input_features))
@@ -117,6 +119,7 @@ def query(
     approximate: bool = typer.Option(False, help="Use the store's approximate index (build it with --build-index)."),
     build_index: bool = typer.Option(False, help="Build (or rebuild) the approximate index first and report its recall."),
     out: Optional[Path] = typer.Option(None, help="Write every neighbour to .tsv, .parquet or .h5ad."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
     show: Optional[list[str]] = typer.Option(None, help="obs columns to summarise among the neighbours (default: all categoricals)."),
     max_print: int = typer.Option(20, help="Query cells whose neighbours are printed."),
 ) -> None:
@@ -125,6 +128,7 @@ def query(
     import pandas as pd
 
     from ..store import EmbeddingStore, StoreError
+    from ..store.explain import no_match
     from ..store.query import neighbours_anndata, neighbours_frame
 
     if out is not None and out.suffix not in (".tsv", ".parquet", ".h5ad"):
@@ -132,6 +136,7 @@ def query(
     try:
         if out is not None:
             refuse_overwriting_input(out, store)
+            check_output_file(out, overwrite=overwrite)
         embedding_store = EmbeddingStore(store, mode="a" if build_index else "r")
         state = embedding_store.snapshot(key)
         if build_index:
@@ -141,12 +146,17 @@ def query(
         if cells.startswith("index="):
             names = embedding_store.obs(key, [], state=state).index
             rows = np.flatnonzero(names == cells[len("index="):])
+            if rows.size == 0:
+                raise StoreError(f"--cells {cells!r}: no stored cell of {key!r} is named so (e.g. {list(names[:3])}).")
         else:
-            rows = embedding_store.select(key, _cells_filter(cells), state=state)
-        if rows.size == 0:
-            raise StoreError(f"No stored cell matches {cells!r}.")
+            where = _cells_filter(cells)
+            rows = embedding_store.select(key, where, state=state)
+            if rows.size == 0:
+                raise StoreError(no_match(where, embedding_store.obs(key, state=state), key, what=f"--cells {cells!r}"))
         query_values = embedding_store.values(key, rows, state=state)
         searched = state.n_rows if filter is None else len(embedding_store.select(key, filter, state=state))
+        if searched == 0:
+            raise StoreError(no_match(filter, embedding_store.obs(key, state=state), key, what=f"--filter {filter!r}"))
         if not 1 <= k < searched:
             raise StoreError(f"--k {k}: it must lie in [1, {searched - 1}] (the cells searched, less the query cell itself).")
         found, distances = embedding_store.nearest(key, query_values, k=k + 1, metric=metric, where=filter,
@@ -155,7 +165,7 @@ def query(
         obs = embedding_store.obs(key, state=state)
         names = [str(n) for n in obs.index[rows]]
         if out is not None:
-            from ..evaluate.report import atomic_write, write_h5ad
+            from ..io import atomic_write, write_h5ad
 
             if out.suffix == ".h5ad":
                 write_h5ad(neighbours_anndata(embedding_store, key, found, distances, query_names=names), out)
@@ -165,7 +175,7 @@ def query(
                              else frame.to_parquet(tmp, index=False))
     except ImportError as error:
         fail(f"{error}; writing parquet needs pyarrow: pip install 'virtualcell[parquet]'.")
-    except (StoreError, ValueError, KeyError) as error:
+    except (StoreError, ValueError, KeyError, OSError) as error:
         fail(error)
     typer.echo(f"{len(rows)} query cells, {k} neighbours each (mean distance {distances.mean():.3f}, {metric})")
     for name, row, dist in list(zip(names, found, distances))[:max_print]:

@@ -9,6 +9,11 @@ No real measurement comes near it (a whole cell holds ~1e3-1e5 molecules, so one
 below; log-normalised expression is < 30, the log1p of 1e13), so a larger value is a corrupted entry or
 a unit error. Left in, one such value swamps every float32 sum over cells (a single 1e30 at fit zeroed
 a gene's predictions), and a float64 value above float32's range (3.4e38) becomes inf, then NaN.
+
+Data expected to be log-normalised must also stay below :data:`MAX_LOG_EXPRESSION` = 30: the
+natural log of 1e13 (log2 of 1e9), far above any log1p of normalised counts (about 9 for
+``normalize_total`` to 1e4, 14 for counts per million). A larger value (a 1e6 among log values) is a
+corrupted entry or data that was never logged.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["DataError", "MAX_EXPRESSION", "looks_like_counts", "check_expression"]
+__all__ = ["DataError", "MAX_EXPRESSION", "MAX_LOG_EXPRESSION", "looks_like_counts", "check_expression"]
 
 #: the largest expression value accepted (float32's exact-integer limit; see the module docstring)
 MAX_EXPRESSION = float(2**24)
+#: the largest value accepted in log-normalised data (see the module docstring)
+MAX_LOG_EXPRESSION = 30.0
 
 
 class DataError(ValueError):
@@ -81,7 +88,8 @@ def _where(x, bad, obs_names: Sequence | None, var_names: Sequence | None) -> tu
 def check_expression(x, *, expect: str = "log", what: str = "X", obs_names: Sequence | None = None,
                      var_names: Sequence | None = None) -> None:
     """Raise ``DataError`` on NaN/inf, values above :data:`MAX_EXPRESSION`, negatives, or a scale that
-    contradicts ``expect``; the message names the first offending cell and gene.
+    contradicts ``expect`` (counts, or values above :data:`MAX_LOG_EXPRESSION`, where log data is expected);
+    the message names the first offending cell and gene.
 
     Args:
         x: [n, genes] dense or sparse matrix.
@@ -109,6 +117,11 @@ def check_expression(x, *, expect: str = "log", what: str = "X", obs_names: Sequ
         raise DataError(f"{what} looks like raw counts (non-negative integers up to {values.max():.0f}) but "
                         "log-normalised data is expected. Preprocess with preprocess='log1p' (normalize_total + "
                         "log1p), or run sc.pp.normalize_total and sc.pp.log1p yourself.")
+    if expect == "log" and values.max() > MAX_LOG_EXPRESSION:
+        count, where = _where(x, lambda v: v > MAX_LOG_EXPRESSION, obs_names, var_names)
+        raise DataError(f"{what} should be log-normalised but holds {count} values above {MAX_LOG_EXPRESSION:g} (log "
+                        f"expression stays below ~15), {where}. The entry is corrupted, or the data were never "
+                        "logged: fix or remove those cells, or run sc.pp.log1p (preprocess='log1p' for raw counts).")
     if expect == "counts" and not np.allclose(values, np.round(values)):
         raise DataError(f"{what} holds non-integer values but raw counts are expected; pass the counts layer "
                         "(layer='counts') or preprocess=None for data that is already log-normalised.")

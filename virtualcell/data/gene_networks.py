@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -224,18 +223,9 @@ def build_network(source: str, x: Any, genes: Sequence[str], *, k: int = 10, n_c
 
 def save_network(graph: nx.Graph, path: str | Path) -> Path:
     """Write ``graph`` as ``node_link_data`` JSON, atomically (a temporary file renamed into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = nx.node_link_data(graph, edges="edges")
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"    # created by open: 0o666 minus the umask
-    try:
-        with open(tmp, "x", encoding="utf-8") as handle:
-            json.dump(data, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    from ..io import write_text
+
+    return write_text(path, json.dumps(nx.node_link_data(graph, edges="edges")))
 
 
 def load_network(path: str | Path) -> nx.Graph:

@@ -30,15 +30,16 @@ Sources
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, NamedTuple
 
 import anndata as ad
 import pandas as pd
+
+from ..registry.hashing import sha256_file as file_sha256  # the package's one file hash (kept name)
+from .public_files import ENV_VAR, ChecksumError, DatasetRecord, Downloader, lookup, resolve_file
 
 __all__ = [
     "ChecksumError",
@@ -50,24 +51,6 @@ __all__ = [
     "papalexi2021",
     "file_sha256",
 ]
-
-ENV_VAR = "VIRTUALCELL_DATA"
-
-#: pooch downloader signature: ``downloader(url, output_file, pooch)``.
-Downloader = Callable[[str, str, Any], None]
-
-
-class DatasetRecord(NamedTuple):
-    """One downloadable file: local ``filename``, source ``url`` (or None) and ``sha256`` (hex)."""
-
-    filename: str
-    url: str | None
-    sha256: str
-
-
-class ChecksumError(ValueError):
-    """A dataset file does not have the expected sha256."""
-
 
 _SCGEN_COMMIT = "dd7e178f9b42b9dfef9eb18d0da4b8e3caea4cf7"
 
@@ -96,108 +79,6 @@ PAPALEXI2021_REGISTRY: dict[str, DatasetRecord] = {
 
 _KANG_REQUIRED = ("condition", "cell_type")
 _PAPALEXI_REQUIRED = ("condition",)
-
-
-# --------------------------------------------------------------------------------------------
-# helpers
-# --------------------------------------------------------------------------------------------
-def file_sha256(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(chunk_size), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _normalise_hash(known_hash: str) -> str:
-    """``'sha256:abc'`` or ``'abc'`` -> ``'abc'`` (lower case); other algorithms are rejected."""
-    value = known_hash.strip()
-    if ":" in value:
-        algo, value = value.split(":", 1)
-        if algo.lower() != "sha256":
-            raise ValueError(f"only sha256 hashes are supported, got {known_hash!r}")
-    return value.lower()
-
-
-def _verify(path: Path, expected: str, what: str) -> None:
-    actual = file_sha256(path)
-    if actual != expected:
-        raise ChecksumError(
-            f"sha256 mismatch for {what} at {path}:\n  expected {expected}\n  found    {actual}\n"
-            "The file is corrupt, truncated or a different version. Re-download it, or pass "
-            "verify=False (or known_hash=...) to load it anyway."
-        )
-
-
-def _lookup(registry: dict[str, DatasetRecord], variant: str, dataset: str) -> DatasetRecord:
-    if variant not in registry:
-        raise ValueError(f"unknown {dataset} variant {variant!r}; choose one of {sorted(registry)}")
-    return registry[variant]
-
-
-def _resolve(
-    record: DatasetRecord,
-    what: str,
-    *,
-    path: str | os.PathLike[str] | None,
-    cache_dir: str | os.PathLike[str] | None,
-    url: str | None,
-    known_hash: str | None,
-    downloader: Downloader | None,
-    verify: bool,
-    progressbar: bool,
-) -> Path:
-    """Find (or download) the file for ``record``; returns a verified local path."""
-    expected = _normalise_hash(known_hash) if known_hash is not None else record.sha256
-    if path is not None:
-        local = Path(path).expanduser()
-        if not local.is_file():
-            raise FileNotFoundError(f"{what}: no file at {local}")
-        if verify:
-            _verify(local, expected, what)
-        return local
-
-    env_dir = os.environ.get(ENV_VAR)
-    if env_dir:
-        candidate = Path(env_dir).expanduser() / record.filename
-        if candidate.is_file():
-            if verify:
-                _verify(candidate, expected, what)
-            return candidate
-
-    import pooch  # lazy: only needed for the cache / download path
-
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else Path(pooch.os_cache("virtualcell"))
-    source = url if url is not None else record.url
-    if source is None:
-        cached = cache / record.filename
-        if cached.is_file():
-            if verify:
-                _verify(cached, expected, what)
-            return cached
-        raise FileNotFoundError(
-            f"{what} ({record.filename}) has no public download URL. Put the file in a folder and "
-            f"set ${ENV_VAR} to it, place it in the cache ({cache}), pass path=..., or pass url=... "
-            "pointing to a copy you host."
-        )
-    try:
-        fetched = pooch.retrieve(
-            url=source,
-            known_hash=f"sha256:{expected}" if verify else None,
-            fname=record.filename,
-            path=cache,
-            downloader=downloader,
-            progressbar=progressbar,
-        )
-    except ValueError as err:
-        if "hash" in str(err).lower():
-            raise ChecksumError(
-                f"sha256 mismatch for {what} downloaded from {source}: expected {expected}. "
-                f"The download was discarded. ({err})"
-            ) from err
-        raise
-    return Path(fetched)
 
 
 def _read(path: Path) -> ad.AnnData:
@@ -271,9 +152,9 @@ def kang2018(
         AnnData ``[cells, genes]`` with ``obs['condition']`` categorical (``control`` first) and
         ``obs['cell_type']``.
     """
-    record = _lookup(KANG2018_REGISTRY, variant, "kang2018")
+    record = lookup(KANG2018_REGISTRY, variant, "kang2018")
     what = f"kang2018[{variant}]"
-    local = _resolve(
+    local = resolve_file(
         record, what, path=path, cache_dir=cache_dir, url=url, known_hash=known_hash,
         downloader=downloader, verify=verify, progressbar=progressbar,
     )
@@ -309,9 +190,9 @@ def papalexi2021(
     Returns:
         AnnData ``[cells, genes]`` with ``obs['condition']`` categorical, ``control`` first.
     """
-    record = _lookup(PAPALEXI2021_REGISTRY, variant, "papalexi2021")
+    record = lookup(PAPALEXI2021_REGISTRY, variant, "papalexi2021")
     what = f"papalexi2021[{variant}]"
-    local = _resolve(
+    local = resolve_file(
         record, what, path=path, cache_dir=cache_dir, url=url, known_hash=known_hash,
         downloader=downloader, verify=verify, progressbar=progressbar,
     )

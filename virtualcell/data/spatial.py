@@ -8,11 +8,18 @@ scipy's KD-tree (O(n log n)), so a slide of a million cells takes seconds.
 
 The graph is a CSR structure over cells: row ``i`` lists the neighbours ``j`` of cell ``i`` (itself
 excluded). In PyG's convention messages flow ``j -> i``, so ``edge_index = [indices, row_of_entry]``.
+
+Refused, with the fix named: cells at duplicated coordinates (unless ``deduplicate=True``: the graph
+is built over the distinct positions and a repeated cell takes the neighbours of the first cell at
+its position, with a warning), coordinates spanning more than :data:`MAX_COORDINATE_SPAN` (their
+distances overflow: wrong units), and a ``radius`` within which no cell has a neighbour (a radius
+that leaves some cells alone warns, naming the typical nearest-cell distance).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,7 +30,11 @@ import scipy.sparse as sp
 from .checks import DataError
 
 __all__ = ["SpatialGraph", "SpatialGraphError", "spatial_coordinates", "section_codes", "build_spatial_graph",
-           "spatial_neighbors"]
+           "spatial_neighbors", "first_at_position", "MAX_COORDINATE_SPAN"]
+
+#: the widest coordinate range accepted: distances are stored as float32 (up to 3.4e38), and a
+#: KD-tree squares them in float64 (overflow above ~1e154); no slide in any unit comes near 1e30
+MAX_COORDINATE_SPAN = 1e30
 
 
 class SpatialGraphError(DataError):
@@ -67,6 +78,14 @@ class SpatialGraph:
     def distance_matrix(self) -> sp.csr_matrix:
         """[n, n] Euclidean distances of the neighbours, squidpy's ``spatial_distances``."""
         return sp.csr_matrix((self.distances, self.indices, self.indptr), shape=(self.n_cells, self.n_cells))
+
+    def expanded(self, rows: np.ndarray, ids: np.ndarray) -> "SpatialGraph":
+        """The graph of ``len(rows)`` cells where cell ``i`` takes the neighbours of this graph's row ``rows[i]``,
+        each neighbour ``j`` renamed ``ids[j]`` (``rows`` [n'] and ``ids`` [n] int arrays)."""
+        degrees = self.degrees[rows]
+        indptr = np.concatenate([[0], np.cumsum(degrees)]).astype(np.int64)
+        positions = np.repeat(self.indptr[rows] - indptr[:-1], degrees) + np.arange(indptr[-1], dtype=np.int64)
+        return SpatialGraph(indptr, np.asarray(ids, dtype=np.int64)[self.indices[positions]], self.distances[positions])
 
     def neighbour_mean(self, x: np.ndarray) -> np.ndarray:
         """Mean of ``x`` [n, g] over each cell's neighbours, [n, g] (a cell with none keeps its own row)."""
@@ -121,8 +140,26 @@ def _check_section(coords: np.ndarray, name: str, n_neighbors: int | None) -> No
         raise SpatialGraphError(
             f"section {name!r} has {n_dup} cells at duplicated coordinates (e.g. {example} holds {int(counts.max())} "
             "cells at most); distances between them are 0 and their neighbourhoods are ambiguous. Remove duplicated "
-            "rows, e.g. adata = adata[~pd.DataFrame(adata.obsm['spatial']).duplicated().to_numpy()].copy(), or pass "
-            "the section key if these are different sections.")
+            "rows, e.g. adata = adata[~pd.DataFrame(adata.obsm['spatial']).duplicated().to_numpy()].copy(), pass "
+            "deduplicate=True (CLI: --deduplicate) to build the graph over the distinct positions, or pass the "
+            "section key if these are different sections.")
+
+
+def _check_isolated(coords: np.ndarray, degrees: np.ndarray, radius: float) -> None:
+    """Refuse a radius that gives no cell a neighbour; warn when it leaves some alone."""
+    alone = int((degrees == 0).sum())
+    if not alone or coords.shape[0] < 2:
+        return
+    from scipy.spatial import cKDTree
+
+    nearest = float(np.median(cKDTree(coords).query(coords, k=2)[0][:, 1]))
+    advice = (f"the median distance from a cell to its nearest cell is {nearest:.3g}, so pass a radius of a few times "
+              f"that (e.g. radius={3 * nearest:.3g}; CLI: --radius), or n_neighbors instead")
+    if alone == coords.shape[0]:
+        raise SpatialGraphError(f"No cell has a neighbour within radius={radius:g}, so there is no spatial graph (any "
+                                f"'spatial' result would be expression alone): {advice}.")
+    warnings.warn(f"{alone} of {coords.shape[0]} cells have no neighbour within radius={radius:g} and keep only their "
+                  f"own expression as neighbourhood; {advice}.", stacklevel=4)
 
 
 def build_spatial_graph(coords: np.ndarray, *, n_neighbors: int | None = 10, radius: float | None = None,
@@ -144,6 +181,12 @@ def build_spatial_graph(coords: np.ndarray, *, n_neighbors: int | None = 10, rad
         raise ValueError(f"n_neighbors must be >= 1 (or give a radius); got {n_neighbors}.")
     if not np.isfinite(coords).all():
         raise SpatialGraphError("coordinates contain NaN or infinite values; drop those cells first.")
+    span = float(np.ptp(coords, axis=0).max()) if n else 0.0
+    if span > MAX_COORDINATE_SPAN:
+        scale = 10.0 ** (int(np.floor(np.log10(span))) - 3)
+        raise SpatialGraphError(f"the coordinates span {span:.3g} units, too wide for distances between cells (the "
+                                f"limit is {MAX_COORDINATE_SPAN:.0e}): they are corrupted or in the wrong units. Rescale "
+                                f"them, e.g. adata.obsm['spatial'] = adata.obsm['spatial'] / {scale:.0e}.")
     sections = np.zeros(n, dtype=np.int64) if sections is None else np.asarray(sections, dtype=np.int64)
     names = section_names or [str(s) for s in range(int(sections.max(initial=0)) + 1)]
     if n_neighbors is not None:
@@ -167,6 +210,7 @@ def build_spatial_graph(coords: np.ndarray, *, n_neighbors: int | None = 10, rad
         indptr = np.arange(n + 1, dtype=np.int64) * k
         return SpatialGraph(indptr, indices.ravel(), distances.ravel())
     degrees = np.fromiter((a.shape[0] for a in per_cell), dtype=np.int64, count=n)
+    _check_isolated(coords, degrees, float(radius))
     indptr = np.concatenate([[0], np.cumsum(degrees)]).astype(np.int64)
     flat = np.concatenate(per_cell).astype(np.int64) if n else np.empty(0, np.int64)
     owner = np.repeat(np.arange(n), degrees)
@@ -176,13 +220,15 @@ def build_spatial_graph(coords: np.ndarray, *, n_neighbors: int | None = 10, rad
 
 def spatial_neighbors(adata: ad.AnnData, *, spatial_key: str = "spatial", section_key: str | None = None,
                       n_neighbors: int = 10, radius: float | None = None, key_added: str = "spatial",
-                      copy: bool = False) -> ad.AnnData | None:
+                      deduplicate: bool = False, copy: bool = False) -> ad.AnnData | None:
     """Build the neighbour graph into ``obsp[f"{key_added}_connectivities"]`` / ``obsp[f"{key_added}_distances"]``.
 
     The settings go to ``uns[f"{key_added}_neighbors"]`` (squidpy's layout, so squidpy's
-    neighbourhood functions read it). Returns the modified copy when ``copy`` is True.
+    neighbourhood functions read it). Returns the modified copy when ``copy`` is True. ``deduplicate``:
+    see :func:`graph_of`.
     """
-    graph = graph_of(adata, spatial_key=spatial_key, section_key=section_key, n_neighbors=n_neighbors, radius=radius)
+    graph = graph_of(adata, spatial_key=spatial_key, section_key=section_key, n_neighbors=n_neighbors, radius=radius,
+                     deduplicate=deduplicate)
     out = adata.copy() if copy else adata
     out.obsp[f"{key_added}_connectivities"] = graph.connectivities()
     out.obsp[f"{key_added}_distances"] = graph.distance_matrix()
@@ -190,12 +236,35 @@ def spatial_neighbors(adata: ad.AnnData, *, spatial_key: str = "spatial", sectio
     return out if copy else None
 
 
+def first_at_position(coords: np.ndarray, sections: np.ndarray) -> np.ndarray:
+    """For each cell, the row of the first cell at its coordinates in its section [n] (itself when unique)."""
+    key = np.column_stack([np.asarray(sections, dtype=np.float64), coords])
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    return first[np.asarray(inverse).ravel()]
+
+
 def graph_of(adata: ad.AnnData, *, spatial_key: str = "spatial", section_key: str | None = None,
-             n_neighbors: int | None = 10, radius: float | None = None) -> SpatialGraph:
-    """The :class:`SpatialGraph` of an AnnData's coordinates (checked), per section."""
+             n_neighbors: int | None = 10, radius: float | None = None, deduplicate: bool = False) -> SpatialGraph:
+    """The :class:`SpatialGraph` of an AnnData's coordinates (checked), per section.
+
+    Cells at duplicated coordinates are refused unless ``deduplicate``: then the graph is built over the
+    distinct positions, each repeated cell takes the neighbours of the first cell at its position (and is
+    no cell's neighbour), with a warning.
+    """
     coords = spatial_coordinates(adata, spatial_key)
     sections, names = section_codes(adata, section_key)
-    return build_spatial_graph(coords, n_neighbors=n_neighbors, radius=radius, sections=sections, section_names=names)
+    first = first_at_position(coords, sections) if deduplicate else None
+    kept = None if first is None else np.flatnonzero(first == np.arange(len(first)))
+    if kept is None or len(kept) == len(first):
+        return build_spatial_graph(coords, n_neighbors=n_neighbors, radius=radius, sections=sections,
+                                   section_names=names)
+    warnings.warn(f"deduplicate=True: {len(first) - len(kept)} of {len(first)} cells repeat the coordinates of an earlier "
+                  f"cell in their section; the graph is built over the {len(kept)} distinct positions and each repeated "
+                  "cell takes the neighbours of the first cell at its position. If they are duplicated records, drop "
+                  "them instead: adata[~pd.DataFrame(adata.obsm['spatial']).duplicated().to_numpy()].", stacklevel=3)
+    graph = build_spatial_graph(coords[kept], n_neighbors=n_neighbors, radius=radius, sections=sections[kept],
+                                section_names=names)
+    return graph.expanded(np.searchsorted(kept, first), kept)
 
 
 def graph_settings(spatial_key: str, section_key: str | None, n_neighbors: int | None, radius: float | None,

@@ -107,8 +107,9 @@ def pair_from_benchmark(results_dir: str | Path, data: Any, *, pert_col: str = P
 
     import anndata as ad
 
-    from .benchmark import _prepare, _safe_name
-    from .splits import pert_tasks
+    from ..pipelines.splits import pert_tasks
+    from .cells import prepare_cells
+    from .outputs import safe_name
 
     results_dir = Path(results_dir)
     report = json.loads((results_dir / "results.json").read_text())
@@ -116,14 +117,14 @@ def pair_from_benchmark(results_dir: str | Path, data: Any, *, pert_col: str = P
         raise ValueError(f"{results_dir} holds a {report.get('protocol')!r} run; cell-eval's layout is for PERT.")
     adata = ad.read_h5ad(data) if isinstance(data, (str, Path)) else data
     split = report["split"]
-    x, genes, _ = _prepare(adata, report["dataset"]["preprocess"])
+    x, genes, _ = prepare_cells(adata, report["dataset"]["preprocess"])
     tasks = pert_tasks(adata.obs, condition_key=split["condition_key"], control=split["control"],
                        replicate_key=split["replicate_key"], holdout=split["holdout"],
                        train_replicates=split["train_replicates"], drop_conditions=split["drop_conditions"],
                        min_cells=1, targets=report["contexts"])
     predicted, real = {}, {}
     for task in tasks:
-        cells = ad.read_h5ad(results_dir / "predictions" / f"{_safe_name(task.name)}.h5ad")
+        cells = ad.read_h5ad(results_dir / "predictions" / f"{safe_name(task.name)}.h5ad")
         predicted[task.name] = np.asarray(cells[:, genes].X)
         real[task.name] = x[task.truth]
     return celleval_pair(predicted, real, x[tasks[0].source], genes, pert_col=pert_col, control_label=control_label)

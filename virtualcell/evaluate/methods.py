@@ -67,10 +67,10 @@ def describe(component: Component | None) -> dict[str, Any] | None:
 
 def make_method(encoder, manipulator, decoder, kwargs: Mapping[str, Mapping[str, Any] | None], sees_context: bool,
             label: str | None = None) -> Method:
-    from .select_auto import auto_method
-    from .select_candidates import is_auto
+    from ..selection.auto import auto_method
+    from ..selection.candidates import is_auto
 
-    if is_auto(manipulator):   # selection by inner CV on each task's training cells (evaluate/select.py)
+    if is_auto(manipulator):   # selection by inner CV on each task's training cells (virtualcell/selection)
         return auto_method(manipulator, kwargs.get("manipulator"), sees_context, Method, label)
     built = {role: fresh(spec, kwargs.get(role), role)
              for role, spec in (("encoder", encoder), ("manipulator", manipulator), ("decoder", decoder))}
@@ -100,8 +100,8 @@ def fit_method(method: Method, train: ad.AnnData, *, condition_key: str, control
          seed: int, device: str, progress: bool):
     """A fresh pipeline of ``method`` fitted on ``train`` (seeded); returns it and the seconds it took."""
     from ..pipelines.perturbation import PerturbationPipeline
-    from .select_auto import fit_auto_method
-    from .select_candidates import is_auto
+    from ..selection.auto import fit_auto_method
+    from ..selection.candidates import is_auto
 
     if is_auto(method.manipulator):
         return fit_auto_method(method, train, condition_key=condition_key, control=control, context_key=context_key,

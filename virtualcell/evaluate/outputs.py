@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,20 @@ import pandas as pd
 
 from . import report as reporting
 
-__all__ = ["write_prediction", "write_outputs", "write_reports"]
+__all__ = ["safe_name", "write_prediction", "write_outputs", "write_reports", "clear_outputs"]
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe version of a label (``gene-network (knn)`` -> ``gene-network_knn``)."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or "unit"
+
+
+def clear_outputs(out_dir: Path) -> None:
+    """Create ``predictions/`` and ``plots/`` and remove the files a previous run left there."""
+    for folder, pattern in (("predictions", "*.h5ad"), ("plots", "*.png")):
+        (out_dir / folder).mkdir(parents=True, exist_ok=True)
+        for stale in (out_dir / folder).glob(pattern):
+            stale.unlink()
 
 
 def write_prediction(path: Path, pred: np.ndarray, obs: pd.DataFrame, genes: list[str], info: dict[str, Any]) -> None:
@@ -24,8 +38,6 @@ def write_prediction(path: Path, pred: np.ndarray, obs: pd.DataFrame, genes: lis
 def write_outputs(out_dir: Path, task, label: str, pred: np.ndarray, obs: pd.DataFrame, stim: np.ndarray,
                    genes: list[str], degs: list[str], protocol: str, seed: int, plots: bool) -> None:
     """The method's predicted cells (h5ad) and, with ``plots``, its scGen-style mean scatter."""
-    from .benchmark import _safe_name as safe_name
-
     name = safe_name(task.name)
     write_prediction(out_dir / "predictions" / f"{name}.h5ad", pred, obs, genes,
                       {"method": label, "unit": task.name, "target": task.target, "protocol": protocol, "seed": seed})

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from virtualcell.evaluate.metrics import _check_gene_names, _gene_positions, _matrices, _pearson
+from ..metrics.inputs import check_gene_names, gene_positions, matrices
+from ..metrics.perturbation import pearson
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -50,8 +51,8 @@ def mean_scatter(
     in a distinct colour and the first 10 are labelled, as are the genes in ``highlight``; the
     title carries R² over all genes and over ``degs``. Saves a PNG to ``path`` if given.
     """
-    pred, real = _matrices(pred=pred, real=real)
-    names = _check_gene_names(genes, pred.shape[1])
+    pred, real = matrices(pred=pred, real=real)
+    names = check_gene_names(genes, pred.shape[1])
     x = real.mean(axis=0)
     y = pred.mean(axis=0)
 
@@ -66,15 +67,15 @@ def mean_scatter(
                 label="linear fit")
     ax.plot([lo, hi], [lo, hi], ls="--", lw=0.8, c="0.2", label="y = x")
 
-    stats = f"R² all genes = {_pearson(x, y) ** 2:.3f}"
+    stats = f"R² all genes = {pearson(x, y) ** 2:.3f}"
     labelled: list[int] = []
     if degs:
-        top = _gene_positions(names, list(degs))
+        top = gene_positions(names, list(degs))
         ax.scatter(x[top], y[top], s=14, c="tab:red", linewidths=0, label=f"top {len(top)} DEGs")
-        stats += f", top {len(top)} DEGs = {_pearson(x[top], y[top]) ** 2:.3f}"
+        stats += f", top {len(top)} DEGs = {pearson(x[top], y[top]) ** 2:.3f}"
         labelled.extend(int(i) for i in top[:10])
     if highlight:
-        extra = _gene_positions(names, list(highlight), what="highlight")
+        extra = gene_positions(names, list(highlight), what="highlight")
         ax.scatter(x[extra], y[extra], s=22, facecolors="none", edgecolors="black", linewidths=0.8)
         labelled.extend(int(i) for i in extra if int(i) not in labelled)
     for i in labelled:

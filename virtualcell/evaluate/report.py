@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 import platform
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from ..io import atomic_write, json_clean, write_h5ad, write_json, write_text  # one place (re-exported)
+from ..registry.hashing import sha256_file  # the package's one file hash (re-exported)
 
 __all__ = [
     "atomic_write",
@@ -30,77 +31,10 @@ __all__ = [
 PACKAGES = ("virtualcell", "torch", "numpy", "scipy", "pandas", "anndata", "scanpy", "scikit-learn",
             "diffusers", "matplotlib")
 
-#: column order of the markdown tables (metrics of EVALUATION.md, then timings)
+#: column order of the markdown tables (metrics of docs/evaluation.md, then timings)
 METRIC_ORDER = ("r2_mean_all", "r2_mean_top100", "pearson_delta", "pearson_delta_top100", "de_overlap_top100",
                 "edistance_ratio", "mmd_ratio", "std_ratio_top100", "r2_var_top100", "discrimination", "coverage90",
                 "interval_width90", "mean_sqdist_ratio", "gene_corr_top100", "seconds_train", "seconds_predict")
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], Any]) -> Path:
-    """Call ``write(tmp_path)`` then move the file onto ``path`` in one step (no half-written files).
-
-    ``write`` creates the file itself, so it gets ordinary permissions (0o666 minus the umask; a
-    ``mkstemp`` file would stay 0o600, unreadable to the group).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp{path.suffix}"
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_h5ad(adata: Any, path: str | os.PathLike[str]) -> Path:
-    """Write an AnnData to ``path`` atomically (see :func:`atomic_write`).
-
-    Under pandas >= 3 text columns and indices are pandas' string arrays, which anndata writes only
-    on opt-in (files then need anndata >= 0.11 to read); the opt-in is scoped to this write.
-    """
-    import anndata as ad
-    import pandas as pd
-
-    def write(tmp: Path) -> None:
-        if int(pd.__version__.split(".")[0]) >= 3 and hasattr(ad.settings, "allow_write_nullable_strings"):
-            with ad.settings.override(allow_write_nullable_strings=True):
-                adata.write_h5ad(tmp)
-        else:
-            adata.write_h5ad(tmp)
-
-    return atomic_write(path, write)
-
-
-def write_text(path: str | os.PathLike[str], text: str) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
-def json_clean(value: Any) -> Any:
-    """Plain JSON: NaN/inf -> None, numpy scalars -> Python, tuples -> lists."""
-    if isinstance(value, Mapping):
-        return {str(k): json_clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_clean(v) for v in value]
-    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def write_json(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> Path:
-    text = json.dumps(json_clean(payload), indent=2, allow_nan=False) + "\n"
-    return write_text(path, text)
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _cpu_model() -> str:

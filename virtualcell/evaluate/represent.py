@@ -1,6 +1,6 @@
 """The representation benchmark: does a cell's identity survive a perturbation in the representation?
 
-Protocol (``virtualcell benchmark represent``): preprocess every cell once (EVALUATION.md's recipe
+Protocol (``virtualcell benchmark represent``): preprocess every cell once (the evaluation protocol's (docs/evaluation.md) recipe
 for ``kang_ifnb_full.h5ad``: ``normalize_total`` 1e4, ``log1p``, 2,000 HVGs on all cells; labels
 with too few cells dropped); fit each encoder on the **control** cells only, and a
 ``label-decoder`` (calibrated) on their representations and labels; predict the labels of the

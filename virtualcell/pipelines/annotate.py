@@ -31,10 +31,12 @@ from ..data.checks import DataError
 from ..data.preprocess import Preprocessing
 from ..execution import batched_apply, resolve_device
 
-__all__ = ["annotate", "transfer_labels", "resolve_encoder", "MIN_SHARED_GENES"]
+__all__ = ["annotate", "transfer_labels", "resolve_encoder", "MIN_SHARED_GENES", "MAX_CLASSES"]
 
 #: the least share of the reference's genes the query must have
 MIN_SHARED_GENES = 0.5
+#: a label column with more distinct values than this, or than half its cells, is refused (an identifier)
+MAX_CLASSES = 1000
 
 
 def resolve_encoder(spec: Any, *, token_table: str | Path | None = None) -> Encoder:
@@ -44,7 +46,9 @@ def resolve_encoder(spec: Any, *, token_table: str | Path | None = None) -> Enco
 
     if isinstance(spec, (str, Path)) and Path(spec).is_dir():
         folder = Path(spec)
-        if (folder / "model.safetensors").is_file():
+        from ..representations.transformer.pretrained_checks import is_pretrained_folder
+
+        if is_pretrained_folder(folder):   # Hugging Face layout (pickled weights get the conversion advice)
             from ..representations.transformer import TransformerEncoder
 
             return TransformerEncoder.from_pretrained(folder, token_table=token_table)
@@ -54,6 +58,10 @@ def resolve_encoder(spec: Any, *, token_table: str | Path | None = None) -> Enco
         if not isinstance(component, Encoder):
             raise TypeError(f"{folder} holds a {component.kind}, not an encoder.")
         return component
+    if isinstance(spec, Path):  # not a folder: the artifact reader names what is missing
+        from ..registry import load_component
+
+        return load_component(spec)
     return resolve_component(spec, "encoder")
 
 
@@ -64,6 +72,18 @@ def _labels(reference: ad.AnnData, label_key: str) -> pd.Series:
     if labels.isna().any():
         raise DataError(f"reference.obs[{label_key!r}] has {int(labels.isna().sum())} missing labels; drop those cells "
                         "(reference[reference.obs[label_key].notna()]) before transferring labels.")
+    classes = labels.astype(str).unique()
+    if len(classes) < 2:
+        raise DataError(f"reference.obs[{label_key!r}] has one label ({list(classes)}): every query cell would get it "
+                        "with confidence 1. Label transfer needs a reference with at least 2 labels; pass another "
+                        "label_key (CLI: --label-key) or a reference with more cell types.")
+    values = labels.to_numpy()
+    continuous = pd.api.types.is_float_dtype(labels.dtype) and not np.allclose(values, np.round(values))
+    if continuous or len(classes) > min(MAX_CLASSES, 0.5 * len(labels)):
+        raise DataError(f"reference.obs[{label_key!r}] looks {'continuous' if continuous else 'like an identifier'} "
+                        f"({len(classes)} distinct values in {len(labels)} cells, e.g. {list(classes[:3])}), not a set of "
+                        "labels. Pass a categorical column of labels (cell types) as label_key, or bin the values "
+                        "first (pd.cut).")
     return labels.astype(str)
 
 
@@ -98,7 +118,7 @@ def transfer_labels(z_reference: torch.Tensor, labels: Sequence[str], z_query: t
 def annotate(query: ad.AnnData, reference: ad.AnnData, *, label_key: str, encoder: Any = "pca",
              decoder: Any = "label-decoder", preprocess: Any = None, layer: str | None = None,
              key_added: str | None = None, token_table: str | Path | None = None, seed: int = 0,
-             device: str = "cpu", progress: bool = False, copy: bool = False) -> ad.AnnData | None:
+             device: str = "cpu", progress: bool = True, copy: bool = False) -> ad.AnnData | None:
     """Transfer ``reference.obs[label_key]`` to the cells of ``query`` (scanpy conventions).
 
     Args:
@@ -108,7 +128,10 @@ def annotate(query: ad.AnnData, reference: ad.AnnData, *, label_key: str, encode
         decoder: the classifier (default ``"label-decoder"``), a name, dict or ``LabelDecoder``.
         preprocess: recipe applied to both (``None``: X is log-normalised; ``"log1p"`` for counts).
         key_added: where results go (default ``f"{label_key}_predicted"``; see the module docstring).
+        progress: progress bars for training and encoding (a transformer takes minutes on CPU).
         copy: return an annotated copy of ``query`` instead of writing into it.
+
+    The reference's labels must be categories: one label, a float column or one value per cell is refused.
     """
     labels = _labels(reference, label_key)
     key = key_added or f"{label_key}_predicted"
@@ -127,8 +150,8 @@ def annotate(query: ad.AnnData, reference: ad.AnnData, *, label_key: str, encode
     model.to(target)
     if not model.is_fitted:
         model.fit(x_ref, genes, seed=seed, progress=progress)
-    z_ref = batched_apply(model.encode, x_ref, batch_size=4096)
-    z_query = batched_apply(model.encode, x_query, batch_size=4096)
+    z_ref = batched_apply(model.encode, x_ref, batch_size=1024, progress=progress, desc="encode reference")
+    z_query = batched_apply(model.encode, x_query, batch_size=1024, progress=progress, desc="encode query")
     classifier, probabilities = transfer_labels(z_ref, labels.tolist(), z_query, decoder=decoder, seed=seed,
                                                 progress=progress)
     classes = list(classifier.output_features)

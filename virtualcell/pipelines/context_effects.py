@@ -11,9 +11,14 @@ cell type, so the latent spread of responses is far narrower than the gene-space
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 
-__all__ = ["sample_context_effects", "context_effects", "observed_responses"]
+from ..component import Condition
+
+__all__ = ["sample_context_effects", "context_effects", "observed_responses", "pipeline_context_effects"]
 
 
 def sample_context_effects(means: torch.Tensor, counts: torch.Tensor, source: int, target: int, n_samples: int,
@@ -78,3 +83,23 @@ def context_effects(means: torch.Tensor, counts: torch.Tensor, source: torch.Ten
         draw = sample_context_effects(means, counts, int(key[1]), int(key[2]), n_samples, generator)
         effects[:, rows] = draw[:, None, :]
     return effects
+
+
+def pipeline_context_effects(response_means: tuple[torch.Tensor, torch.Tensor], outputs: Sequence[str],
+                             genes: Sequence[str], condition: Condition, contexts: torch.Tensor | None,
+                             n_samples: int, seed: int) -> torch.Tensor:
+    """A pipeline's random effects [S, n, genes] (CPU; zeros for observed responses), drawn from ``seed``.
+
+    ``response_means`` are the fitted ([K, N, G] means, [K, N] counts); ``outputs`` the decoder's
+    features, which must be the fitted ``genes``; ``contexts`` [n] each cell's fitted context id
+    (-1: unknown). The draws use their own stream of ``seed``, not the manipulator's.
+    """
+    if list(outputs or []) != list(genes):
+        raise ValueError("context_effect_scale > 0 needs a decoder whose outputs are the fitted genes "
+                         f"({len(genes)} genes); this one has {len(list(outputs or []))} outputs. "
+                         "Pass context_effect_scale=0.")
+    means, counts = response_means
+    seed_sequence = np.random.SeedSequence(int(seed), spawn_key=(0x5EED,))   # not the manipulator's stream
+    generator = torch.Generator().manual_seed(int(seed_sequence.generate_state(1, np.uint64)[0]))
+    return context_effects(means, counts, condition.source.cpu(), condition.target.cpu(), contexts, n_samples,
+                           generator)

@@ -104,7 +104,7 @@ def spatial_domains(adata: ad.AnnData, *, spatial_key: str = "spatial", section_
                     n_domains: int = 7, method: str = "graph", n_neighbors: int = 10, radius: float | None = None,
                     layer: str | None = None, preprocess: str = "auto", encoder: Any = None,
                     key_added: str = "domain", copy: bool = False, seed: int = 0, progress: bool = True,
-                    return_encoder: bool = False) -> Any:
+                    return_encoder: bool = False, deduplicate: bool = False) -> Any:
     """Find ``n_domains`` spatial domains; ``obs[key_added]`` (categorical), the representation in ``obsm``.
 
     Args:
@@ -119,6 +119,9 @@ def spatial_domains(adata: ad.AnnData, *, spatial_key: str = "spatial", section_
             graph rebuilt from this slide's coordinates).
         copy: return a modified copy instead of writing into ``adata``.
         return_encoder: also return the graph encoder, ``(adata or None, encoder)``, to save or reuse.
+        deduplicate: cells at duplicated coordinates (osmFISH has 527) are refused unless True: then the
+            graph is built over the distinct positions and a repeated cell takes the neighbours of the
+            first cell at its position, with a warning (:func:`virtualcell.data.spatial.graph_of`).
 
     Writes ``obs[key_added]``, ``obsm[REPRESENTATION_KEYS[method]]`` [n, d], squidpy's
     ``obsp["spatial_connectivities"]`` / ``obsp["spatial_distances"]`` and provenance in ``uns[key_added]``.
@@ -131,7 +134,8 @@ def spatial_domains(adata: ad.AnnData, *, spatial_key: str = "spatial", section_
         raise ValueError(f"n_domains must be >= 2; got {n_domains}.")
     if int(n_domains) > adata.n_obs:
         raise ValueError(f"n_domains={n_domains} is more than the {adata.n_obs} cells.")
-    graph = graph_of(adata, spatial_key=spatial_key, section_key=section_key, n_neighbors=n_neighbors, radius=radius)
+    graph = graph_of(adata, spatial_key=spatial_key, section_key=section_key, n_neighbors=n_neighbors, radius=radius,
+                     deduplicate=deduplicate)
     x, recipe = prepare_expression(adata, layer=layer, preprocess=preprocess)
     started = time.perf_counter()
     details: dict[str, Any] = {}
@@ -169,7 +173,7 @@ def spatial_domains(adata: ad.AnnData, *, spatial_key: str = "spatial", section_
     out.uns[key_added] = {
         "method": method, "representation_key": key, "n_domains": int(n_domains), "clustering": "kmeans(n_init=10)",
         "spatial_key": spatial_key, "section_key": section_key, "n_neighbors": None if radius else int(n_neighbors),
-        "radius": radius, "preprocess": recipe, "layer": layer, "seed": int(seed), **details,
+        "radius": radius, "deduplicate": bool(deduplicate), "preprocess": recipe, "layer": layer, "seed": int(seed), **details,
         "seconds": {"representation": round(encoded - started, 3), "clustering": round(clustered - encoded, 3)},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

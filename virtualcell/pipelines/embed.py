@@ -3,7 +3,7 @@
 In memory (an AnnData): ``obsm[key_added]`` [n, d] and provenance in ``uns[key_added]``, optionally
 also written to a store. Streaming (a path to ``.h5ad``/zarr AnnData, a backed AnnData,
 ``stream=True`` or a Dask ``client``): chunk by chunk into the store only, peak memory a chunk
-(:mod:`virtualcell.store.stream`).
+(:mod:`virtualcell.store.stream`, :mod:`virtualcell.store.encode`).
 """
 
 from __future__ import annotations
@@ -17,31 +17,23 @@ import torch
 from ..component import Encoder
 from ..data.preprocess import Preprocessing
 from ..execution import batched_apply, resolve_device
+from ..store.encode import provenance_of, weights_sha256
 
-__all__ = ["embed", "weights_sha256", "resolve_encoder"]
-
-
-def weights_sha256(module: torch.nn.Module) -> str:
-    """A content hash of a module's tensors (names, shapes and bytes)."""
-    from ..store.stream import weights_sha256 as digest
-
-    return digest(module)
+__all__ = ["embed", "weights_sha256", "encoder_with_recipe"]
 
 
-def resolve_encoder(encoder: Any, preprocess: Any = None, layer: str | None = None
-                    ) -> tuple[Encoder, Preprocessing, str | None]:
-    """(encoder, recipe, layer) from a fitted Encoder, an encoder artifact folder or a fitted pipeline."""
+def encoder_with_recipe(encoder: Any, preprocess: Any = None, layer: str | None = None
+                        ) -> tuple[Encoder, Preprocessing, str | None]:
+    """(encoder, recipe, layer) from a fitted pipeline (its recorded recipe and layer) or from anything
+    :func:`~virtualcell.pipelines.annotate.resolve_encoder` takes (with ``preprocess`` and ``layer``)."""
     from ..pipelines.perturbation import PerturbationPipeline
-    from ..registry import load_component
+    from .annotate import resolve_encoder
 
     if isinstance(encoder, PerturbationPipeline):
         encoder._check_fitted()
         recipe = Preprocessing.from_spec(encoder.metadata["preprocessing"])
         return encoder.encoder, recipe, encoder.metadata.get("layer") if layer is None else layer
-    module = encoder if isinstance(encoder, Encoder) else load_component(encoder)
-    if not isinstance(module, Encoder):
-        raise TypeError(f"embed needs an encoder; {type(module).__name__} is a {module.kind}.")
-    return module, Preprocessing.from_spec(preprocess), layer
+    return resolve_encoder(encoder), Preprocessing.from_spec(preprocess), layer
 
 
 def embed(adata: Any, encoder: Any, *, preprocess: Any = None, layer: str | None = None,
@@ -63,9 +55,9 @@ def embed(adata: Any, encoder: Any, *, preprocess: Any = None, layer: str | None
     Returns ``None`` (or the copy) in memory; the store key's :class:`~virtualcell.store.Snapshot` when streaming.
     """
     from ..store import EmbeddingStore
-    from ..store.stream import provenance_of, stream_embed
+    from ..store.stream import stream_embed
 
-    module, recipe, layer = resolve_encoder(encoder, preprocess, layer)
+    module, recipe, layer = encoder_with_recipe(encoder, preprocess, layer)
     in_memory = isinstance(adata, ad.AnnData) and not adata.isbacked
     if stream is None:
         stream = client is not None or not in_memory

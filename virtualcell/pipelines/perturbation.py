@@ -8,18 +8,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anndata as ad
-import numpy as np
-import pandas as pd
 import torch
 
-from ..component import Condition
 from ..data.checks import DataError
-from ..data.fields import condition_labels, context_vocabulary, covariate_tensors, make_condition
+from ..data.fields import covariate_tensors, make_condition
 from ..data.preprocess import Preprocessing
 from ..data.vocabulary import Vocabulary
 from ..execution import batched_apply, make_generator, resolve_device
-from .intervals import predictive_quantiles
+from .fit_labels import extend_conditions, training_labels
 from .pipeline import Pipeline, resolve_component
+from .predicted_cells import predicted_anndata, predicted_obs
+from .prediction_condition import prediction_condition, source_labels
 
 __all__ = ["PerturbationPipeline", "RESPONSE_MEANS_FILE"]
 
@@ -86,23 +85,10 @@ class PerturbationPipeline(Pipeline):
                 ``gene-network``) may name more: it gets the labels, ``x``, ``z`` and the genes, and returns
                 them extended (kept in order), e.g. by every gene of its network.
         """
-        labels = condition_labels(adata, condition_key)
-        conditions = Vocabulary.from_values(adata.obs[condition_key], first=[control], what=f"{condition_key} value")
-        if control not in conditions:
-            raise DataError(f"Control label {control!r} is not in adata.obs[{condition_key!r}]; "
-                            f"found {conditions.labels}. Pass control=<the label of unperturbed cells>.")
-        if len(conditions) < 2:
-            raise DataError(f"adata.obs[{condition_key!r}] has only {conditions.labels}; fitting needs control and "
-                            "at least one perturbed condition.")
-        contexts = context_vocabulary(adata, context_key) if context_key else None
-        if contexts is not None:
-            has_control = adata.obs.loc[labels == control, context_key].astype(str).unique()
-            orphans = [c for c in contexts.labels if c not in set(has_control)]
-            if orphans:
-                raise DataError(f"{context_key} value(s) {orphans} have no {control!r} cells, so their response cannot "
-                                "be anchored. Drop those cells, fix the labels, or fit without context_key.")
-        if self.manipulator.requires_context and contexts is None:
+        if self.manipulator.requires_context and not context_key:
             raise DataError(f"{type(self.manipulator).__name__} needs context_key (e.g. 'cell_type').")
+        labels, conditions, contexts = training_labels(adata, condition_key=condition_key, control=control,
+                                                       context_key=context_key, covariate_keys=covariate_keys)
 
         if self.encoder.is_fitted:  # a pre-trained encoder fixes the genes
             self.preprocessing.genes = self.encoder.input_features
@@ -118,24 +104,15 @@ class PerturbationPipeline(Pipeline):
 
         check_combination(self.encoder, self.manipulator, self.decoder, x, z)   # refuses what cannot work
 
-        if extra_conditions:
-            conditions = Vocabulary(conditions.labels + [c for c in map(str, extra_conditions) if c not in conditions],
-                                    what=conditions.what)
-        if callable(getattr(self.manipulator, "prepare_conditions", None)):
-            named = self.manipulator.prepare_conditions(
-                conditions.labels, x=x, z=z, genes=list(self.preprocessing.genes),
-                condition_ids=torch.as_tensor(conditions.encode(labels), device=self.device))
-            if list(named[: len(conditions)]) != conditions.labels:
-                raise ValueError(f"{type(self.manipulator).__name__}.prepare_conditions must keep the observed labels "
-                                 "first and in order.")
-            conditions = Vocabulary(named, what=conditions.what)
+        conditions = extend_conditions(conditions, labels, self.manipulator, extra_conditions, x=x, z=z,
+                                       genes=self.preprocessing.genes)
         condition_ids = conditions.encode(labels)
         context_ids = contexts.encode(adata.obs[context_key]) if contexts else None
         target = make_condition(condition_ids, context_ids=context_ids,
                                 covariates=covariate_tensors(adata, covariate_keys)).to(self.device)
         self.response_means = None
         if context_ids is not None:
-            from ..instruments.manipulators.group_means import group_means
+            from ..nn.group_means import group_means
 
             means, counts = group_means(x, torch.as_tensor(condition_ids, dtype=torch.long, device=self.device),
                                         torch.as_tensor(context_ids, dtype=torch.long, device=self.device),
@@ -169,20 +146,11 @@ class PerturbationPipeline(Pipeline):
         return self
 
     @classmethod
-    def select(cls, adata: ad.AnnData, *, candidates: Sequence[Any] | str | None = None, **kwargs: Any):
-        """Choose among ``candidates`` by inner leave-one-context-out CV on ``adata``; fit the winner on all of it.
-
-        >>> pipe = PerturbationPipeline.select(train, candidates=["mean-shift", "pca+latent-arithmetic"],
-        ...                                    condition_key="condition", context_key="cell_type")  # doctest: +SKIP
-        >>> pipe.metadata["selection"]["table"]        # the ranked inner-CV table       # doctest: +SKIP
-
-        Returns the fitted pipeline (an ``EnsemblePipeline`` when the ensemble or a ``+spread`` entry won), its
-        selection report in ``metadata["selection"]``. Options and the protocol:
-        :func:`virtualcell.evaluate.select.select_pipeline` (docs/selection.md).
-        """
-        from ..evaluate.select import select_pipeline
-
-        return select_pipeline(adata, candidates=candidates, **kwargs).pipeline
+    def select(cls, *args: Any, **kwargs: Any):
+        """Moved: selection sits above pipelines, so it is ``virtualcell.select(adata, candidates=..., ...)``
+        (same arguments, returns the fitted pipeline; docs/selection.md)."""
+        raise AttributeError("PerturbationPipeline.select moved to virtualcell.select(adata, candidates=..., "
+                             "context_key=...) with the same arguments (import virtualcell as vc; vc.select(...)).")
 
     def _after_load(self) -> None:
         self.preprocessing = Preprocessing.from_spec(self.metadata["preprocessing"])
@@ -227,8 +195,11 @@ class PerturbationPipeline(Pipeline):
                 context_effect_scale: float = 1.0) -> ad.AnnData:
         """Predict ``adata``'s cells under condition ``target``; returns a new AnnData.
 
-        Each cell's current condition is read from the fitted condition column when ``adata`` has it,
-        otherwise ``source`` (default: the control label) is used. With ``n_samples > 1``, ``X`` holds
+        Each cell's current condition is ``source`` when given, else read from the fitted condition column
+        when ``adata`` has it, else the control label; cells already in ``target`` are refused (DataError).
+        A backed ``adata`` is read into memory. The predicted cells are named ``<name>-pred-<target>`` and
+        keep only the obs columns that describe them (:mod:`virtualcell.pipelines.predicted_cells`).
+        With ``n_samples > 1``, ``X`` holds
         the central prediction: the mean of the manipulator's own samples, without the context random
         effect (the same as ``n_samples=1`` for a deterministic manipulator; a mean of samples clamped at 0
         after a random effect is biased upwards, issue #11) and ``layers`` hold the samples' ``sample_mean``,
@@ -237,14 +208,20 @@ class PerturbationPipeline(Pipeline):
         scales the random effect of unobserved contexts' responses (see :meth:`predict_samples`).
         Provenance goes to ``uns[key_added]``.
         """
+        adata = _in_memory(adata)
         decoded, samples, model_decoded = self._sample(adata, target=target, source=source, n_samples=n_samples,
                                                        seed=seed, covariates=covariates, layer=layer,
                                                        context_effect_scale=context_effect_scale)
-        central = None if n_samples == 1 else (model_decoded, samples)
-        return self._to_anndata(adata, decoded, samples, target, quantiles, key_added,
-                                {"target": target, "n_samples": n_samples, "seed": seed,
-                                 "covariates": dict(covariates or {}), "context_effect_scale": context_effect_scale},
-                                central=central)
+        call = {"target": target, "n_samples": n_samples, "seed": seed, "covariates": str(dict(covariates or {})),
+                "context_effect_scale": context_effect_scale}
+        provenance = {"pipeline": {role: {"component": type(c).__name__, "config": c.config_json()}
+                                   for role, c in self.components.items() if c is not None},
+                      "call": call, "training": self.metadata["training"]}
+        obs = predicted_obs(adata, self.metadata, target=target, sources=source_labels(adata, self.metadata, source),
+                            covariates=covariates)
+        return predicted_anndata(obs, self.decoder.output_features, decoded, samples,
+                                 central=None if n_samples == 1 else model_decoded, quantiles=quantiles,
+                                 key_added=key_added, provenance=provenance)
 
     def predict_samples(self, adata: ad.AnnData, *, target: str, source: str | None = None, n_samples: int = 1,
                         seed: int = 0, covariates: Mapping[str, float] | None = None,
@@ -258,8 +235,8 @@ class PerturbationPipeline(Pipeline):
         sample in the decoded space (``context_effects.context_effects``, drawn on CPU from ``seed``),
         added before the clamp at 0. ``n_samples == 1`` is the central prediction, without it.
         """
-        decoded, samples, _ = self._sample(adata, target=target, source=source, n_samples=n_samples, seed=seed,
-                                           covariates=covariates, layer=layer,
+        decoded, samples, _ = self._sample(_in_memory(adata), target=target, source=source, n_samples=n_samples,
+                                           seed=seed, covariates=covariates, layer=layer,
                                            context_effect_scale=context_effect_scale)
         return decoded, samples
 
@@ -275,26 +252,8 @@ class PerturbationPipeline(Pipeline):
         meta = self.metadata
         if adata.n_obs == 0:
             raise DataError("No cells to predict from (the AnnData is empty).")
-        conditions = self.conditions
-        target_id = conditions.id(target)
-        key = meta["condition_key"]
-        if source is None and key in adata.obs:
-            source_ids = conditions.encode(condition_labels(adata, key))
-        else:
-            source_ids = np.full(adata.n_obs, conditions.id(source or meta["control"]), dtype=np.int64)
-        context_ids, effect_contexts = None, None    # the manipulator's ids; per-cell ids, -1 if unknown
-        if meta["context_key"] and meta["context_key"] in adata.obs:
-            known = Vocabulary(meta["contexts"])
-            ids = np.array([known.id(v) if v in known else -1 for v in adata.obs[meta["context_key"]].astype(str)],
-                           dtype=np.int64)
-            effect_contexts = torch.as_tensor(ids)
-            if (ids >= 0).all():
-                context_ids = ids
-        if self.manipulator.requires_context and context_ids is None:
-            raise DataError(f"{type(self.manipulator).__name__} needs every cell's {meta['context_key']!r} "
-                            f"among the fitted ones {meta['contexts']}.")
-        condition = make_condition(np.full(adata.n_obs, target_id), source_ids=source_ids, context_ids=context_ids,
-                                   covariates=covariate_tensors(adata, meta["covariate_keys"], dict(covariates or {})))
+        condition, effect_contexts = prediction_condition(adata, meta, self.conditions, target=target, source=source,
+                                                          covariates=covariates, manipulator=self.manipulator)
         x = self.prepare(adata, layer)
         z = self._encode(x)
         generator = make_generator(seed, "cpu")
@@ -305,49 +264,16 @@ class PerturbationPipeline(Pipeline):
         model_decoded = torch.stack([self._decode(s) for s in samples])       # [S, n, genes]
         decoded = model_decoded
         if n_samples > 1 and context_effect_scale > 0 and self.response_means is not None:
-            decoded = decoded + context_effect_scale * self._context_effects(condition, effect_contexts, n_samples,
-                                                                             seed).to(decoded.device, decoded.dtype)
+            from .context_effects import pipeline_context_effects
+
+            effects = pipeline_context_effects(self.response_means, self.decoder.output_features,
+                                               self.preprocessing.genes, condition, effect_contexts, n_samples, seed)
+            decoded = decoded + context_effect_scale * effects.to(decoded.device, decoded.dtype)
         if self.decoder.output_type == "expression":
             decoded, model_decoded = decoded.clamp_min(0), model_decoded.clamp_min(0)
         return decoded, samples, model_decoded
 
-    def _context_effects(self, condition: Condition, contexts: torch.Tensor | None, n_samples: int,
-                         seed: int) -> torch.Tensor:
-        """Random effects [S, n, genes] of unobserved contexts' responses (CPU; zeros for observed ones)."""
-        from .context_effects import context_effects
 
-        means, counts = self.response_means
-        genes = list(self.decoder.output_features or [])
-        if genes != list(self.preprocessing.genes):
-            raise ValueError("context_effect_scale > 0 needs a decoder whose outputs are the fitted genes "
-                             f"({len(self.preprocessing.genes)} genes); this one has {len(genes)} outputs. "
-                             "Pass context_effect_scale=0.")
-        seed_sequence = np.random.SeedSequence(int(seed), spawn_key=(0x5EED,))   # not the manipulator's stream
-        generator = torch.Generator().manual_seed(int(seed_sequence.generate_state(1, np.uint64)[0]))
-        return context_effects(means, counts, condition.source.cpu(), condition.target.cpu(), contexts, n_samples,
-                               generator)
-
-    def _to_anndata(self, adata, decoded, samples, target, quantiles, key_added, call, central=None) -> ad.AnnData:
-        meta = self.metadata
-        center_decoded, center_samples = (decoded, samples) if central is None else central
-        mean = center_decoded.mean(0).float().cpu().numpy()
-        obs = adata.obs.copy()
-        key = meta["condition_key"]
-        if key in obs:
-            obs[f"{key}_source"] = obs[key].astype(str)
-        obs[key] = pd.Categorical([target] * adata.n_obs, categories=meta["conditions"])
-        out = ad.AnnData(X=mean, obs=obs, var=pd.DataFrame(index=pd.Index(self.decoder.output_features, dtype=str)))
-        out.obsm[f"X_{key_added}"] = center_samples.mean(0).float().cpu().numpy()
-        if decoded.shape[0] > 1:
-            lo, hi = predictive_quantiles(decoded.float(), quantiles, dim=0)
-            out.layers["sample_mean"] = decoded.float().mean(0).cpu().numpy()
-            out.layers["variance"] = decoded.float().var(0).cpu().numpy()
-            out.layers[f"q{round(quantiles[0] * 100):02d}"] = lo.cpu().numpy()
-            out.layers[f"q{round(quantiles[1] * 100):02d}"] = hi.cpu().numpy()
-        out.uns[key_added] = {
-            "pipeline": {role: {"component": type(c).__name__, "config": c.config_json()}
-                         for role, c in self.components.items() if c is not None},
-            "call": {k: (str(v) if isinstance(v, dict) else v) for k, v in call.items()},
-            "training": meta["training"],
-        }
-        return out
+def _in_memory(adata: ad.AnnData) -> ad.AnnData:
+    """``adata`` itself, or its rows read into memory when it is backed (file-backed X, ``backed="r"``)."""
+    return adata.to_memory() if adata.isbacked else adata

@@ -8,16 +8,21 @@ For each target ``t`` the pipeline predicts the control cells under ``t``; with 
 - ``effect_size``: ‖mean over samples and cells of ``P_s`` − mean of the control cells‖₂ (the L2
   norm of the predicted pseudobulk shift, in the pipeline's expression space); ``rank_effect`` 1 = largest.
 - ``uncertainty``: the standard deviation over samples of each sample's shift norm, where the
-  manipulator samples (``stochastic`` and ``n_samples > 1``), else NaN; ``rank_uncertainty`` 1 = most uncertain
-  (targets without a sampled uncertainty rank last).
+  manipulator samples (``stochastic`` and ``n_samples > 1``), else empty (NaN); ``rank_uncertainty``
+  1 = most uncertain, empty where ``uncertainty`` is (a deterministic manipulator, or ``n_samples=1``).
 - ``cell_spread``: the standard deviation over cells of each cell's ‖predicted − its control profile‖₂
   (how unevenly the knockout moves the cells; reported for every manipulator).
 - ``seen``: whether the target had cells in training (else the prediction is for an unseen target).
 - ``top_genes``: the five genes of largest predicted |shift|, signed (``GENE:+0.42``).
+
+The screen starts from control cells: when ``cells`` holds the fitted condition column and cells of
+other conditions too, only the control cells are used (with a warning; mixing perturbed cells into
+the baseline changes every shift and the ranking), and ``cells`` without any control cell are refused.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import anndata as ad
@@ -28,7 +33,7 @@ from ..data.checks import DataError
 from ..execution import progress_bar
 from .perturbation import PerturbationPipeline
 
-__all__ = ["screen", "check_targets", "SCREEN_COLUMNS"]
+__all__ = ["screen", "check_targets", "control_cells", "SCREEN_COLUMNS"]
 
 SCREEN_COLUMNS = ("target", "effect_size", "rank_effect", "uncertainty", "rank_uncertainty", "cell_spread", "seen",
                   "n_cells", "n_samples", "top_genes")
@@ -57,6 +62,27 @@ def check_targets(pipeline: PerturbationPipeline, targets: Sequence[str]) -> lis
     return targets
 
 
+def control_cells(pipeline: PerturbationPipeline, cells: ad.AnnData) -> ad.AnnData:
+    """The control cells of ``cells`` (all of them when it has no condition column); see the module doc."""
+    key, control = pipeline.metadata["condition_key"], pipeline.metadata["control"]
+    if key not in cells.obs:
+        return cells
+    labels = cells.obs[key].astype(str).to_numpy()
+    is_control = labels == control
+    if is_control.all():
+        return cells
+    others = sorted(set(labels[~is_control]))
+    if not is_control.any():
+        raise DataError(f"None of the {cells.n_obs} cells is {control!r} (adata.obs[{key!r}] holds {others[:10]}); a "
+                        f"screen knocks genes out in control cells. Pass them: adata[adata.obs[{key!r}] == "
+                        f"{control!r}] (CLI: --cells '{key}={control}').")
+    warnings.warn(f"screen uses the {int(is_control.sum())} {control!r} cells of the {cells.n_obs} given and leaves "
+                  f"out {int((~is_control).sum())} cells of other conditions ({others[:5]}{' ...' if len(others) > 5 else ''}"
+                  f"): a perturbed cell in the baseline changes every shift. Pass only control cells to silence this "
+                  f"(CLI: --cells '{key}={control}').", stacklevel=3)
+    return cells[is_control]
+
+
 def _seen(pipeline: PerturbationPipeline, target: str) -> bool | None:
     seen = getattr(pipeline.manipulator, "seen", None)
     if isinstance(seen, torch.Tensor) and len(seen) == len(pipeline.conditions):
@@ -73,6 +99,7 @@ def screen(pipeline: PerturbationPipeline, cells: ad.AnnData, targets: Sequence[
     targets = check_targets(pipeline, targets)
     if cells.n_obs == 0:
         raise DataError("No control cells to screen from (the AnnData is empty); check --cells.")
+    cells = control_cells(pipeline, cells)
     genes = list(pipeline.decoder.output_features)
     control = pipeline.prepare(cells).double().cpu()                          # [n, genes] (fitted genes)
     if list(pipeline.preprocessing.genes) != genes:
@@ -97,5 +124,5 @@ def screen(pipeline: PerturbationPipeline, cells: ad.AnnData, targets: Sequence[
         })
     table = pd.DataFrame(rows)
     table["rank_effect"] = table["effect_size"].rank(ascending=False, method="first").astype(int)
-    table["rank_uncertainty"] = table["uncertainty"].rank(ascending=False, method="first", na_option="bottom").astype(int)
+    table["rank_uncertainty"] = table["uncertainty"].rank(ascending=False, method="first").astype("Int64")  # NA: none
     return table.sort_values("rank_effect").reset_index(drop=True)[list(SCREEN_COLUMNS)]

@@ -23,7 +23,7 @@ from pathlib import Path
 from . import faults
 from .errors import ArtifactError
 
-__all__ = ["atomic_directory", "recover", "leftovers", "check_replaceable", "make_dir"]
+__all__ = ["atomic_directory", "recover", "leftovers", "check_replaceable", "make_dir", "alive"]
 
 _NEW, _OLD = "new", "old"
 
@@ -34,7 +34,8 @@ def make_dir(path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (this one, or anyone's)."""
     if pid == os.getpid():
         return True
     try:
@@ -68,7 +69,7 @@ def leftovers(path: str | os.PathLike) -> list[tuple[Path, str, int]]:
 def recover(path: str | os.PathLike) -> None:
     """Restore ``path`` from a backup a crashed replace left, then delete dead writers' leftovers."""
     path = Path(path)
-    dead = [(folder, role) for folder, role, pid in leftovers(path) if not _alive(pid)]
+    dead = [(folder, role) for folder, role, pid in leftovers(path) if not alive(pid)]
     if not dead:
         return
     try:

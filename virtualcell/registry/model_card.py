@@ -7,13 +7,55 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["render_model_card", "parse_front_matter", "CARD_FIELDS"]
+__all__ = ["render_model_card", "render_card_sections", "parse_front_matter", "CARD_FIELDS"]
 
 #: fields a publisher may fill in (``card=`` of ``save``); anything else is kept under ``extra``
 CARD_FIELDS = (
     "description", "organism", "tissues", "cell_types", "perturbations", "training_data",
     "training_data_sha256", "preprocessing", "metrics", "license", "authors", "references",
+    "training_split", "selection",
 )
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return lines
+
+
+def render_card_sections(card: Mapping[str, Any]) -> str:
+    """Markdown sections for the card fields that describe how the model was trained: ``training_split``
+    (the data, ``--exclude`` rules, held-out cells) and ``selection`` (the table ``select`` ranked, one
+    mapping per candidate). Empty when neither is present."""
+    lines: list[str] = []
+    split = card.get("training_split")
+    if isinstance(split, Mapping):
+        lines += ["## Training split", ""]
+        if card.get("training_data"):
+            lines.append(f"Trained on `{card['training_data']}`"
+                         + (f" ({split['n_cells_fitted']} of {split['n_cells_in_data']} cells)."
+                            if "n_cells_fitted" in split and "n_cells_in_data" in split else "."))
+        held_out = split.get("held_out") or []
+        if held_out:
+            lines.append("Held out of training (never seen in fit): "
+                         + "; ".join(", ".join(f"{k}={v}" for k, v in rule.items()) for rule in held_out) + ".")
+        else:
+            lines.append("No cells were held out of training.")
+        lines += [f"Settings: {json.dumps({k: v for k, v in split.items() if k not in ('held_out',)}, sort_keys=True)}", ""]
+    selection = card.get("selection")
+    if isinstance(selection, Sequence) and not isinstance(selection, str) and selection:
+        rows = [row for row in selection if isinstance(row, Mapping)]
+        if rows:
+            lines += ["## Selection", "", "The candidates `select` ranked by inner cross-validation on the training cells:",
+                      ""] + _table(rows) + [""]
+    return "\n".join(lines)
 
 
 def _yaml_scalar(value: Any) -> str:
@@ -59,6 +101,11 @@ def render_model_card(config: Mapping[str, Any], features: Sequence[str], card: 
         f"Features ({len(features)}): " + ", ".join(features[:10]) + (" ..." if len(features) > 10 else ""),
         "",
     ]
+    if isinstance(config.get("training"), Mapping):   # trained components: history.json (registry/artifact.py)
+        lines += ["## Training", "", str(config["training"].get("summary", "")), ""]
+    sections = render_card_sections(card)
+    if sections:
+        lines += [sections]
     return "\n".join(lines)
 
 

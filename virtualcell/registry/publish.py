@@ -104,22 +104,16 @@ def publish(path: str | os.PathLike, hub: str, name: str, version: str, *, metad
 
 
 def _verify(folder: Path) -> None:
-    """Refuse to publish an artifact that would not pass its own checks on load (edited files, swapped parts)."""
+    """Refuse to publish an artifact that would not pass its own checks on load (edited files, swapped parts),
+    whatever the pipeline kind (an ensemble's members are checked like any part, and as pipelines themselves)."""
     if (folder / "config.json").is_file():
         from .artifact import read_config
 
         read_config(folder)
         return
-    from .limits import read_json
+    from .pipeline_format import verify_folder
 
-    spec = read_json(folder / "pipeline.json")
-    if isinstance(spec, dict) and "components" in spec:
-        from ..pipelines.pipeline import _read_spec
-        from . import merkle
-
-        spec = _read_spec(folder)
-        if spec["format_version"] >= 2:
-            merkle.verify(folder, spec.get("merkle"), spec["components"], spec.get("tensor_files", {}))
+    verify_folder(folder)
 
 
 def _exists_quietly(fs, path: str) -> bool:

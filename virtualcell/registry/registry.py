@@ -15,12 +15,12 @@ import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import artifact
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..component import Component
+#: a component class or instance; the registry never imports ``virtualcell.component`` (it sits below it)
+AnyComponent = Any
 
 __all__ = ["GROUP", "Registry", "registry", "get", "create", "names", "register", "normalize_name",
            "UnknownComponentError", "PluginImportError", "save_component", "load_component"]
@@ -120,7 +120,7 @@ class Registry:
         return rows
 
     # -- look-up ---------------------------------------------------------------------------------
-    def get(self, name: str) -> type["Component"]:
+    def get(self, name: str) -> type:
         """The class registered as ``name`` (lenient spelling); unknown names list the known ones."""
         entries = self._discover()
         key = normalize_name(name)
@@ -173,12 +173,12 @@ class Registry:
     def distribution_of(self, name: str) -> str:
         return self._discover()[normalize_name(name)].distribution
 
-    def create(self, name: str, **kwargs: Any) -> "Component":
+    def create(self, name: str, **kwargs: Any) -> AnyComponent:
         """Instantiate the component registered as ``name`` with ``kwargs``."""
         return self.get(name)(**kwargs)
 
     # -- artifacts: the registry hands the format code the names and classes it needs --------------
-    def save_component(self, component: "Component", path: str | Path, *, card: Mapping[str, Any] | None = None,
+    def save_component(self, component: AnyComponent, path: str | Path, *, card: Mapping[str, Any] | None = None,
                        overwrite: bool = False) -> Path:
         """Save ``component`` as an artifact folder at ``path`` (crash-safe); returns the path."""
         name = self.name_of(type(component))
@@ -195,7 +195,7 @@ class Registry:
                 f"Install that package. ({error})"
             ) from None
 
-    def load_component(self, path: str | Path, *, device: Any = "cpu") -> "Component":
+    def load_component(self, path: str | Path, *, device: Any = "cpu") -> AnyComponent:
         """Load the component saved at ``path`` (class resolved through this registry) onto ``device``."""
         return artifact.read_component(path, self._class_of_saved, device=device)
 

@@ -1,0 +1,1 @@
+"""Encoders: single-cell profiles to representations (identity, pca, vae, transformer over gene tokens, graph over spatial neighbours)."""

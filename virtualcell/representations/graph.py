@@ -236,6 +236,10 @@ class GraphEncoder(Encoder):
         self.training_summary = {"steps": len(losses), "first_loss": round(losses[0], 5),
                                  "last_loss": round(sum(tail) / len(tail), 5),
                                  "seconds": round(time.perf_counter() - started, 3)}
+        self.training_history = {"epochs": [{"epoch": i, "loss": v} for i, v in enumerate(losses)], "unit": "step",
+                                 "n_epochs": len(losses), "monitor": "", "best_epoch": -1, "stopped_early": False,
+                                 "seconds": self.training_summary["seconds"], "weights": "last",
+                                 "weights_epoch": len(losses) - 1}
         self.features = list(features)
         self.is_fitted = True
         return self

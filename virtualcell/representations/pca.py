@@ -2,51 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from ..component import Decoder, Encoder
+from ..nn.pca import fit_pca
 
-__all__ = ["PCAEncoder", "fit_pca"]
-
-
-def fit_pca(x: torch.Tensor, n_components: int, *, seed: int = 0, exact_limit: int = 4096
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """PCA of ``x`` [n, g], signs fixed as scikit-learn's ``svd_flip`` (deterministic).
-
-    Exact (eigendecomposition of the smaller of the two Gram matrices, float64) when
-    ``min(n, g) <= exact_limit``; otherwise a seeded randomized SVD (Halko et al., 7 power iterations).
-    Returns ``mean`` [g], ``components`` [k, g] (orthonormal rows), ``explained_variance`` [k].
-    """
-    x = x.double()
-    mean = x.mean(0)
-    centred = x - mean
-    n, g = centred.shape
-    k = min(n_components, n, g)
-    if min(n, g) <= exact_limit:
-        if g <= n:  # covariance [g, g]: eigenvectors are the components
-            values, vectors = torch.linalg.eigh(centred.T @ centred)
-            order = torch.argsort(values, descending=True)[:k]
-            vt = vectors[:, order].T
-        else:       # Gram [n, n]: eigenvectors are the left singular vectors
-            values, vectors = torch.linalg.eigh(centred @ centred.T)
-            order = torch.argsort(values, descending=True)[:k]
-            s = values[order].clamp_min(0).sqrt()
-            vt = (vectors[:, order].T @ centred) / s.clamp_min(1e-12)[:, None]
-        singular = values[order].clamp_min(0).sqrt()
-    else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            _, singular, v = torch.svd_lowrank(centred, q=min(k + 20, n, g), niter=7)
-        singular, vt = singular[:k], v[:, :k].T
-    scores = centred @ vt.T                                   # [n, k], signs as svd_flip on u
-    signs = torch.sign(scores[torch.argmax(scores.abs(), dim=0), torch.arange(k)])
-    signs[signs == 0] = 1
-    vt = vt * signs[:, None]
-    variance = singular**2 / max(n - 1, 1)
-    return mean.float(), vt.float().contiguous(), variance.float()
+__all__ = ["PCAEncoder", "fit_pca"]  # fit_pca: re-exported from virtualcell.nn.pca
 
 
 class PCAEncoder(Encoder):
@@ -72,6 +37,12 @@ class PCAEncoder(Encoder):
     def fit(self, x: torch.Tensor, features: Sequence[str], **kwargs: Any) -> "PCAEncoder":
         if x.shape[1] != len(features):
             raise ValueError(f"x has {x.shape[1]} columns but {len(features)} feature names were given.")
+        possible = min(x.shape)
+        if self.config["n_components"] > possible:
+            warnings.warn(f"PCAEncoder(n_components={self.config['n_components']}) on {x.shape[0]} cells x {x.shape[1]} "
+                          f"genes: at most {possible} principal components exist, so the representation has "
+                          f"{possible} dimensions. Pass n_components<={possible} (CLI: --encoder-option "
+                          f"n_components={possible}) to ask for what the data allows.", UserWarning, stacklevel=2)
         self.mean, self.components, self.explained_variance = (
             t.to(x.device) for t in fit_pca(x, self.config["n_components"], seed=kwargs.get("seed", 0)))
         self.features = list(features)

@@ -15,7 +15,7 @@ import torch
 
 from ..component import Decoder, Encoder
 from ..execution import autocast, batched_apply, make_generator, resolve_device
-from .vae_module import LIKELIHOODS, OUTPUT_ACTIVATIONS, VAEModule
+from ..nn.vae_module import LIKELIHOODS, OUTPUT_ACTIVATIONS, VAEModule
 
 __all__ = ["VAEEncoder", "SCGEN_SETTINGS"]
 
@@ -200,6 +200,7 @@ class VAEEncoder(Encoder):
                                 validate=validate if val_rows.numel() else None,
                                 modules={"vae": vae}, optimizers={"adam": optimizer}, generators={"noise": noise})
         vae.recalibrate_batch_norm(x, train_rows)
+        self.training_history = self.history.record()
         last = self.history.epochs[-1] if self.history.epochs else {}
         self.training_summary = {"epochs": len(self.history.epochs), "best_epoch": self.history.best_epoch,
                                  "stopped_early": self.history.stopped_early,

@@ -14,17 +14,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from .format import Snapshot, StoreError
+from .format import StoreError
 from .knn import check_k, check_query, exact_knn
+from .reader import ChunkReader
 
-if TYPE_CHECKING:
-    from .embedding_store import EmbeddingStore
-
-__all__ = ["build_index", "load_index", "ApproximateIndex", "LIBRARIES", "PREFERENCE", "default_library"]
+__all__ = ["build_index", "save_index", "load_index", "ApproximateIndex", "LIBRARIES", "PREFERENCE", "default_library"]
 
 LIBRARIES = ("hnswlib", "usearch", "faiss")
 #: the libraries in the order benchmarks/bench_store.py measured them (fastest at recall 0.99 first);
@@ -155,10 +153,10 @@ def _from_bytes(library: str, data: bytes, dim: int, n: int):
     return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
 
 
-def build_index(store: "EmbeddingStore", key: str, *, library: str | None = None, metric: str = "euclidean",
-                m: int = 16, ef_construction: int = 200, target_recall: float = 0.99, k: int = 10,
-                n_check: int = 1000, threads: int = 0, seed: int = 0, progress: bool = True) -> ApproximateIndex:
-    """Build an HNSW index over ``key``'s committed rows, tune ``ef`` to ``target_recall``, save it in the store.
+def build_index(reader: ChunkReader, *, library: str | None = None, metric: str = "euclidean", m: int = 16,
+                ef_construction: int = 200, target_recall: float = 0.99, k: int = 10, n_check: int = 1000,
+                threads: int = 0, seed: int = 0, progress: bool = True, name: str = "") -> ApproximateIndex:
+    """Build an HNSW index over ``reader``'s committed rows and tune ``ef`` to ``target_recall`` (see :func:`save_index`).
 
     The recall@``k`` is measured on ``n_check`` stored cells (seeded sample) against exact search.
     """
@@ -167,13 +165,13 @@ def build_index(store: "EmbeddingStore", key: str, *, library: str | None = None
     library = library or default_library()
     if library not in LIBRARIES:
         raise StoreError(f"Unknown index library {library!r}; choose one of {list(LIBRARIES)}.")
-    state = store.snapshot(key)
+    state = reader.state
     check_k(k, state.n_rows)
     check_query(np.ones((1, state.dim), np.float32), state.dim, metric)
     started = time.perf_counter()
     index = _new_index(library, state.dim, state.n_rows, m, ef_construction, seed)
-    with tqdm(total=state.n_rows, desc=f"indexing {key}", unit="cells", disable=not progress) as bar:
-        for start, values in store.iter_chunks(key, state=state, rows=max(state.chunk_rows, 65536)):
+    with tqdm(total=state.n_rows, desc=f"indexing {name}", unit="cells", disable=not progress) as bar:
+        for start, values in reader.chunks(max(state.chunk_rows, 65536)):
             if metric == "cosine":
                 values = values / np.maximum(np.linalg.norm(values, axis=1, keepdims=True), 1e-12)
             _add(library, index, np.ascontiguousarray(values, dtype=np.float32), start, threads)
@@ -182,23 +180,22 @@ def build_index(store: "EmbeddingStore", key: str, *, library: str | None = None
     info = {"library": library, "metric": metric, "dim": state.dim, "n_rows": state.n_rows, "m": m,
             "ef_construction": ef_construction, "build_seconds": build_seconds, "k": k, "seed": seed}
     loaded = ApproximateIndex(library, metric, index, state.n_rows, ef=EF_LADDER[0], info=info)
-    info.update(_tune(store, key, loaded, state, k=k, n_check=n_check, target_recall=target_recall, seed=seed))
-    _save(store, key, loaded, _to_bytes(library, index))
+    info.update(_tune(reader, loaded, k=k, n_check=n_check, target_recall=target_recall, seed=seed))
     return loaded
 
 
-def _tune(store, key, index: ApproximateIndex, state: Snapshot, *, k: int, n_check: int,
-          target_recall: float, seed: int) -> dict:
+def _tune(reader: ChunkReader, index: ApproximateIndex, *, k: int, n_check: int, target_recall: float,
+          seed: int) -> dict:
     """The smallest ``ef`` of :data:`EF_LADDER` reaching ``target_recall`` on stored cells as queries.
 
     Each check cell is left out of its own neighbours (``k + 1`` searched, itself dropped), so finding
     itself, which is easy, does not flatter the recall of a new cell's query.
     """
     rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(state.n_rows, size=min(n_check, state.n_rows), replace=False))
-    query = store.values(key, rows, state=state)
-    depth = min(k + 1, state.n_rows)
-    truth = _without_self(exact_knn(store, key, query, depth, metric=index.metric, state=state)[0], rows, k)
+    rows = np.sort(rng.choice(reader.n_rows, size=min(n_check, reader.n_rows), replace=False))
+    query = reader.take(rows)
+    depth = min(k + 1, reader.n_rows)
+    truth = _without_self(exact_knn(reader, query, depth, metric=index.metric)[0], rows, k)
     recall = 0.0
     for ef in EF_LADDER:
         index.set_ef(max(ef, depth))
@@ -216,8 +213,9 @@ def _without_self(found: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
     return found[keep].reshape(len(found), -1)[:, :k]
 
 
-def _save(store, key: str, index: ApproximateIndex, data: bytes) -> None:
-    group = store.group(key)
+def save_index(group, index: ApproximateIndex) -> None:
+    """Write ``index`` into the key's zarr ``group`` as ``index/data`` (uint8 bytes) with its attributes."""
+    data = _to_bytes(index.library, index.index)
     if "index" in group:
         del group["index"]
     folder = group.create_group("index")
@@ -228,10 +226,9 @@ def _save(store, key: str, index: ApproximateIndex, data: bytes) -> None:
                          "sha256": hashlib.sha256(data).hexdigest()})
 
 
-def load_index(store: "EmbeddingStore", key: str, *, state: Snapshot | None = None) -> ApproximateIndex:
-    """The index saved in ``key``; refused when missing, stale (rows appended since) or not ours."""
-    state = state or store.snapshot(key)
-    group = store.group(key)
+def load_index(group, reader: ChunkReader) -> ApproximateIndex:
+    """The index saved in the key's zarr ``group``; refused when missing, stale (rows appended since) or not ours."""
+    state, key = reader.state, reader.state.key
     if "index" not in group:
         raise StoreError(f"{key!r} has no approximate index; build one with store.build_index({key!r}).")
     info = dict(group["index"].attrs)

@@ -11,13 +11,13 @@ The protocol (one writer per key at a time, any number of readers):
 5. commit: rewrite the key's attributes once with the new ``n_rows`` and the list of obs parts.
 
 A crash before step 5 leaves the committed rows untouched; the next writer reuses the rows after
-them and deletes obs parts that no commit names.
+them and deletes obs parts that no commit names. Appended cells must have names (``obs`` index) that
+the key does not hold yet: appending the same cells twice is refused (rename them to keep both).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .format import EMBEDDING_TYPE, VERSION, Snapshot, StoreError, check_name, snapshot, write_obs
+from .format import EMBEDDING_TYPE, VERSION, Snapshot, StoreError, check_name, read_obs, snapshot, write_obs
 
-__all__ = ["KeyWriter", "key_lock", "create_key", "check_values", "remove_leftovers", "replace_folder"]
+__all__ = ["KeyWriter", "key_lock", "create_key", "check_values"]
 
 LOCKS = ".virtualcell-locks"
 
@@ -38,6 +38,8 @@ def check_values(values: Any, dim: int | None, what: str) -> np.ndarray:
     values = np.ascontiguousarray(values, dtype=np.float32)
     if values.ndim != 2:
         raise StoreError(f"{what} must be [n, d]; got shape {values.shape}.")
+    if values.shape[1] == 0:
+        raise StoreError(f"{what} have 0 dimensions (shape {values.shape}); an embedding needs d >= 1 to be searched.")
     if dim is not None and values.shape[1] != dim:
         raise StoreError(f"{what} has {values.shape[1]} dimensions but the key stores {dim}.")
     if not np.isfinite(values).all():
@@ -66,7 +68,9 @@ def key_lock(local_root: Path | None, key: str) -> Iterator[None]:
 
 
 def create_key(root, name: str, *, dim: int, chunk_rows: int, provenance: Mapping[str, Any] | None):
-    """An empty key group (0 committed rows) with a float32 [0, dim] ``values`` array."""
+    """An empty key group (0 committed rows) with a float32 [0, dim] ``values`` array (``dim`` >= 1)."""
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+        raise StoreError(f"dim={dim!r}: an embedding needs a whole number of dimensions >= 1.")
     group = root.create_group(name, overwrite=True)
     group.create_array("values", shape=(0, dim), dtype="float32", chunks=(max(int(chunk_rows), 1), dim),
                        compressors=None)
@@ -125,6 +129,7 @@ class KeyWriter:
         if added:
             if parts:
                 self._check_columns(obs)
+                self.check_new_names(obs.index)
             name = f"part-{len(parts):06d}-{uuid.uuid4().hex[:8]}"
             write_obs(self.group["obs"], name, obs)
             parts.append([name, added])
@@ -135,38 +140,21 @@ class KeyWriter:
         self.state = snapshot(self.group, self.key)
         return self.state
 
+    def check_new_names(self, names) -> None:
+        """Refuse cell names the key already holds (the same cells appended twice)."""
+        names = pd.Index([str(n) for n in names])
+        if not self.state.obs_parts or names.empty:
+            return
+        obs = self.group["obs"]
+        stored = [read_obs(obs[part], [], n_rows=rows).index for part, rows in self.state.obs_parts]
+        twice = names[names.isin(stored[0].append(stored[1:]))]
+        if len(twice):
+            raise StoreError(f"{len(twice)} appended cells are already stored in {self.key!r} (e.g. {list(twice[:5])}): "
+                             "appending the same cells twice is refused. Append only new cells, or rename them "
+                             "(e.g. adata.obs_names = 'batch2-' + adata.obs_names) to keep both copies.")
+
     def _check_columns(self, obs: pd.DataFrame) -> None:
         first = self.group["obs"][self.state.obs_parts[0][0]].attrs.get("column-order", [])
         if [str(c) for c in obs.columns] != list(first):
             raise StoreError(f"appended obs has columns {[str(c) for c in obs.columns]} but {self.key!r} stores "
                              f"{list(first)}; append the same columns in the same order.")
-
-
-def remove_leftovers(local_root: Path, key: str) -> None:
-    """Clean up after crashed writers of ``key`` (call under the key's lock).
-
-    A crash between the two renames of :func:`replace_folder` leaves the old version moved aside
-    and no ``key``: the old version is moved back. Temporary folders are deleted.
-    """
-    import shutil
-
-    olds = sorted(local_root.glob(f".{key}.old-*"), key=lambda p: p.stat().st_mtime)
-    if olds and not (local_root / key).exists():
-        os.replace(olds[-1], local_root / key)
-    for path in local_root.glob(f".{key}.*.partial"):
-        shutil.rmtree(path, ignore_errors=True)
-    for path in local_root.glob(f".{key}.old-*"):
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def replace_folder(local_root: Path, temporary: str, key: str) -> None:
-    """Move ``temporary`` into place as ``key``; the old key (if any) is moved aside, then removed."""
-    import shutil
-
-    old = None
-    if (local_root / key).exists():
-        old = local_root / f".{key}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(local_root / key, old)
-    os.replace(local_root / temporary, local_root / key)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -63,8 +63,8 @@ def encode_region(source_path: str, layer: str | None, encoder_path: str, recipe
     import zarr
 
     from ..registry import load_component
+    from .encode import encode_chunk
     from .source import open_source
-    from .stream import encode_chunk
 
     torch.set_num_threads(1)
     encoder = _ENCODERS.get(encoder_path)
@@ -88,7 +88,7 @@ def dask_embed(source, encoder: Encoder, recipe: Preprocessing, store, key: str,
     from dask.distributed import as_completed
     from tqdm.auto import tqdm
 
-    from .stream import check_source_for_workers
+    from .encode import check_source_for_workers
 
     source_path = str(Path(check_source_for_workers(source)).resolve())
     local = store.local_root
@@ -101,6 +101,7 @@ def dask_embed(source, encoder: Encoder, recipe: Preprocessing, store, key: str,
     try:
         with store.writer(key, dim=encoder.n_latent, provenance=provenance, overwrite=overwrite, append=append,
                           chunk_rows=chunk_rows) as writer:
+            writer.check_new_names(obs.index)
             start = writer.reserve(source.n_obs)
             store_chunk = writer.state.chunk_rows
             values_path = f"{writer.group.path}/values"

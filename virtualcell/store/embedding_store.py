@@ -1,8 +1,9 @@
 """EmbeddingStore: cell representations in zarr v3, self-describing, appendable, queryable chunk by chunk.
 
-Layout and validation: :mod:`.format`; the append/commit protocol: :mod:`.append`; metadata
-filters: :mod:`.filter`; exact and approximate neighbours: :mod:`.knn`, :mod:`.ann`; centroids and
-state arithmetic: :mod:`.query`. Every read works on one :class:`~.format.Snapshot` (the committed
+Layout and validation: :mod:`.format`; opening (what is refused): :mod:`.opening`; the append/commit
+protocol: :mod:`.append`; replacing a key safely: :mod:`.replace`; metadata filters: :mod:`.filter`;
+reading rows: :mod:`.reader`; exact and approximate neighbours: :mod:`.knn`, :mod:`.ann`; centroids
+and state arithmetic: :mod:`.query`. Every read works on one :class:`~.format.Snapshot` (the committed
 row count read once), so a reader never sees half of an append.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,9 +18,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .append import KeyWriter, check_values, create_key, key_lock, remove_leftovers, replace_folder
-from .format import (READABLE_VERSIONS, STORE_TYPE, VERSION, Embedding, Snapshot, StoreError, check_name,
-                     read_obs, read_obs_v0_1, snapshot)
+from .append import KeyWriter, check_values, create_key, key_lock
+from .filter import parse_filter
+from .format import Embedding, Snapshot, StoreError, check_name, read_obs, read_obs_v0_1, snapshot
+from .opening import open_root
+from .reader import ChunkReader
+from .replace import readable_path, recover, replace_folder, stranded_keys, temporary_name
 
 __all__ = ["EmbeddingStore"]
 
@@ -28,36 +31,33 @@ __all__ = ["EmbeddingStore"]
 class EmbeddingStore:
     """A zarr v3 group of named embeddings (a folder, or any fsspec URL zarr understands).
 
+    ``mode``: ``"a"`` opens or creates (default), ``"r"`` only reads, ``"w"`` starts an empty store
+    (refused on a store that holds keys unless ``overwrite=True``). A folder of other files, or a zarr
+    group of another kind, is refused. Opening with a mode that writes repairs keys left by a writer
+    killed mid-replace; a reader reads them where they lie.
+
     >>> store = EmbeddingStore("cells.zarr")
     >>> store.write("vae", z, obs=adata.obs, provenance={...})      # z [n, d]
     >>> store.append("vae", z2, obs=more.obs)                       # readers see n or n + m rows
     >>> store.nearest("vae", z[:5], k=10, where='cell_type == "B"')  # (indices [5, 10], distances)
     """
 
-    def __init__(self, path: str | os.PathLike, *, mode: str = "a") -> None:
-        import zarr
-
+    def __init__(self, path: str | os.PathLike, *, mode: str = "a", overwrite: bool = False) -> None:
         self.path, self.mode = str(path), mode
-        try:
-            self.root = zarr.open_group(self.path, mode=mode, zarr_format=3,  # created with its type, in one write
-                                        attributes={"encoding-type": STORE_TYPE, "encoding-version": VERSION})
-        except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError) as error:
-            raise StoreError(f"No embedding store at {self.path} ({error}); open it with mode='a' to create one.") from None
-        kind, version = self.root.attrs.get("encoding-type"), self.root.attrs.get("encoding-version")
-        if kind is None and mode != "r":
-            self.root.attrs.update({"encoding-type": STORE_TYPE, "encoding-version": VERSION})
-        elif kind != STORE_TYPE:
-            raise StoreError(f"{self.path} is a zarr group of type {kind!r}, not a virtualcell embedding store.")
-        elif version not in READABLE_VERSIONS:
-            raise StoreError(f"{self.path} is an embedding store of version {version!r}; this virtualcell reads "
-                             f"{list(READABLE_VERSIONS)}. Upgrade virtualcell.")
+        self.root = open_root(self.path, mode, overwrite=overwrite)
+        local = self.local_root
+        if local is not None and mode != "r":
+            for key in sorted(stranded_keys(local)):
+                with key_lock(local, key):
+                    recover(local, key)
 
     # -- listing -------------------------------------------------------------------------------
     def keys(self) -> list[str]:
         local = self.local_root
-        if local is not None:  # a folder listing, without opening every member
-            return sorted(p.name for p in local.iterdir() if p.is_dir() and not p.name.startswith(".")
-                          and (p / "zarr.json").exists())
+        if local is not None:  # a folder listing, without opening every member (and keys a killed writer left aside)
+            listed = {p.name for p in local.iterdir() if p.is_dir() and not p.name.startswith(".")
+                      and (p / "zarr.json").exists()}
+            return sorted(listed | {k for k in stranded_keys(local) if readable_path(local, k) is not None})
         return sorted(k for k in self.root.group_keys() if not k.startswith("."))
 
     def __contains__(self, key: str) -> bool:
@@ -76,7 +76,23 @@ class EmbeddingStore:
         check_name(key, "key")
         if key not in self:
             raise StoreError(f"No embedding {key!r} in {self.path}; it holds {self.keys()}.")
-        return self.root[key]
+        local = self.local_root
+        if local is None or (local / key / "zarr.json").exists():
+            return self.root[key]
+        import zarr
+
+        for _ in range(3):  # a writer killed mid-replace left the key aside: read it where it lies
+            found = readable_path(local, key)
+            try:
+                return self.root[key] if found == local / key else zarr.open_group(found, mode="r", zarr_format=3)
+            except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
+                continue  # moved meanwhile by a writer that repairs it
+        raise StoreError(f"{key!r} in {self.path} is being replaced; try again.")
+
+    def reader(self, key: str, *, state: Snapshot | None = None) -> ChunkReader:
+        """A :class:`~.reader.ChunkReader` over ``key``'s committed rows (at ``state``, default: now)."""
+        state = state or self.snapshot(key)
+        return ChunkReader(self.group(key)["values"], state)
 
     # -- writing -------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -89,10 +105,14 @@ class EmbeddingStore:
         failure leaves the old version (or nothing) behind.
         """
         check_name(key, "key")
+        if append and overwrite:
+            raise StoreError("append=True adds rows to a key and overwrite=True replaces it: choose one.")
+        if self.mode == "r":
+            raise StoreError(f"{self.path} is open read-only (mode='r'); open it with mode='a' to write.")
         local = self.local_root
         with key_lock(local, key):
             if local is not None:
-                remove_leftovers(local, key)
+                recover(local, key)
             exists = key in self
             if exists and not (append or overwrite):
                 raise StoreError(f"{key!r} already exists in {self.path}; pass overwrite=True to replace it "
@@ -102,7 +122,7 @@ class EmbeddingStore:
                 return
             if dim is None:
                 raise StoreError(f"{key!r} does not exist yet; give its dimension (dim=...) to create it.")
-            name = f".{key}.{uuid.uuid4().hex[:8]}.partial" if local is not None else key
+            name = temporary_name(key) if local is not None else key
             if local is None and exists:
                 del self.root[key]
             try:
@@ -146,26 +166,11 @@ class EmbeddingStore:
     def iter_chunks(self, key: str, *, state: Snapshot | None = None, rows: int | None = None
                     ) -> Iterator[tuple[int, np.ndarray]]:
         """``(start, values[start:start + rows])`` blocks [<= rows, d] over the committed rows."""
-        state = state or self.snapshot(key)
-        array = self.group(key)["values"]
-        step = max(int(rows or state.chunk_rows), 1)
-        for start in range(0, state.n_rows, step):
-            yield start, array[start:min(start + step, state.n_rows)]
+        return self.reader(key, state=state).chunks(rows)
 
     def values(self, key: str, rows: np.ndarray | None = None, *, state: Snapshot | None = None) -> np.ndarray:
         """The committed values [n, d] (or the rows ``rows``, sorted or not) of ``key``."""
-        state = state or self.snapshot(key)
-        array = self.group(key)["values"]
-        if rows is None:
-            return array[:state.n_rows]
-        rows = np.asarray(rows, dtype=np.int64)
-        if rows.size and (rows.min() < 0 or rows.max() >= state.n_rows):
-            raise StoreError(f"row numbers must lie in [0, {state.n_rows}); got {rows.min()}..{rows.max()}.")
-        order = np.argsort(rows, kind="stable")
-        out = np.empty((len(rows), state.dim), dtype=np.float32)
-        if rows.size:
-            out[order] = array.get_orthogonal_selection((rows[order], slice(None)))
-        return out
+        return self.reader(key, state=state).take(rows)
 
     def obs(self, key: str, columns: list[str] | None = None, *, state: Snapshot | None = None) -> pd.DataFrame:
         """The committed rows' obs (all columns or ``columns``), one anndata dataframe part per append."""
@@ -207,8 +212,6 @@ class EmbeddingStore:
     # -- queries (see query.py, knn.py, ann.py) ------------------------------------------------------
     def select(self, key: str, where: str, *, state: Snapshot | None = None) -> np.ndarray:
         """Row numbers [m] whose obs satisfies the filter ``where`` (see :mod:`.filter`)."""
-        from .filter import parse_filter
-
         expression = parse_filter(where)
         state = state or self.snapshot(key)
         expression.check_columns(self.obs_columns(key, state=state))
@@ -230,16 +233,22 @@ class EmbeddingStore:
 
             if subset is not None:
                 raise StoreError("approximate=True cannot filter; drop where=... or search exactly.")
-            return load_index(self, key, state=state).search(query, k)
+            return load_index(self.group(key), self.reader(key, state=state)).search(query, k)
         from .knn import exact_knn
 
-        return exact_knn(self, key, query, k, metric=metric, rows=subset, state=state, batch_size=batch_size)
+        if subset is not None and subset.size == 0:
+            from .explain import no_match
+
+            raise StoreError(no_match(where, self.obs(key, sorted(parse_filter(where).columns()), state=state), key))
+        return exact_knn(self.reader(key, state=state), query, k, metric=metric, rows=subset, batch_size=batch_size)
 
     def build_index(self, key: str, **options: Any):
         """Build and save the approximate index of ``key`` inside the store (see :mod:`.ann`)."""
-        from .ann import build_index
+        from .ann import build_index, save_index
 
-        return build_index(self, key, **options)
+        index = build_index(self.reader(key), name=key, **options)
+        save_index(self.group(key), index)
+        return index
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:

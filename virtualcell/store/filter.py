@@ -10,8 +10,10 @@ comparison := column ("==" | "!=" | "<" | "<=" | ">" | ">=") literal
 column     := identifier | `any text in backquotes`
 literal    := "text" | 'text' | number | true | false | null
 ```
-Example: ``cell_type == "CD4T" & condition in ["control", "stim"] & ~(dose >= 10)``. Missing values
-never match a comparison (``~`` of one does). Errors point at the position in the text.
+Example: ``cell_type == "CD4T" & condition in ["control", "stimulated"] & ~(dose >= 10)``. Values are
+compared by the column's type (:mod:`.compare`): ``leiden == "1"`` and ``leiden in [1]`` agree on
+integer categories. Missing values never match a comparison (``~`` of one does). Errors point at the
+position in the text.
 """
 
 from __future__ import annotations
@@ -23,9 +25,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .compare import ComparisonError, compare
 from .format import StoreError
 
-__all__ = ["FilterError", "parse_filter", "Filter"]
+__all__ = ["FilterError", "parse_filter", "Filter", "MAX_DEPTH", "MAX_COMPARISONS"]
+
+#: nesting of parentheses and negations, and comparisons in one filter, at most
+MAX_DEPTH, MAX_COMPARISONS = 100, 100_000
 
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
@@ -75,7 +81,11 @@ def tokenize(text: str) -> list[Token]:
 
 @dataclasses.dataclass(frozen=True)
 class Filter:
-    """A parsed filter: ``("cmp", column, op, value, position)``, ``("and"|"or", a, b)`` or ``("not", a)``."""
+    """A parsed filter: ``("cmp", column, op, value, position)``, ``("and"|"or", [nodes])`` or ``("not", node)``.
+
+    ``and``/``or`` nodes hold all their operands in one list, so a long chain of terms is one flat
+    level (no recursion per term); nesting by parentheses and ``not`` is limited to :data:`MAX_DEPTH`.
+    """
 
     text: str
     tree: tuple
@@ -86,9 +96,14 @@ class Filter:
 
     def references(self) -> list[tuple[str, int]]:
         """``(column, position in the text)`` of every comparison."""
-        def walk(node):
-            return [(node[1], node[4])] if node[0] == "cmp" else [r for n in node[1:] for r in walk(n)]
-        return walk(self.tree)
+        found, pending = [], [self.tree]
+        while pending:
+            node = pending.pop()
+            if node[0] == "cmp":
+                found.append((node[1], node[4]))
+            else:
+                pending.extend(reversed(node[1]) if node[0] in ("and", "or") else [node[1]])
+        return found
 
     def check_columns(self, known) -> None:
         """``FilterError`` at the first column not in ``known``, listing the known columns."""
@@ -99,10 +114,9 @@ class Filter:
     def evaluate(self, obs: pd.DataFrame) -> np.ndarray:
         """Boolean mask [n_rows] of ``obs``."""
         def walk(node):
-            if node[0] == "and":
-                return walk(node[1]) & walk(node[2])
-            if node[0] == "or":
-                return walk(node[1]) | walk(node[2])
+            if node[0] in ("and", "or"):
+                combine = np.logical_and if node[0] == "and" else np.logical_or
+                return combine.reduce([walk(n) for n in node[1]])
             if node[0] == "not":
                 return ~walk(node[1])
             return self._compare(obs, *node[1:])
@@ -111,33 +125,15 @@ class Filter:
     def _compare(self, obs: pd.DataFrame, column: str, op: str, value: Any, position: int) -> np.ndarray:
         if column not in obs.columns:
             raise FilterError(self.text, position, f"obs has no column {column!r} (columns: {list(obs.columns)})")
-        series = obs[column]
-        values = value if op in ("in", "not in") else [value]
-        numeric = pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype)
-        if numeric and any(isinstance(v, str) for v in values):
-            raise FilterError(self.text, position, f"column {column!r} holds numbers ({series.dtype}); compare it with a number")
-        if not numeric and op in ("<", "<=", ">", ">=") and not pd.api.types.is_datetime64_any_dtype(series.dtype):
-            raise FilterError(self.text, position, f"column {column!r} holds {series.dtype}, which has no order; use == or in")
-        if pd.api.types.is_datetime64_any_dtype(series.dtype):
-            values = [pd.Timestamp(v) if v is not None else None for v in values]
-        elif not numeric and not pd.api.types.is_bool_dtype(series.dtype):
-            series = series.astype(object).where(series.notna(), None)
-            values = [v if v is None or isinstance(v, bool) else str(v) for v in values]
-        present = series.notna().to_numpy()
-        if op in ("in", "not in"):
-            mask = series.isin([v for v in values if v is not None]).to_numpy(dtype=bool) & present
-            mask |= ~present if None in values else False
-            return ~mask if op == "not in" else mask
-        if value is None:
-            return ~present if op == "==" else present
-        result = {"==": series == value, "!=": series != value, "<": series < value, "<=": series <= value,
-                  ">": series > value, ">=": series >= value}[op]
-        return pd.Series(result).fillna(False).to_numpy(dtype=bool) & present
+        try:
+            return compare(obs[column], op, value, column)
+        except ComparisonError as error:
+            raise FilterError(self.text, position, str(error)) from None
 
 
 class _Parser:
     def __init__(self, text: str) -> None:
-        self.text, self.tokens, self.at = text, tokenize(text), 0
+        self.text, self.tokens, self.at, self.n_comparisons = text, tokenize(text), 0, 0
 
     def peek(self) -> Token:
         return self.tokens[self.at]
@@ -155,27 +151,30 @@ class _Parser:
         token = self.peek()
         return (token.kind == "op" and token.value in symbols) or (token.kind == "keyword" and _KEYWORDS.get(token.value) in symbols)
 
-    def expression(self) -> tuple:
-        node = self.term()
-        while self.is_op("|"):
+    def chain(self, symbol: str, kind: str, operand) -> tuple:
+        """``operand (symbol operand)*`` as one flat ``(kind, [nodes])`` node (or the single operand)."""
+        nodes = [operand()]
+        while self.is_op(symbol):
             self.take()
-            node = ("or", node, self.term())
-        return node
+            nodes.append(operand())
+        return nodes[0] if len(nodes) == 1 else (kind, nodes)
 
-    def term(self) -> tuple:
-        node = self.factor()
-        while self.is_op("&"):
-            self.take()
-            node = ("and", node, self.factor())
-        return node
+    def expression(self, depth: int = 0) -> tuple:
+        return self.chain("|", "or", lambda: self.term(depth))
 
-    def factor(self) -> tuple:
+    def term(self, depth: int) -> tuple:
+        return self.chain("&", "and", lambda: self.factor(depth))
+
+    def factor(self, depth: int) -> tuple:
+        if depth >= MAX_DEPTH and self.is_op("~", "!", "("):
+            raise FilterError(self.text, self.peek().position, f"the filter nests parentheses and negations deeper "
+                              f"than {MAX_DEPTH} levels; write it flatter (e.g. column in [a, b, ...])")
         if self.is_op("~", "!"):
             self.take()
-            return ("not", self.factor())
+            return ("not", self.factor(depth + 1))
         if self.is_op("("):
             self.take()
-            node = self.expression()
+            node = self.expression(depth + 1)
             if not self.is_op(")"):
                 raise self.error(self.peek(), "')'")
             self.take()
@@ -183,6 +182,10 @@ class _Parser:
         return self.comparison()
 
     def comparison(self) -> tuple:
+        self.n_comparisons += 1
+        if self.n_comparisons > MAX_COMPARISONS:
+            raise FilterError(self.text, self.peek().position, f"the filter has more than {MAX_COMPARISONS} "
+                              "comparisons; list the values instead (column in [a, b, ...])")
         name = self.take()
         if name.kind != "name":
             raise self.error(name, "a column name")

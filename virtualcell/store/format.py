@@ -204,7 +204,7 @@ def snapshot(group, key: str) -> Snapshot:
     values = group.get("values")
     if not isinstance(values, zarr.Array) or values.ndim != 2 or values.dtype != np.float32:
         raise StoreError(f"{key!r} has no float32 [n, d] 'values' array; the store is damaged.")
-    dim = _int(values.shape[1], "the dimension", 0, MAX_DIM)
+    dim = _int(values.shape[1], "the dimension", 1, MAX_DIM)  # a 0-dimensional embedding cannot be searched
     capacity = _int(values.shape[0], "the row capacity", 0, MAX_ROWS)
     chunk_rows = _int(values.chunks[0], "the rows per chunk", 1, MAX_ROWS)
     if chunk_rows * max(dim, 1) * 4 > MAX_CHUNK_BYTES:

@@ -10,14 +10,10 @@ approaches the matrix product. Memory: one stored chunk, one [b, c] block and th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from .format import Snapshot, StoreError
-
-if TYPE_CHECKING:
-    from .embedding_store import EmbeddingStore
+from .format import StoreError
+from .reader import ChunkReader
 
 __all__ = ["exact_knn", "check_query", "check_k", "TopK", "METRICS"]
 
@@ -128,26 +124,23 @@ class TopK:
         self.rows[target] = merged_rows.gather(1, order)
 
 
-def exact_knn(store: "EmbeddingStore", key: str, query, k: int, *, metric: str = "euclidean",
-              rows: np.ndarray | None = None, state: Snapshot | None = None, batch_size: int = 1024,
-              chunk_rows: int = 32768) -> tuple[np.ndarray, np.ndarray]:
-    """Exact neighbours of ``query`` [m, d] among ``key``'s rows (all, or the sorted row numbers ``rows``).
+def exact_knn(reader: ChunkReader, query, k: int, *, metric: str = "euclidean", rows: np.ndarray | None = None,
+              batch_size: int = 1024, chunk_rows: int = 32768) -> tuple[np.ndarray, np.ndarray]:
+    """Exact neighbours of ``query`` [m, d] among ``reader``'s rows (all, or the sorted row numbers ``rows``).
 
     Returns (row numbers [m, k] int64, distances [m, k] float32), nearest first; cosine distance is
     ``1 - cos``. Memory: a chunk of ``chunk_rows`` stored rows and a [batch_size, chunk_rows] block.
     """
     import torch
 
-    state = state or store.snapshot(key)
-    query = check_query(query, state.dim, metric)
-    k = check_k(k, state.n_rows if rows is None else len(rows))
+    query = check_query(query, reader.dim, metric)
+    k = check_k(k, reader.n_rows if rows is None else len(rows))
     q = torch.from_numpy(query)
     if metric == "cosine":
         q = torch.nn.functional.normalize(q, dim=1)
     top = TopK(q, k, metric)
-    for start, block in _blocks(store, key, state, rows, chunk_rows):
-        x = torch.from_numpy(block[1])
-        numbers = torch.from_numpy(block[0])
+    for numbers, block in reader.blocks(rows, block_rows=chunk_rows):
+        x, numbers = torch.from_numpy(block), torch.from_numpy(numbers)
         if metric == "cosine":
             x = torch.nn.functional.normalize(x, dim=1)
         norms = (x * x).sum(dim=1)[None, :] if metric == "euclidean" else None
@@ -159,29 +152,3 @@ def exact_knn(store: "EmbeddingStore", key: str, query, k: int, *, metric: str =
     distances = np.sqrt(np.maximum(scores, 0)) if metric == "euclidean" else scores
     order = np.argsort(distances, axis=1, kind="stable")
     return np.take_along_axis(found, order, 1), np.take_along_axis(distances, order, 1).astype(np.float32)
-
-
-def _blocks(store, key, state, rows, chunk_rows):
-    """``(start, (row numbers [c], values [c, d]))`` over all committed rows or the listed ``rows``.
-
-    Stored chunks are read whole, one ahead in a background thread (reading overlaps computing),
-    and cut into blocks of ``chunk_rows``.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    if rows is None:
-        step = state.chunk_rows * max(1, chunk_rows // state.chunk_rows)
-        spans = [(s, np.arange(s, min(s + step, state.n_rows), dtype=np.int64)) for s in range(0, state.n_rows, step)]
-        array = store.group(key)["values"]
-        read = lambda span: array[span[1][0]:span[1][-1] + 1]  # noqa: E731
-    else:
-        rows = np.asarray(rows, dtype=np.int64)
-        spans = [(s, rows[s:s + chunk_rows]) for s in range(0, len(rows), chunk_rows)]
-        read = lambda span: store.values(key, span[1], state=state)  # noqa: E731
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(read, spans[0]) if spans else None
-        for i, span in enumerate(spans):
-            values = pending.result()
-            pending = pool.submit(read, spans[i + 1]) if i + 1 < len(spans) else None
-            for first in range(0, len(values), chunk_rows):
-                yield span[0] + first, (span[1][first:first + chunk_rows], values[first:first + chunk_rows])

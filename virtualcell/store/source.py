@@ -4,11 +4,17 @@ Files are opened with anndata's element IO (``anndata.io.sparse_dataset`` for a 
 layer, the backed dataset for a dense one, ``read_elem`` for ``obs``/``var``), the same readers
 ``anndata.read_h5ad(backed="r")`` uses, so only the rows asked for are read; a chunk is returned as
 a small in-memory AnnData [rows, genes] that the preprocessing and the encoder take as usual.
+
+Files in a layout these element readers do not know (the legacy h5ad of anndata < 0.7: ``obs``/``var``
+as compound datasets, ``X`` as an ``h5sparse`` group) are opened with ``anndata.read_h5ad(backed="r")``
+instead (X still read by rows; obs and var in memory), with a note on stderr; a zarr AnnData in an
+unknown layout is read whole with ``anndata.read_zarr``.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +87,33 @@ def _element(root, layer: str | None, path: str):
     return node
 
 
+def _standard(root) -> bool:
+    """Whether ``root`` is in the element layout anndata >= 0.7 writes (obs, var and X tagged with their encoding)."""
+    for name in ("obs", "var"):
+        if name not in root or dict(root[name].attrs).get("encoding-type") != "dataframe":
+            return False
+    return "X" not in root or "encoding-type" in dict(root["X"].attrs)
+
+
+def _from_anndata(path: str, layer: str | None) -> ChunkSource:
+    """A source over a file in a layout only ``anndata.read_h5ad``/``read_zarr`` understand (see the module docstring)."""
+    import warnings
+
+    how = "read_h5ad(backed='r')" if Path(path).is_file() else "read_zarr, in memory"
+    print(f"note: {path} is in an older AnnData layout; reading it through anndata ({how}).", file=sys.stderr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # anndata's notices about the legacy layout it converts
+        try:
+            adata = ad.read_h5ad(path, backed="r") if Path(path).is_file() else ad.read_zarr(path)
+        except Exception as error:  # anndata's own readers refused it too
+            raise StoreError(f"{path} could not be read as an AnnData ({type(error).__name__}: {error}).") from error
+    matrix = adata.X if layer is None else adata.layers.get(layer) if layer in adata.layers else None
+    if matrix is None:
+        raise StoreError(f"{path} has no {'X' if layer is None else f'layer {layer!r}'}; its layers are {list(adata.layers)}.")
+    handle = adata.file if adata.isbacked else None
+    return ChunkSource(matrix, adata.var_names, lambda: adata.obs, path=path, layer=layer, handle=handle)
+
+
 def open_source(data: Any, *, layer: str | None = None) -> ChunkSource:
     """A :class:`ChunkSource` over ``data``: a path to ``.h5ad`` / ``.zarr`` (AnnData) or an AnnData."""
     from anndata.io import read_elem
@@ -103,6 +136,9 @@ def open_source(data: Any, *, layer: str | None = None) -> ChunkSource:
         except OSError as error:
             raise StoreError(f"{path} could not be read as an .h5ad file ({error}); is it complete?") from error
         root = handle
+        if not _standard(root):
+            handle.close()
+            return _from_anndata(path, layer)
     else:
         import zarr
 
@@ -110,6 +146,8 @@ def open_source(data: Any, *, layer: str | None = None) -> ChunkSource:
             root = handle = zarr.open_group(path, mode="r")
         except Exception as error:  # zarr's not-found / not-a-group errors
             raise StoreError(f"{path} is not a zarr-stored AnnData ({error}).") from error
+        if not _standard(root):
+            return _from_anndata(path, layer)
     try:
         matrix = _element(root, layer, path)
         var_names = pd.Index(read_elem(root["var"]).index)

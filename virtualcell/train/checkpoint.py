@@ -7,12 +7,13 @@ JSON param groups), generator states and the loop's own counters. Written atomic
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ..io import atomic_write, write_text
 
 __all__ = ["save_checkpoint", "load_checkpoint", "CHECKPOINT_TENSORS", "CHECKPOINT_JSON"]
 
@@ -61,11 +62,8 @@ def save_checkpoint(directory: str | Path, *, modules: Mapping[str, torch.nn.Mod
         tensors[f"generator.{name}"] = generator.get_state()
     for name, value in (extra_tensors or {}).items():
         tensors[f"extra.{name}"] = value.detach().cpu().contiguous().clone()
-    tmp_t, tmp_j = directory / f".{CHECKPOINT_TENSORS}.tmp", directory / f".{CHECKPOINT_JSON}.tmp"
-    save_file(tensors, str(tmp_t))
-    tmp_j.write_text(json.dumps(meta), encoding="utf-8")
-    os.replace(tmp_t, directory / CHECKPOINT_TENSORS)
-    os.replace(tmp_j, directory / CHECKPOINT_JSON)
+    atomic_write(directory / CHECKPOINT_TENSORS, lambda tmp: save_file(tensors, str(tmp)))
+    write_text(directory / CHECKPOINT_JSON, json.dumps(meta))
 
 
 def load_checkpoint(directory: str | Path, *, modules: Mapping[str, torch.nn.Module],

@@ -33,9 +33,21 @@ class History:
     best_score: float = math.inf
     stopped_early: bool = False
     seconds: float = 0.0
+    #: the monitored metric, and whether the modules were reset to its best epoch at the end
+    monitor: str = ""
+    restored_best: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def record(self) -> dict[str, Any]:
+        """The history as saved with a component (``history.json``): per-epoch losses and which
+        epoch's weights were kept (``weights_epoch``; ``weights``: ``"best"`` restored or ``"last"``)."""
+        last = int(self.epochs[-1]["epoch"]) if self.epochs else -1
+        return {"epochs": [dict(e) for e in self.epochs], "n_epochs": len(self.epochs), "monitor": self.monitor,
+                "best_epoch": self.best_epoch, "stopped_early": self.stopped_early, "seconds": round(self.seconds, 3),
+                "weights": "best" if self.restored_best else "last",
+                "weights_epoch": self.best_epoch if self.restored_best else last}
 
 
 def split_validation(n: int, fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,7 +88,7 @@ class TrainingLoop:
         modules, optimizers = dict(modules or {}), dict(optimizers or {})
         shuffle = torch.Generator().manual_seed(self.seed)
         generators = {"shuffle": shuffle, **dict(generators or {})}
-        history, start, best_state, waited = History(), 0, None, 0
+        history, start, best_state, waited = History(monitor=self.monitor if validate is not None else ""), 0, None, 0
         if self.checkpoint_dir is not None:
             restored = load_checkpoint(self.checkpoint_dir, modules=modules, optimizers=optimizers, generators=generators)
             if restored is not None:
@@ -132,6 +144,7 @@ class TrainingLoop:
         if best_state is not None:
             for name, module in modules.items():
                 module.load_state_dict(best_state[name])
+            history.restored_best = True
         for module in modules.values():
             module.eval()
         history.seconds = time.perf_counter() - began

@@ -158,7 +158,7 @@ class LabelDecoder(Decoder):
                             desc="label-decoder")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            loop.run(train_rows.numel(), step, device=device, modules={"net": self.net})
+            self.training_history = loop.run(train_rows.numel(), step, device=device, modules={"net": self.net}).record()
         self.net.eval()
         self.calibration = {"n_train": int(train_rows.numel()), "n_held_out": int(held_rows.numel())}
         if held_rows.numel():

@@ -10,7 +10,7 @@ from torch import nn
 
 from ...component import Decoder
 from ...execution import batched_apply, resolve_device
-from ...train.losses import gaussian_log_likelihood, negative_binomial_log_likelihood
+from ...nn.losses import gaussian_log_likelihood, negative_binomial_log_likelihood
 
 __all__ = ["MLPDecoder", "mlp", "Standardize", "LIKELIHOODS"]
 
@@ -161,6 +161,7 @@ class MLPDecoder(Decoder):
             torch.manual_seed(seed)
             history = loop.run(z.shape[0], step, device=device, modules={"net": self.net})
         self.dispersion = self.dispersion.detach()
+        self.training_history = history.record()
         last_epoch = history.epochs[-1] if history.epochs else {}
         self.training_summary = {"epochs": len(history.epochs), "seconds": round(history.seconds, 2),
                                  "nll": round(float(last_epoch.get("nll", float("nan"))), 4)}

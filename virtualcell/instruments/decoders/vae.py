@@ -10,7 +10,7 @@ import torch
 
 from ...component import Decoder
 from ...execution import batched_apply
-from ...representations.vae_module import ExpressionDecoderNet
+from ...nn.vae_module import ExpressionDecoderNet
 
 __all__ = ["VAEDecoder"]
 

@@ -34,11 +34,11 @@ from torch import nn
 
 from ...component import Condition, Manipulator
 from ...execution import batched_apply
-from .group_means import repeat_samples
-from .layers.cell_groups import condition_offsets, feature_spread, pseudo_contexts
-from .layers.condition_embedding import ConditionEmbedding
-from .layers.feature_attention import GroupDecoder
-from .layers.trunk import CGANTrunk
+from ...nn.group_means import repeat_samples
+from ...nn.layers.cell_groups import condition_offsets, feature_spread, pseudo_contexts
+from ...nn.layers.condition_embedding import ConditionEmbedding
+from ...nn.layers.feature_attention import GroupDecoder
+from ...nn.layers.trunk import CGANTrunk
 
 __all__ = ["CGANManipulator", "CGANGenerator", "OUTPUTS"]
 
@@ -231,6 +231,7 @@ class CGANManipulator(Manipulator):
                                                       "n_components": self.config["critic_components"]},
                                 seed=seed, progress=progress, checkpoint_dir=checkpoint_dir)
         self.history = history.to_dict()
+        self.training_history = history.record()
         self.network.eval()
 
     # -- prediction -----------------------------------------------------------------------------

@@ -26,84 +26,20 @@ this representation the training contexts' responses spread far less than once d
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
 
 from ...component import Condition, Manipulator
-from ...execution import autocast, progress_bar
+from ...execution import progress_bar
+from .diffusion_sampling import GuidedSampling
+from .diffusion_schedulers import (DENOISERS, INVERSIONS, SAMPLER_DEFAULTS, SAMPLERS, SAMPLING_ARGS, TRAIN_SCHEDULER_DEFAULTS,
+                                   cpu_generator, scheduler_class, scheduler_from_config, scheduler_json)
 
 __all__ = ["DiffusionManipulator", "SAMPLERS", "TRAIN_SCHEDULER_DEFAULTS"]
 
-#: sampler name -> diffusers scheduler class (all restored from the training scheduler's config)
-SAMPLERS: dict[str, str] = {
-    "ddim": "DDIMScheduler",
-    "dpm-solver++": "DPMSolverMultistepScheduler",
-    "sde-dpm-solver++": "DPMSolverMultistepScheduler",
-    "ddpm": "DDPMScheduler",
-}
-_SAMPLER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "dpm-solver++": {"algorithm_type": "dpmsolver++", "solver_order": 2},
-    "sde-dpm-solver++": {"algorithm_type": "sde-dpmsolver++", "solver_order": 2},
-}
-INVERSIONS = ("ddim", "noise")
-DENOISERS = ("mlp", "transformer")
-#: the training scheduler (``DDPMScheduler``) unless overridden by ``scheduler=``
-TRAIN_SCHEDULER_DEFAULTS: dict[str, Any] = {
-    "num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "prediction_type": "epsilon",
-    "clip_sample": False, "timestep_spacing": "trailing",
-}
-#: init arguments that may differ between fit and manipulate (they leave the weights as they are)
-SAMPLING_ARGS = frozenset({"sampler", "sampler_config", "num_inference_steps", "inversion", "strength",
-                           "guidance_scale", "compose", "eta", "mc_dropout", "sample_batch_size",
-                           "sampling_progress", "mixed_precision"})
-
-
-def _scheduler_class(name: str):
-    import diffusers
-
-    return getattr(diffusers, name)
-
-
-def _scheduler_from_config(name: str, config: Mapping[str, Any], **overrides: Any):
-    """``diffusers.<name>.from_config`` with only the keys that class takes (no warnings about the rest)."""
-    import inspect
-
-    cls = _scheduler_class(name)
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
-    merged = {**{k: v for k, v in dict(config).items() if k in accepted}, **overrides}
-    return cls.from_config(merged)
-
-
-def _json_config(scheduler) -> dict[str, Any]:
-    """A diffusers scheduler's config as plain JSON with its ``_class_name`` (numpy/tuples -> lists).
-
-    Non-finite numbers (DPM-Solver's ``lambda_min_clipped=-inf``) are left out: JSON cannot hold
-    them, and ``from_config`` restores the class default for a missing key.
-    """
-    import math
-
-    from ...config import to_json_value
-
-    config = {"_class_name": type(scheduler).__name__, **dict(scheduler.config)}
-    finite = {k: v for k, v in config.items() if not (isinstance(v, float) and not math.isfinite(v))}
-    return to_json_value(finite, where="scheduler config")
-
-
-def _cpu_generator(generator: torch.Generator | None) -> torch.Generator:
-    """Every draw is made on CPU so that one seed gives the same samples on every device.
-
-    A CPU generator is used as it is; a CUDA generator contributes its seed; None draws a seed
-    from torch's global generator (``torch.manual_seed`` controls it).
-    """
-    if generator is not None and generator.device.type == "cpu":
-        return generator
-    seed = generator.initial_seed() if generator is not None else int(torch.randint(2**62, (1,)))
-    return torch.Generator().manual_seed(seed)
-
-
-class DiffusionManipulator(Manipulator):
+class DiffusionManipulator(GuidedSampling, Manipulator):
     """Classifier-free-guided conditional diffusion with per-cell counterfactuals.
 
     Network and training:
@@ -179,7 +115,7 @@ class DiffusionManipulator(Manipulator):
         if scheduler:
             import inspect
 
-            accepted = set(inspect.signature(_scheduler_class("DDPMScheduler").__init__).parameters) - {"self"}
+            accepted = set(inspect.signature(scheduler_class("DDPMScheduler").__init__).parameters) - {"self"}
             unknown = sorted(set(scheduler) - accepted)
             if unknown:
                 raise ValueError(f"scheduler= has keys {unknown} that diffusers' DDPMScheduler does not take; "
@@ -197,21 +133,21 @@ class DiffusionManipulator(Manipulator):
     # -- schedulers ------------------------------------------------------------------------------
     def training_scheduler(self):
         """A fresh diffusers ``DDPMScheduler`` (the noise schedule the denoiser was trained with)."""
-        return _scheduler_from_config("DDPMScheduler", self.train_scheduler_config)
+        return scheduler_from_config("DDPMScheduler", self.train_scheduler_config)
 
     def sampling_scheduler(self):
         """A fresh sampling scheduler: the ``sampler`` class ``from_config`` of the training scheduler."""
         name = self.config["sampler"]
-        overrides = {**_SAMPLER_DEFAULTS.get(name, {}), **dict(self.config["sampler_config"] or {})}
-        return _scheduler_from_config(SAMPLERS[name], self.training_scheduler().config, **overrides)
+        overrides = {**SAMPLER_DEFAULTS.get(name, {}), **dict(self.config["sampler_config"] or {})}
+        return scheduler_from_config(SAMPLERS[name], self.training_scheduler().config, **overrides)
 
     def inversion_scheduler(self):
         """A fresh ``DDIMInverseScheduler`` on the training noise schedule."""
-        return _scheduler_from_config("DDIMInverseScheduler", self.training_scheduler().config)
+        return scheduler_from_config("DDIMInverseScheduler", self.training_scheduler().config)
 
     # -- fitted state ----------------------------------------------------------------------------
     def _build_denoiser(self, n_covariates: int):
-        from .denoisers import FeatureGroupTransformerDenoiser, ResidualMLPDenoiser
+        from ...nn.denoisers import FeatureGroupTransformerDenoiser, ResidualMLPDenoiser
 
         c = self.config
         n_contexts = self.n_contexts if c["use_context"] else 0
@@ -224,8 +160,8 @@ class DiffusionManipulator(Manipulator):
 
     def fitted_state(self) -> dict[str, Any]:
         return {**super().fitted_state(), "covariates": list(self.covariate_names),
-                "train_scheduler": _json_config(self.training_scheduler()),
-                "sampling_scheduler": _json_config(self.sampling_scheduler()),
+                "train_scheduler": scheduler_json(self.training_scheduler()),
+                "sampling_scheduler": scheduler_json(self.sampling_scheduler()),
                 "training": dict(self.training_summary)}
 
     def load_fitted_state(self, state: Mapping[str, Any]) -> None:
@@ -298,7 +234,7 @@ class DiffusionManipulator(Manipulator):
             covariate_dropout=cfg["covariate_dropout"], ema_decay=cfg["ema_decay"],
             validation_fraction=cfg["validation_fraction"], patience=cfg["patience"], seed=seed,
             mixed_precision=cfg["mixed_precision"], checkpoint_dir=cfg["checkpoint_dir"], progress=progress)
-        last = history.epochs[-1] if history.epochs else {}
+        self.training_history, last = history.record(), (history.epochs[-1] if history.epochs else {})
         self.training_summary = {"epochs": len(history.epochs), "best_epoch": history.best_epoch,
                                  "seconds": round(history.seconds, 3), "stopped_early": history.stopped_early,
                                  **{k: float(v) for k, v in last.items() if k in ("loss", "val_loss")}}
@@ -321,97 +257,6 @@ class DiffusionManipulator(Manipulator):
     def _denormalise(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.feature_std + self.feature_mean
 
-    # -- sampling --------------------------------------------------------------------------------
-    def _eps(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor, context: torch.Tensor | None,
-             covariates: torch.Tensor | None, known: bool, masks: list[torch.Tensor] | None,
-             guidance_scale: float, compose: float) -> torch.Tensor:
-        """The guided model output for ``x`` [B, d] at timestep ``t`` (float32).
-
-        ``eps(k, 0) + w [(1 - b) (eps(k, c) - eps(k, 0)) + b (eps(0, c) - eps(0, 0))]`` with ``k`` the
-        context, ``c`` the condition (and covariates), ``0`` the null label, ``w = guidance_scale`` and
-        ``b = compose``: b = 0 is classifier-free guidance within the context; b = 1 adds the
-        condition's direction learned across all contexts to the context's own model (a product of
-        the two conditionals, as in composable diffusion), which is how a combination never seen in
-        training (a held-out cell type in the target condition) is reached.
-        """
-        b = x.shape[0]
-        t = t.to(x.device).expand(b)
-        model = self.denoiser
-        null = torch.full_like(condition, model.null_condition)
-        no_context = None if context is None else torch.full_like(context, model.null_context)
-        use_compose = compose > 0 and context is not None
-        joint = not use_compose or compose < 1        # eps(k, c) is not needed when b = 1
-        variants = {}
-        if joint:
-            variants["kc"] = (condition, context, known)
-        if guidance_scale != 1.0 or use_compose or not joint:
-            variants["k0"] = (null, context, False)
-        if use_compose:
-            variants["0c"] = (condition, no_context, known)
-            variants["00"] = (null, no_context, False)
-        if not use_compose and guidance_scale == 1.0:
-            variants = {"kc": (condition, context, known)}
-        cat = lambda values: None if values[0] is None else torch.cat(values)
-        n = len(variants)
-        known_mask = None if covariates is None else torch.cat(
-            [torch.full((b,), flag, dtype=torch.bool, device=x.device) for _, _, flag in variants.values()])
-        with autocast(x.device, self.config["mixed_precision"]):
-            out = model(cat([x] * n), cat([t] * n), cat([v[0] for v in variants.values()]),
-                        cat([v[1] for v in variants.values()]), cat([covariates] * n), known_mask,
-                        None if masks is None else [torch.cat([m] * n) for m in masks]).float()
-        eps = dict(zip(variants, out.view(n, b, -1)))
-        if n == 1:
-            return eps["kc"]
-        direction = torch.zeros_like(eps["k0"])
-        if joint:
-            direction = direction + (1 - compose if use_compose else 1.0) * (eps["kc"] - eps["k0"])
-        if use_compose:
-            direction = direction + compose * (eps["0c"] - eps["00"])
-        return eps["k0"] + guidance_scale * direction
-
-    def _n_steps(self) -> int:
-        return int(round(self.config["strength"] * self.config["num_inference_steps"]))
-
-    def _invert(self, x: torch.Tensor, source: torch.Tensor, context, masks, generator: torch.Generator) -> torch.Tensor:
-        """``x`` [B, d] clean -> noisy at the sampler's first timestep (DDIM inversion or forward noising)."""
-        n_total, k = self.config["num_inference_steps"], self._n_steps()
-        sampler = self.sampling_scheduler()
-        sampler.set_timesteps(n_total)
-        start = sampler.timesteps[n_total - k]
-        if self.config["inversion"] == "noise":
-            noise = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
-            return self.training_scheduler().add_noise(x, noise, start.reshape(1).to(x.device).long())
-        inverse = self.inversion_scheduler()
-        inverse.set_timesteps(n_total)
-        ratio = inverse.config.num_train_timesteps // n_total
-        for t in inverse.timesteps[:k]:
-            current = (t - ratio).clamp_min(0)  # the model sees the time the sample is at now
-            # unguided: guiding the inversion too was measured to overshoot (Kang CD4T: r2_var_top100 drops)
-            eps = self._eps(x, current, source, context, None, False, masks, 1.0, 0.0)
-            x = inverse.step(eps, t, x).prev_sample
-        return x
-
-    def _denoise(self, x: torch.Tensor, target: torch.Tensor, context, covariates, known: bool, masks,
-                 generator: torch.Generator) -> torch.Tensor:
-        n_total, k = self.config["num_inference_steps"], self._n_steps()
-        sampler = self.sampling_scheduler()
-        sampler.set_timesteps(n_total)
-        if hasattr(sampler, "set_begin_index"):
-            sampler.set_begin_index(n_total - k)
-        extra = {"generator": generator}
-        if self.config["sampler"] == "ddim":
-            extra["eta"] = self.config["eta"]
-        for t in sampler.timesteps[n_total - k:]:
-            eps = self._eps(x, t, target, context, covariates, known, masks, self.config["guidance_scale"],
-                            self.config["compose"])
-            x = sampler.step(eps, t, x, **extra).prev_sample
-        return x
-
-    def _row_chunks(self, n: int, n_samples: int) -> Iterator[slice]:
-        rows = max(1, self.config["sample_batch_size"] // n_samples)
-        for begin in range(0, n, rows):
-            yield slice(begin, min(begin + rows, n))
-
     @torch.no_grad()
     def _manipulate(self, z: torch.Tensor, condition: Condition, *, n_samples: int,
                     generator: torch.Generator | None) -> torch.Tensor:
@@ -421,7 +266,7 @@ class DiffusionManipulator(Manipulator):
             raise ValueError("The diffusion manipulator with an arithmetic_prior needs condition.source (the "
                              "condition each cell is in now); pass it, or fit with arithmetic_prior=0.")
         self.denoiser.eval()
-        generator = _cpu_generator(generator)
+        generator = cpu_generator(generator)
         device, (n, d) = z.device, z.shape
         masks = None  # one sample: the central prediction (the mean network)
         if n_samples > 1 and self.config["mc_dropout"] and self.config["dropout"] > 0:

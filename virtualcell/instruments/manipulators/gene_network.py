@@ -29,7 +29,7 @@ from torch import nn
 
 from ...component import Condition
 from ...execution import progress_bar
-from .group_means import repeat_samples
+from ...nn.group_means import repeat_samples
 from .network_conditions import CONTROL, NetworkManipulator
 
 __all__ = ["GeneNetworkManipulator", "SCALE_GRID"]

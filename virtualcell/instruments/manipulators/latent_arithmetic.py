@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ...component import Condition, Manipulator
-from .group_means import repeat_samples
+from ...nn.group_means import repeat_samples
 
 __all__ = ["LatentArithmeticManipulator", "balanced_means", "plain_means"]
 

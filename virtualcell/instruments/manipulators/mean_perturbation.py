@@ -10,7 +10,7 @@ Manipulate: ``z' = z + effect(target) - effect(source)`` where ``effect(control)
 condition id has the same effect: the shift of the cell's context when that context had one at fit, the
 pooled shift otherwise. So a target id with no cells at fit (a perturbation never seen; fit with
 ``n_conditions`` covering it) gets the same prediction as any other: it is the "predict the average
-perturbation" baseline that a method for unseen perturbations must beat (PERT task, EVALUATION.md).
+perturbation" baseline that a method for unseen perturbations must beat (PERT task, docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from ...component import Condition, Manipulator
-from .group_means import group_means, repeat_samples
+from ...nn.group_means import group_means, repeat_samples
 
 __all__ = ["MeanPerturbationManipulator"]
 

@@ -2,7 +2,7 @@
 
 ``z' = z + mean(z | target) - mean(z | source)``, both means pooled over the contexts (cell types)
 observed in both conditions, so that a held-out context never informs its own prediction. Run in
-gene space (``identity`` encoder) it is EVALUATION.md's additive baseline that models must beat.
+gene space (``identity`` encoder) it is docs/evaluation.md's additive baseline that models must beat.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from ...component import Condition, Manipulator
-from .group_means import group_means, pooled_mean, repeat_samples
+from ...nn.group_means import group_means, pooled_mean, repeat_samples
 
 __all__ = ["MeanShiftManipulator"]
 

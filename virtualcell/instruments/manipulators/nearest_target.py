@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ...component import Condition
-from .group_means import repeat_samples
+from ...nn.group_means import repeat_samples
 from .network_conditions import CONTROL, NetworkManipulator, dense_adjacency
 
 __all__ = ["NearestTargetManipulator", "personalized_pagerank"]

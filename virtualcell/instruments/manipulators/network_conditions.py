@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ...component import Condition, Manipulator
-from .group_means import group_means
+from ...nn.group_means import group_means
 
 __all__ = ["NetworkManipulator", "CONTROL"]
 

@@ -14,7 +14,6 @@ highest, ``max_tokens`` of them. Nothing in the folder can name code: the class 
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,8 @@ import torch
 from ...config import to_json_value
 from ...data.checks import DataError
 from .model import GeneTokenModel
-from .vocabulary import SPECIAL_NAMES, _refuse_pickle, read_gene_medians, read_token_table
+from .pretrained_checks import check_bert_weights, read_bert_config
+from .vocabulary import SPECIAL_NAMES, read_gene_medians, read_token_table, refuse_pickle
 
 __all__ = ["load_pretrained", "TABLE_NAMES"]
 
@@ -39,7 +39,7 @@ def _find_table(folder: Path) -> Path:
             return folder / name
     pickles = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in (".pkl", ".pickle"))
     if pickles:
-        _refuse_pickle(folder / pickles[0], "gene-token table")
+        refuse_pickle(folder / pickles[0], "gene-token table")
     raise FileNotFoundError(f"{folder} has no gene-token table ({', '.join(TABLE_NAMES)}); pass token_table=<path to a "
                             "JSON {gene: token id} or a TSV with columns gene, token_id>.")
 
@@ -80,10 +80,8 @@ def load_pretrained(cls, path: str | Path, *, token_table: str | Path | None = N
             f"{folder} has no model.safetensors{f' (only pickled weights {pickled})' if pickled else ''}; virtualcell loads "
             "safetensors only. Convert once in a Python session you trust: "
             "BertForMaskedLM.from_pretrained(folder).save_pretrained(folder, safe_serialization=True).")
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    if config.get("model_type") != "bert":
-        raise DataError(f"{folder / 'config.json'} describes a {config.get('model_type')!r} model; from_pretrained reads "
-                        "BERT masked-LM checkpoints (model_type 'bert', e.g. Geneformer).")
+    config = read_bert_config(folder)          # sizes checked before anything is built
+    check_bert_weights(folder, config)          # a real safetensors file whose shapes match the config
     table = Path(token_table) if token_table is not None else _find_table(folder)
     tokens, table_medians = read_token_table(table)
     medians = read_gene_medians(gene_medians) if gene_medians is not None else table_medians

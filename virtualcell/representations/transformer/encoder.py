@@ -215,6 +215,7 @@ class TransformerEncoder(Encoder):
                                  "cells_per_second": round(x.shape[0] * len(history.epochs) / max(history.seconds, 1e-9), 1),
                                  "last_epoch": {k: round(float(v), 4) for k, v in last.items() if k != "epoch"}}
         self.history = history
+        self.training_history = history.record()
         self.is_fitted = True
         return self.eval()
 

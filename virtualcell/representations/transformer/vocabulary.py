@@ -21,7 +21,7 @@ from pathlib import Path
 from ...data.checks import DataError
 
 __all__ = ["read_token_table", "read_gene_medians", "gene_id_type", "check_coverage", "PickleRefusedError",
-           "SPECIAL_NAMES"]
+           "SPECIAL_NAMES", "refuse_pickle"]
 
 #: names of special tokens in Geneformer-style tables, by role
 SPECIAL_NAMES = {"pad": ("<pad>", "[PAD]"), "mask": ("<mask>", "[MASK]"), "cls": ("<cls>", "[CLS]"),
@@ -36,7 +36,7 @@ class PickleRefusedError(ValueError):
     """A file given as a table is a pickle; virtualcell never unpickles."""
 
 
-def _refuse_pickle(path: Path, what: str) -> None:
+def refuse_pickle(path: Path, what: str) -> None:
     with open(path, "rb") as handle:
         head = handle.read(2)
     pickled_magic = len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5   # pickle protocol 2-5 header
@@ -52,7 +52,7 @@ def _read_rows(path: Path, what: str) -> list[dict[str, str]] | dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No {what} at {path}.")
-    _refuse_pickle(path, what)
+    refuse_pickle(path, what)
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
         try:
@@ -88,7 +88,8 @@ def read_token_table(path: str | Path) -> tuple[dict[str, int], dict[str, float]
             tokens[row["gene"]] = row["token_id"]
             if row.get("median") not in (None, ""):
                 medians[row["gene"]] = float(row["median"])
-    bad = [g for g, t in tokens.items() if not (isinstance(t, int) or (isinstance(t, str) and t.isdigit()))]
+    bad = [g for g, t in tokens.items() if not ((isinstance(t, int) and not isinstance(t, bool) and t >= 0)
+                                                or (isinstance(t, str) and t.isdigit()))]
     if bad:
         raise DataError(f"{path}: token ids must be non-negative integers; genes {bad[:10]} have {[tokens[g] for g in bad[:3]]}.")
     tokens = {g: int(t) for g, t in tokens.items()}

@@ -1,8 +1,8 @@
-"""Denoiser networks for diffusion manipulators, with their timestep and condition embeddings."""
+"""Deprecated path: moved to :mod:`virtualcell.nn.denoisers` (this re-export goes away in the next release)."""
 
-from .embeddings import CovariateEmbedding, DenoiserConditioning, LabelEmbedding, TimestepConditioning
-from .residual_mlp import AdaptiveResidualBlock, ResidualMLPDenoiser
-from .transformer import FeatureGroupTransformerDenoiser
+import warnings
 
-__all__ = ["ResidualMLPDenoiser", "FeatureGroupTransformerDenoiser", "AdaptiveResidualBlock", "DenoiserConditioning",
-           "TimestepConditioning", "LabelEmbedding", "CovariateEmbedding"]
+from ....nn.denoisers import *  # noqa: F401,F403
+from ....nn.denoisers import __all__  # noqa: F401
+
+warnings.warn("virtualcell.instruments.manipulators.denoisers moved to virtualcell.nn.denoisers; import it from there.", DeprecationWarning, stacklevel=2)

@@ -1,12 +1,8 @@
-"""Building blocks of the conditional GAN (CellGen): FiLM, feature-group attention, condition
-embedding, the shared trunk, and the cell groups its critic matches."""
+"""Deprecated path: moved to :mod:`virtualcell.nn.layers` (this re-export goes away in the next release)."""
 
-from .cell_groups import condition_offsets, feature_spread, paired_groups, pseudo_contexts
-from .condition_embedding import ConditionEmbedding
-from .feature_attention import FeatureGroups, GatedFeatureAttention, GroupDecoder, MultiHeadSelfAttention
-from .film import FiLM
-from .trunk import CGANTrunk
+import warnings
 
-__all__ = ["FiLM", "FeatureGroups", "GroupDecoder", "GatedFeatureAttention", "MultiHeadSelfAttention",
-           "ConditionEmbedding", "CGANTrunk", "condition_offsets", "pseudo_contexts", "feature_spread",
-           "paired_groups"]
+from ....nn.layers import *  # noqa: F401,F403
+from ....nn.layers import __all__  # noqa: F401
+
+warnings.warn("virtualcell.instruments.manipulators.layers moved to virtualcell.nn.layers; import it from there.", DeprecationWarning, stacklevel=2)

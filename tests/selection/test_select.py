@@ -1,4 +1,4 @@
-"""Choosing a pipeline by inner cross-validation (virtualcell.evaluate.select, `virtualcell select`)."""
+"""Choosing a pipeline by inner cross-validation (virtualcell.selection, `virtualcell select`)."""
 
 import json
 
@@ -10,11 +10,12 @@ from typer.testing import CliRunner
 import virtualcell as vc
 from virtualcell.data.checks import DataError
 from virtualcell.datasets import simulate_perturbation
-from virtualcell.evaluate.select import load_selected, rank_entries, select_pipeline
-from virtualcell.evaluate.select_auto import fit_auto
-from virtualcell.evaluate.select_candidates import parse_candidate, parse_candidates, split_specs
-from virtualcell.evaluate.select_cv import replicate_folds
-from virtualcell.evaluate.select_ensemble import EnsemblePipeline, stacking_weights
+from virtualcell.pipelines import EnsemblePipeline
+from virtualcell.selection import load_selected, rank_entries, select_pipeline
+from virtualcell.selection.auto import fit_auto
+from virtualcell.selection.candidates import parse_candidate, parse_candidates, split_specs
+from virtualcell.selection.folds import replicate_folds
+from virtualcell.selection.stacking import stacking_weights
 
 CHEAP = ["control", "mean-shift", "pca(n_components=8)+latent-arithmetic"]
 
@@ -94,8 +95,8 @@ def test_the_pipeline_verb_and_the_ensemble_weights_come_from_inner_cv_only(adat
     assert set(weights) == set(CHEAP) and abs(sum(weights.values()) - 1) < 1e-9
     per_fold = selection.report["ensemble_weights_per_fold"]
     assert set(per_fold) == {"type_0", "type_1", "type_2", "type_3"}          # each fitted without its own fold
-    pipe = vc.PerturbationPipeline.select(adata, candidates=CHEAP[:2], context_key="cell_type", n_top=20,
-                                          ensemble=False, spread=False, progress=False)
+    pipe = vc.select(adata, candidates=CHEAP[:2], context_key="cell_type", n_top=20,
+                     ensemble=False, spread=False, progress=False)
     assert pipe.metadata["selection"]["winner"] == "mean-shift"
 
 

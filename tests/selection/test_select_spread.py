@@ -1,4 +1,4 @@
-"""Spread calibration learnt by inner cross-validation (virtualcell.evaluate.select_spread)."""
+"""Spread calibration learnt by inner cross-validation (virtualcell.selection.spread)."""
 
 import json
 
@@ -7,9 +7,9 @@ import pytest
 
 import virtualcell as vc
 from virtualcell.datasets import simulate_perturbation
-from virtualcell.evaluate.select import select_pipeline
-from virtualcell.evaluate.select_ensemble import EnsemblePipeline
-from virtualcell.evaluate.select_spread import MAX_FACTOR, apply_spread, spread_entries, spread_factors
+from virtualcell.pipelines import EnsemblePipeline
+from virtualcell.selection import select_pipeline
+from virtualcell.selection.spread import MAX_FACTOR, apply_spread, spread_entries, spread_factors
 
 
 def test_factors_are_the_median_ratio_of_real_to_predicted_spread():

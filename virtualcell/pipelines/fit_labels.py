@@ -1,0 +1,76 @@
+"""What ``PerturbationPipeline.fit`` reads from ``obs``: the condition and context vocabularies, checked.
+
+Refused: a control label that is absent, a single condition, contexts without control cells
+(their response cannot be anchored). Warned: a condition with fewer than
+:data:`MIN_CONDITION_CELLS` cells (:class:`FewCellsWarning`: its response is estimated from
+noise), and fitting without ``context_key`` when an obvious context column holds a response out
+(:mod:`virtualcell.pipelines.context_hint`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import anndata as ad
+import numpy as np
+import torch
+
+from ..data.checks import DataError
+from ..data.fields import condition_labels, context_vocabulary
+from ..data.vocabulary import Vocabulary
+from .context_hint import warn_missing_context
+
+__all__ = ["FewCellsWarning", "MIN_CONDITION_CELLS", "training_labels", "extend_conditions"]
+
+#: a condition with fewer cells than this is fitted with a :class:`FewCellsWarning`
+MIN_CONDITION_CELLS = 3
+
+
+class FewCellsWarning(UserWarning):
+    """A condition is fitted from fewer than :data:`MIN_CONDITION_CELLS` cells."""
+
+
+def training_labels(adata: ad.AnnData, *, condition_key: str, control: str, context_key: str | None,
+                    covariate_keys: Sequence[str] = ()) -> tuple[np.ndarray, Vocabulary, Vocabulary | None]:
+    """Each cell's condition [n] (strings), the condition vocabulary (control first) and the contexts (or None)."""
+    labels = condition_labels(adata, condition_key)
+    conditions = Vocabulary.from_values(adata.obs[condition_key], first=[control], what=f"{condition_key} value")
+    if control not in conditions:
+        raise DataError(f"Control label {control!r} is not in adata.obs[{condition_key!r}]; "
+                        f"found {conditions.labels}. Pass control=<the label of unperturbed cells>.")
+    if len(conditions) < 2:
+        raise DataError(f"adata.obs[{condition_key!r}] has only {conditions.labels}; fitting needs control and "
+                        "at least one perturbed condition.")
+    values, counts = np.unique(labels, return_counts=True)
+    few = {str(v): int(c) for v, c in zip(values, counts) if c < MIN_CONDITION_CELLS}
+    if few:
+        warnings.warn(f"Condition(s) {few} of adata.obs[{condition_key!r}] have fewer than {MIN_CONDITION_CELLS} "
+                      "cells (cells per condition): their response is estimated from so few cells that it is mostly "
+                      "noise. Drop them, or measure more cells.", FewCellsWarning, stacklevel=3)
+    contexts = context_vocabulary(adata, context_key) if context_key else None
+    if contexts is not None:
+        has_control = set(adata.obs.loc[labels == control, context_key].astype(str).unique())
+        orphans = [c for c in contexts.labels if c not in has_control]
+        if orphans:
+            raise DataError(f"{context_key} value(s) {orphans} have no {control!r} cells, so their response cannot "
+                            "be anchored. Drop those cells, fix the labels, or fit without context_key.")
+    else:
+        warn_missing_context(adata, labels, control=control, condition_key=condition_key,
+                             covariate_keys=covariate_keys, stacklevel=4)
+    return labels, conditions, contexts
+
+
+def extend_conditions(conditions: Vocabulary, labels: np.ndarray, manipulator, extra: Sequence[str], *,
+                      x: torch.Tensor, z: torch.Tensor, genes: Sequence[str]) -> Vocabulary:
+    """``conditions`` plus ``extra`` labels without cells, then whatever the manipulator's
+    ``prepare_conditions`` adds (observed labels kept first and in order); ``x`` [n, genes], ``z`` [n, d]."""
+    if extra:
+        conditions = Vocabulary(conditions.labels + [c for c in map(str, extra) if c not in conditions],
+                                what=conditions.what)
+    named = manipulator.prepare_conditions(conditions.labels, x=x, z=z, genes=list(genes),   # default: unchanged
+                                           condition_ids=torch.as_tensor(conditions.encode(labels), device=x.device))
+    if list(named[: len(conditions)]) != conditions.labels:
+        raise ValueError(f"{type(manipulator).__name__}.prepare_conditions must keep the observed labels "
+                         "first and in order.")
+    return Vocabulary(named, what=conditions.what)

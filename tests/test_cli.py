@@ -50,7 +50,7 @@ def test_info_lists_registered_components():
 
 
 def test_demo_writes_metrics_plot_and_pipeline(tmp_path):
-    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--n-genes", "60", "--n-cell-types", "3"])
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--n-genes", "60", "--n-cell-types", "4"])
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())["results"]
     assert metrics["pca + latent-arithmetic"]["pearson_delta"] > metrics["control"]["pearson_delta"]

@@ -7,7 +7,7 @@ import pytest
 import virtualcell as vc
 from virtualcell.datasets import simulate_perturbation
 from virtualcell.pipelines.embed import embed
-from virtualcell.representations.store import EmbeddingStore, StoreError
+from virtualcell.store import EmbeddingStore, StoreError
 
 
 @pytest.fixture

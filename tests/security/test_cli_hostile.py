@@ -135,9 +135,9 @@ def test_cuda_without_a_gpu_says_what_to_pass(files, tmp_path, command):
 def test_device_auto_works_for_predict_and_embed(files, tmp_path):
     out = tmp_path / "p.h5ad"
     result = run(["predict", "--pipeline", files["model"], "--data", files["data"], "--target", "stimulated",
-                  "--out", out, "--device", "auto"])
+                  "--cells", "condition=control", "--out", out, "--device", "auto"])
     assert result.exit_code == 0, result.output
-    assert ad.read_h5ad(out).n_obs == 120
+    assert ad.read_h5ad(out).n_obs == 60
     result = run(["embed", "--data", files["data"], "--encoder", files["model"], "--store", tmp_path / "s.zarr",
                   "--device", "auto"])
     assert result.exit_code == 0, result.output
@@ -190,9 +190,10 @@ def test_existing_outputs_need_overwrite(files, tmp_path):
     assert sorted(p.name for p in model.iterdir()) == listing
     out = tmp_path / "p.h5ad"
     out.write_text("keep me")
-    args = ["predict", "--pipeline", files["model"], "--data", files["data"], "--target", "stimulated", "--out", out]
+    args = ["predict", "--pipeline", files["model"], "--data", files["data"], "--target", "stimulated", "--out", out,
+            "--cells", "condition=control"]
     assert run(args).exit_code == 2 and out.read_text() == "keep me"
-    assert run(args + ["--overwrite"]).exit_code == 0 and ad.read_h5ad(out).n_obs == 120
+    assert run(args + ["--overwrite"]).exit_code == 0 and ad.read_h5ad(out).n_obs == 60
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [], "no temporary files left behind"
 
 

@@ -78,3 +78,17 @@ def test_embed_streams_the_kang_file(tmp_path):
     assert (state.n_rows, state.dim) == (adata.n_obs, 4)
     obs = EmbeddingStore(tmp_path / "s.zarr", mode="r").obs("pca", ["condition"])
     assert set(obs["condition"].astype(str)) == set(adata.obs["condition"].astype(str))
+
+
+def test_the_old_import_path_warns_and_is_the_same_class():
+    code = ("import warnings; warnings.simplefilter('error', DeprecationWarning)\n"
+            "try:\n    import virtualcell.representations.store\nexcept DeprecationWarning as w:\n    print(w)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "moved to virtualcell.store" in out
+    with pytest.warns(DeprecationWarning):
+        import importlib
+
+        import virtualcell.representations.store as old
+
+        importlib.reload(old)
+    assert old.EmbeddingStore is EmbeddingStore

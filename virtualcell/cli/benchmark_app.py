@@ -45,6 +45,9 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the result
 DropConditions = Annotated[str, typer.Option(
     "--drop-conditions", help="Comma-separated condition labels removed before anything else.")]
 CountsPreprocess = Annotated[str, typer.Option("--preprocess", help="log1p (counts), none or kang-full.")]
+Conformal = Annotated[bool, typer.Option(
+    "--conformal", help="Also calibrate split-conformal intervals of each method's predicted mean on inner folds of "
+    "the training cells (K extra fits) and report conformal_coverage80/90/95 (docs/uncertainty.md).")]
 NSamples = Annotated[int, typer.Option(
     "--n-samples", help="With N >= 2, also predict N populations per unit and report coverage90 and interval width.")]
 

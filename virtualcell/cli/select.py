@@ -20,12 +20,15 @@ __all__ = ["select", "selection_table"]
 
 
 def selection_table(report: dict, title: str):
-    """A rich Table of the ranked inner-CV results (mean ± sd over the inner units)."""
+    """A rich Table of the ranked inner-CV results (loss ± its standard error against the best; metrics mean ± sd
+    over the inner units); the budget is in the title (a quick budget is flagged)."""
     from rich.table import Table
 
     metrics = list(report["metrics"])
-    table = Table(title=title)
-    for column in ["rank", "candidate", "mean rank ± sd", "unit wins"] + metrics + ["fit s", "weight"]:
+    budget = report.get("budget", "full")
+    flag = "" if budget == "full" else " — QUICK inner CV: the ranking may not transfer to the final fit"
+    table = Table(title=f"{title}; budget {budget}{flag}")
+    for column in ["#", "candidate", "loss ± se", "mean rank", "unit wins"] + metrics + ["fit s", "weight"]:
         table.add_column(column, overflow="fold")
 
     def fmt(mean, sd=None) -> str:
@@ -35,7 +38,8 @@ def selection_table(report: dict, title: str):
 
     for i, row in enumerate(report["table"], 1):
         style = "bold green" if row["entry"] == report["winner"] else None
-        table.add_row(str(i), row["entry"], fmt(row["mean_rank"], row["rank_sd"]), str(row["unit_wins"]),
+        table.add_row(str(i), row["entry"], fmt(row.get("score"), row.get("score_se")), fmt(row["mean_rank"]),
+                      str(row["unit_wins"]),
                       *[fmt(row[f"{m}_mean"], row[f"{m}_sd"]) for m in metrics],
                       fmt(row["seconds_fit"]), fmt(row["weight"]), style=style)
     return table
@@ -60,7 +64,13 @@ def select(
                                    help="Do not consider spread-calibrated entries (<entry>+spread)."),
     min_cells: int = typer.Option(10, "--min-cells", help="Fewest control / perturbed cells of an inner unit."),
     max_cells: Optional[int] = typer.Option(
-        None, "--max-cells", help="Subsample each (fold, condition) group to this many cells for the inner CV."),
+        None, "--max-cells", help="Quick: subsample each (fold, condition) group to this many cells for the inner CV."),
+    max_epochs: Optional[int] = typer.Option(
+        None, "--max-epochs", min=1, help="Quick: cap the inner fits' epochs (the final fit keeps its own)."),
+    quick: bool = typer.Option(False, "--quick", help="Quick inner CV (200 cells per group, <= 15 epochs): faster, "
+                                                       "but its ranking may not transfer to the final fit."),
+    rule: str = typer.Option("one-se", "--rule", help="one-se (default: the simplest entry within one standard "
+                                                      "error of the best), min, or rank."),
     n_jobs: int = typer.Option(1, "--n-jobs", min=1, help="Worker processes for the inner fits (1 thread each)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads of this process."),
     seed: int = typer.Option(0, "--seed", help="Seeds every stochastic step."),
@@ -74,12 +84,15 @@ def select(
     from ..execution import torch_threads
     from ..selection import parse_candidates, select_pipeline
     from ..selection.candidates import split_specs
+    from ..selection.ranking import RULES
 
     refuse_overwriting_input(out, data)
     check_output_folder(out, overwrite=overwrite)
     if context_key is None and replicate_key is None:
         raise typer.BadParameter("pass --context-key (leave one context out, >= 3 contexts) or --replicate-key "
                                  "(leave one replicate out).", param_hint="--context-key")
+    if rule not in RULES:
+        raise typer.BadParameter(f"unknown rule {rule!r}; use one of {list(RULES)}.", param_hint="--rule")
     specs = [s for item in candidates for s in split_specs(item)] if candidates else None
     if specs is not None:
         parse_candidates(specs)      # unknown names fail here, before the data is read
@@ -89,12 +102,14 @@ def select(
                                     context_key=context_key, replicate_key=replicate_key,
                                     preprocess=None if preprocess.lower() == "none" else preprocess,
                                     ensemble=not no_ensemble, spread=not no_spread, min_cells=min_cells,
-                                    max_cells=max_cells, n_jobs=n_jobs, seed=seed, progress=not quiet)
+                                    max_cells=max_cells, max_epochs=max_epochs, quick=quick, rule=rule,
+                                    n_jobs=n_jobs, seed=seed, progress=not quiet)
     report = selection.report
     console = Console(width=None if Console().is_terminal else 160)
     console.print(selection_table(report, f"{report['protocol']} over {report['fold_key']!r}: "
                                           f"{sum(len(f['units']) for f in report['folds'])} inner units"))
-    console.print(f"score: {report['selection_score']}; winner: [bold]{report['winner']}[/bold]")
+    console.print(f"score: {report['selection_score']}; rule: {report['rule']}; "
+                  f"winner: [bold]{report['winner']}[/bold]")
     seconds = report["seconds"]
     console.print(f"time: {seconds['total']:.1f} s in all, {seconds['final_fit']:.1f} s for the final fit "
                   f"(select = {seconds['work_multiplier']:.1f} x one fit)")

@@ -34,6 +34,7 @@ import os
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import anndata as ad
 import pandas as pd
@@ -79,6 +80,17 @@ PAPALEXI2021_REGISTRY: dict[str, DatasetRecord] = {
 
 _KANG_REQUIRED = ("condition", "cell_type")
 _PAPALEXI_REQUIRED = ("condition",)
+
+
+def _load(registry: dict[str, DatasetRecord], variant: str, dataset: str, required: Iterable[str],
+          **where: Any) -> ad.AnnData:
+    """Find (see :func:`resolve_file`), read and check one variant's file; ``condition`` gets control first."""
+    what = f"{dataset}[{variant}]"
+    local = resolve_file(lookup(registry, variant, dataset), what, **where)
+    adata = _read(local)
+    _check_obs(adata, required, what, local)
+    _control_first(adata)
+    return adata
 
 
 def _read(path: Path) -> ad.AnnData:
@@ -152,16 +164,8 @@ def kang2018(
         AnnData ``[cells, genes]`` with ``obs['condition']`` categorical (``control`` first) and
         ``obs['cell_type']``.
     """
-    record = lookup(KANG2018_REGISTRY, variant, "kang2018")
-    what = f"kang2018[{variant}]"
-    local = resolve_file(
-        record, what, path=path, cache_dir=cache_dir, url=url, known_hash=known_hash,
-        downloader=downloader, verify=verify, progressbar=progressbar,
-    )
-    adata = _read(local)
-    _check_obs(adata, _KANG_REQUIRED, what, local)
-    _control_first(adata)
-    return adata
+    return _load(KANG2018_REGISTRY, variant, "kang2018", _KANG_REQUIRED, path=path, cache_dir=cache_dir, url=url,
+                 known_hash=known_hash, downloader=downloader, verify=verify, progressbar=progressbar)
 
 
 def papalexi2021(
@@ -190,15 +194,8 @@ def papalexi2021(
     Returns:
         AnnData ``[cells, genes]`` with ``obs['condition']`` categorical, ``control`` first.
     """
-    record = lookup(PAPALEXI2021_REGISTRY, variant, "papalexi2021")
-    what = f"papalexi2021[{variant}]"
-    local = resolve_file(
-        record, what, path=path, cache_dir=cache_dir, url=url, known_hash=known_hash,
-        downloader=downloader, verify=verify, progressbar=progressbar,
-    )
-    adata = _read(local)
-    _check_obs(adata, _PAPALEXI_REQUIRED, what, local)
-    _control_first(adata)
+    adata = _load(PAPALEXI2021_REGISTRY, variant, "papalexi2021", _PAPALEXI_REQUIRED, path=path, cache_dir=cache_dir,
+                  url=url, known_hash=known_hash, downloader=downloader, verify=verify, progressbar=progressbar)
     if drop_ambiguous:
         adata = adata[adata.obs["condition"] != "ambiguous"].copy()
         adata.obs["condition"] = adata.obs["condition"].cat.remove_unused_categories()

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from .simulate_model import (baselines, expected_relu_mean, float_list, gene_names, hill, noise_model,
-                             perturbation_effects, sample_group, to_counts)
+                             perturbation_effects, sample_group, simulation_params, to_counts)
 from .simulate_perturbation import simulate_perturbation
 
 __all__ = [
@@ -182,14 +182,8 @@ def simulate_time_course(
             for ct, g in zip(cell_types, spec_genes)
         },
         "noise_sd": float_list(sd),
-        "params": {
-            "effect_size": float(effect_size),
-            "heterogeneity": float(heterogeneity),
-            "de_fraction": float(de_fraction),
-            "noise": float(noise),
-            "counts": bool(counts),
-            "seed": int(seed),
-        },
+        "params": simulation_params(effect_size=effect_size, heterogeneity=heterogeneity, de_fraction=de_fraction,
+                                    noise=noise, counts=counts, seed=seed),
     }
     return adata
 

@@ -13,7 +13,7 @@ from scipy.special import ndtr
 
 __all__ = ["expected_relu_mean", "baselines", "signed_magnitudes", "perturbation_effects", "noise_model",
            "sample_group", "to_counts", "float_list", "gene_names", "hill", "LOWRANK_RANK", "LOWRANK_SCALE",
-           "NB_THETA", "HILL_N"]
+           "NB_THETA", "HILL_N", "simulation_params"]
 
 LOWRANK_RANK = 3
 LOWRANK_SCALE = 0.15  # std of the loadings W
@@ -126,3 +126,10 @@ def hill(dose: np.ndarray | float, ec50: float, n: float = HILL_N) -> np.ndarray
     """Hill activation ``d^n / (ec50^n + d^n)`` in [0, 1) (0 at dose 0, 0.5 at ``ec50``)."""
     d = np.maximum(np.asarray(dose, dtype=np.float64), 0.0)
     return d**n / (ec50**n + d**n)
+
+
+def simulation_params(*, effect_size: float, heterogeneity: float, de_fraction: float, noise: float, counts: bool,
+                      seed: int) -> dict[str, float | bool | int]:
+    """The arguments recorded in ``uns['ground_truth']['params']`` (plain JSON types)."""
+    return {"effect_size": float(effect_size), "heterogeneity": float(heterogeneity), "de_fraction": float(de_fraction),
+            "noise": float(noise), "counts": bool(counts), "seed": int(seed)}

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .simulate_model import (HILL_N, baselines, expected_relu_mean, float_list, gene_names, hill, noise_model,
-                             perturbation_effects, sample_group, to_counts)
+                             perturbation_effects, sample_group, simulation_params, to_counts)
 
 __all__ = ["simulate_perturbation"]
 
@@ -143,14 +143,8 @@ def simulate_perturbation(
         "de_genes_shared": de_shared,
         "de_genes_specific": de_specific,
         "noise_sd": float_list(sd),
-        "params": {
-            "effect_size": float(effect_size),
-            "heterogeneity": float(heterogeneity),
-            "de_fraction": float(de_fraction),
-            "noise": float(noise),
-            "counts": bool(counts),
-            "seed": int(seed),
-        },
+        "params": simulation_params(effect_size=effect_size, heterogeneity=heterogeneity, de_fraction=de_fraction,
+                                    noise=noise, counts=counts, seed=seed),
     }
     if dose_levels is not None:
         ground_truth["dose_response"] = {

@@ -32,12 +32,14 @@ from typing import Any
 import anndata as ad
 
 from ..metrics.ceiling import NOISE_CEILING
+from ..metrics.conformal import LEVELS
 from ..metrics.discrimination import discrimination
 from ..pipelines.holdout import run_holdout
 from ..pipelines.splits import PROTOCOLS, oos_tasks, pert_tasks
 from .benchmark_report import SUMMARY_METRICS, complete_report, new_report
 from .benchmark_run import BenchmarkRun
 from .cells import prepare_cells
+from .conformal import ConformalScorer
 from .methods import load_dataset, make_method
 from .outputs import clear_outputs
 from .summary import summarise
@@ -61,7 +63,7 @@ def run_benchmark(
     drop_conditions: Sequence[str] = ("ambiguous",), min_cells: int | None = None, seed: int = 0,
     preprocess: Any = None, out: str | Path | None = None, baselines: bool = True, n_top: int = 100,
     device: str = "cpu", plots: bool = True, progress: bool = True, overwrite: bool = False,
-    command: str | None = None, n_samples: int = 1, n_pcs: int = 50,
+    command: str | None = None, n_samples: int = 1, n_pcs: int = 50, conformal: bool = False,
 ) -> dict[str, Any]:
     """Run one protocol of docs/evaluation.md for a method (+ baselines); returns the ``results.json`` content.
 
@@ -89,6 +91,9 @@ def run_benchmark(
             (:func:`virtualcell.metrics.population_samples`) and reports ``coverage90`` and ``interval_width90``
             (top DEGs) and their ``_all`` (every gene) forms; the point metrics always score the
             central ``n_samples=1`` prediction.
+        conformal: also give every method (baselines included) split-conformal intervals of its predicted
+            mean, calibrated on each unit's training cells by inner folds (K extra fits per method and
+            training set; :mod:`.conformal`), and report ``conformal_coverage80/90/95`` and widths.
         n_pcs: components of the PCA (seed ``seed``) fitted on each unit's reference cells (outside it)
             in which ``edistance_ratio`` and ``mmd_ratio`` are computed.
     """
@@ -133,12 +138,19 @@ def run_benchmark(
                "baselines_see_context": baseline_context is not None},
         method=method, labels=[m.label for m in methods], contexts=[t.name for t in tasks], n_pcs=n_pcs,
         n_samples=n_samples, seed=seed, n_top=n_top, device=device, command=command)
+    if conformal:
+        report["conformal"] = {"levels": list(LEVELS), "method": "unit", "unit_level": 0.5, "min_cells": 10,
+                               "folds": "leave one training replicate out" if protocol == "pert" else
+                               "leave one training context out", "doc": "docs/uncertainty.md"}
     if out_dir is not None:
         clear_outputs(out_dir)
     run = BenchmarkRun(x, obs, genes, report, protocol=protocol, main=method, condition_key=condition_key,
                        control=control, replicate_key=replicate_key, main_context=method_context,
                        other_context=baseline_context, seed=seed, device=device, progress=progress,
-                       n_samples=n_samples, out_dir=out_dir, plots=plots)
+                       n_samples=n_samples, out_dir=out_dir, plots=plots,
+                       conformal=ConformalScorer(x, obs, genes, fold_key=replicate_key if protocol == "pert" else context_key,
+                                                 replicate=protocol == "pert", condition_key=condition_key,
+                                                 control=control, n_top=n_top, seed=seed) if conformal else None)
     run_holdout(x, genes, tasks, [run.holdout_method(m) for m in methods], n_top=n_top, n_pcs=n_pcs, seed=seed,
                 on_task=run.ceiling, on_result=run.record, on_task_done=run.checkpoint, progress=progress,
                 desc=f"{protocol.upper()} {method.label}")

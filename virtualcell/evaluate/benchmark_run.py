@@ -37,12 +37,13 @@ class BenchmarkRun:
     def __init__(self, x: np.ndarray, obs: pd.DataFrame, genes: list[str], report: dict[str, Any], *, protocol: str,
                  main: Method, condition_key: str, control: str, replicate_key: str, main_context: str | None,
                  other_context: str | None, seed: int, device: str, progress: bool, n_samples: int,
-                 out_dir: Path | None, plots: bool) -> None:
+                 out_dir: Path | None, plots: bool, conformal: Any = None) -> None:
         self.x, self.obs, self.genes, self.report = x, obs, genes, report
         self.protocol, self.main, self.seed, self.device, self.progress = protocol, main, seed, device, progress
         self.condition_key, self.control, self.replicate_key = condition_key, control, replicate_key
         self.main_context, self.other_context = main_context, other_context
         self.n_samples, self.out_dir, self.plots = n_samples, out_dir, plots
+        self.conformal = conformal   # a ConformalScorer (--conformal) or None
         self.methods: dict[str, Method] = {}
         self.bulks: dict[str, dict[str, np.ndarray]] = {label: {} for label in report["results"]}
         self.real_bulks: dict[str, np.ndarray] = {}
@@ -63,8 +64,7 @@ class BenchmarkRun:
 
         def fit(task: Task) -> Any:
             train = subset_cells(self.x, self.obs, self.genes, task.train, columns)
-            pipeline, _ = fit_method(method, train, condition_key=self.condition_key, control=self.control,
-                                     context_key=context, seed=self.seed, device=self.device, progress=self.progress)
+            pipeline = self.fit_cells(method, train, context, self.progress)
             if is_auto(method.manipulator):   # what the inner CV chose on this task's training cells
                 chosen = pipeline.metadata["selection"]
                 self.report.setdefault("selection", {})[task.name] = {
@@ -77,6 +77,12 @@ class BenchmarkRun:
             return aligned_cells(predicted, self.genes), (predicted, source)
 
         return HoldoutMethod(method.label, fit, predict)
+
+    def fit_cells(self, method: Method, train: Any, context: str | None, progress: bool) -> Any:
+        """A fresh pipeline of ``method`` fitted on the AnnData ``train`` (the run's seed and device)."""
+        pipeline, _ = fit_method(method, train, condition_key=self.condition_key, control=self.control,
+                                 context_key=context, seed=self.seed, device=self.device, progress=progress)
+        return pipeline
 
     def ceiling(self, task: Task, truth: HeldOutTruth) -> None:
         """The unit's DEGs and its noise-ceiling row (a random half of S against the other half)."""
@@ -96,6 +102,10 @@ class BenchmarkRun:
             with torch_threads():
                 scores.update(pipeline_calibration(result.model, source, task.target, self.n_samples, self.seed,
                                                    truth.stim, self.genes, truth.degs))
+        if self.conformal is not None:
+            columns, context = self._columns(self.methods[result.label])
+            scores.update(self.conformal.scores(
+                result, lambda train: self.fit_cells(self.methods[result.label], train, context, False), columns))
         self.bulks[result.label][task.name] = result.pred.mean(axis=0)
         row = {**scores, "seconds_train": result.seconds_train, "seconds_predict": result.seconds_predict, **task.sizes}
         self.report["results"][result.label][task.name] = row

@@ -1,8 +1,15 @@
-"""EnsemblePipeline: the weighted mean of fitted pipelines, saved in the one pipeline folder format.
+"""EnsemblePipeline: fitted pipelines combined by weights, saved in the one pipeline folder format.
 
-The ensemble predicts each cell as ``sum_k w_k P_k`` (each member's central prediction); with
-``n_samples > 1`` sample ``s`` is ``sum_k w_k P_k^(s)`` (members' draws paired by index), which gives the
-intervals. With ``spread`` factors each prediction's per-gene spread is then scaled around its mean
+Two ways to combine (:func:`stack_cells`), recorded in ``pipeline.json``:
+
+- ``combine="mean"`` (what ``select`` fits): the members' *mean* responses are stacked and the cells are
+  those of one member, the ``base``: ``P = P_base + (sum_k w_k mean(P_k) - mean(P_base))`` per gene,
+  so the base member's cell-to-cell variation is kept (averaging cells shrinks it);
+- ``combine="cells"`` (the default, and every ensemble saved before it was recorded): each cell is
+  ``sum_k w_k P_k``.
+
+With ``n_samples > 1`` each sample ``s`` combines the members' draws ``P_k^(s)`` (paired by index) the
+same way, which gives the intervals. With ``spread`` factors each prediction's per-gene spread is then scaled around its mean
 (:func:`apply_spread`); a one-member ensemble with ``spread`` is how ``select`` returns ``<entry>+spread``.
 The weights come from :mod:`virtualcell.selection.stacking`, the factors from
 :mod:`virtualcell.selection.spread`.
@@ -30,10 +37,29 @@ import torch
 from ..registry.pipeline_format import PIPELINE_KIND
 from .pipeline import Pipeline
 
-__all__ = ["EnsemblePipeline", "apply_spread"]
+__all__ = ["EnsemblePipeline", "apply_spread", "stack_cells", "COMBINE"]
 
 _MEMBER = re.compile(r"^member-(0|[1-9][0-9]{0,3})$")
 _EPS = 1e-6
+#: how an ensemble combines its members (see the module doc)
+COMBINE = ("cells", "mean")
+
+
+def stack_cells(members: Sequence[np.ndarray], weights: Sequence[float], base: int | None) -> np.ndarray:
+    """Members' predictions ``[n, g]`` of the same cells combined (float64).
+
+    ``base=None``: ``sum_k w_k P_k`` per cell. ``base=b``: ``P_b + (sum_k w_k mean(P_k) - mean(P_b))``,
+    the stacked mean response on member ``b``'s cells; when every member predicts non-negative values
+    (log-normalised expression) the result is clipped at 0 (as clamped mean-shift is).
+    """
+    parts = [np.asarray(m, dtype=np.float64) for m in members]
+    if base is None:
+        return sum(float(w) * p for w, p in zip(weights, parts))
+    mean = sum(float(w) * p.mean(axis=0) for w, p in zip(weights, parts))
+    out = parts[base] + (mean - parts[base].mean(axis=0))
+    if all(p.size == 0 or p.min() >= 0 for p in parts):
+        out = np.maximum(out, 0.0)
+    return out
 
 
 def apply_spread(pred: np.ndarray, factors: np.ndarray) -> np.ndarray:
@@ -56,6 +82,16 @@ def apply_spread(pred: np.ndarray, factors: np.ndarray) -> np.ndarray:
     return out
 
 
+def _combine(n_members: int, combine: str, base: int | None) -> tuple[str, int | None]:
+    if combine not in COMBINE:
+        raise ValueError(f"combine must be one of {list(COMBINE)}; got {combine!r}.")
+    if combine == "cells":
+        return combine, None
+    if not isinstance(base, int) or isinstance(base, bool) or not 0 <= base < n_members:
+        raise ValueError(f"combine='mean' needs base = the index of one of the {n_members} members; got {base!r}.")
+    return combine, base
+
+
 def _checked(n_members: int, weights: Sequence[float], labels: Sequence[str],
              spread: Mapping[str, float] | None) -> tuple[np.ndarray, list[str], dict[str, float] | None]:
     if not n_members or n_members != len(weights) or n_members != len(labels):
@@ -71,11 +107,14 @@ def _checked(n_members: int, weights: Sequence[float], labels: Sequence[str],
 
 
 class EnsemblePipeline(Pipeline):
-    """``predict`` = the ``weights``-weighted mean of fitted ``members``' predictions (same genes, same cells)."""
+    """``predict`` = fitted ``members``' predictions (same genes, same cells) combined by ``weights``:
+    per cell (``combine="cells"``) or as the stacked mean on member ``base``'s cells (``combine="mean"``)."""
 
     def __init__(self, members: Sequence[Pipeline], weights: Sequence[float], labels: Sequence[str],
-                 metadata: Mapping[str, Any] | None = None, spread: Mapping[str, float] | None = None) -> None:
+                 metadata: Mapping[str, Any] | None = None, spread: Mapping[str, float] | None = None,
+                 combine: str = "cells", base: int | None = None) -> None:
         self.weights, self.labels, self.spread = _checked(len(members), weights, labels, spread)
+        self.combine, self.base = _combine(len(members), combine, base)
         super().__init__(**{f"member-{i}": member for i, member in enumerate(members)})
         self.metadata = {**dict(metadata or {}), "ensemble": dict(zip(self.labels, self.weights.tolist()))}
 
@@ -102,11 +141,12 @@ class EnsemblePipeline(Pipeline):
         members = self.members
         outs = [m.predict(adata, target=target, seed=seed, key_added=key_added, **kwargs) for m in members]
         genes = list(map(str, outs[0].var_names))
-        x = sum(w * np.asarray(o[:, genes].X, dtype=np.float64) for w, o in zip(self.weights, outs))
+        x = stack_cells([np.asarray(o[:, genes].X) for o in outs], self.weights, self.base)
         result = ad.AnnData(X=self._spread(x, genes).astype(np.float32), obs=outs[0].obs.copy(),
                             var=outs[0].var.copy())
         result.uns[key_added] = {"ensemble": {label: float(w) for label, w in zip(self.labels, self.weights)},
                                  "spread": bool(self.spread), "labels": list(self.labels),
+                                 "combine": self.combine, "base": self.base,
                                  "members": {str(i): o.uns.get(key_added, {}) for i, o in enumerate(outs)},
                                  "call": {"target": target, "n_samples": n_samples, "seed": seed}}
         if n_samples > 1:
@@ -124,15 +164,16 @@ class EnsemblePipeline(Pipeline):
 
     def predict_samples(self, adata: ad.AnnData, *, target: str, n_samples: int = 1, seed: int = 0,
                         **kwargs: Any) -> tuple[torch.Tensor, None]:
-        """Paired weighted samples ``[S, n, genes]`` of the first member's genes (see the module doc)."""
+        """Paired combined samples ``[S, n, genes]`` of the first member's genes (see the module doc)."""
         members = self.members
         genes = list(members[0].decoder.output_features)
-        total = None
-        for w, member in zip(self.weights, members):
+        parts = []
+        for member in members:
             samples, _ = member.predict_samples(adata, target=target, n_samples=n_samples, seed=seed, **kwargs)
             index = [list(member.decoder.output_features).index(g) for g in genes]
-            part = float(w) * samples[..., index].double()
-            total = part if total is None else total + part
+            parts.append(samples[..., index].double().numpy())
+        total = torch.from_numpy(np.stack([stack_cells([p[s] for p in parts], self.weights, self.base)
+                                           for s in range(parts[0].shape[0])]))
         if self.spread:
             total = torch.stack([torch.from_numpy(self._spread(s.numpy(), genes)) for s in total])
         return total.float(), None
@@ -149,6 +190,8 @@ class EnsemblePipeline(Pipeline):
 
     def _fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {"labels": self.labels, "weights": self.weights.tolist()}
+        if self.combine != "cells":
+            fields.update(combine=self.combine, base=self.base)
         if self.spread:
             fields["spread"] = self.spread
         return fields
@@ -164,6 +207,7 @@ class EnsemblePipeline(Pipeline):
             if not isinstance(weights, list) or not isinstance(labels, list) or not isinstance(spread, (dict, type(None))):
                 raise ValueError("weights and labels must be lists and spread an object.")
             self.weights, self.labels, self.spread = _checked(n, weights, labels, spread)
+            self.combine, self.base = _combine(n, fields.get("combine", "cells"), fields.get("base"))
         except (TypeError, ValueError) as error:
             raise TamperedArtifactError(f"{path}/pipeline.json: {error} The record is damaged; re-save it.") from None
 

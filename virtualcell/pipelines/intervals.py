@@ -9,15 +9,30 @@ narrower: its 5%-95% interval of 20 draws holds a new one only about 81% of the 
 numpy's ``method="weibull"``; the torch version serves tensors on any device. Positions beyond the
 extremes are clamped, so S samples resolve central intervals up to level ``(S - 1) / (S + 1)``
 (0.905 for 20 samples: their 95% interval is the same range as their 90% one).
+
+Conformal intervals of the predicted *mean* (docs/uncertainty.md): a pipeline whose
+``metadata["conformal"]`` holds a :class:`~virtualcell.metrics.conformal.Calibration` (saved in
+``pipeline.json``; :func:`attach_calibration`, or ``virtualcell.select``) gives per-gene intervals of the
+predicted population mean: :func:`predict_interval`, and ``var["conformal_lo_90"]`` /
+``var["conformal_hi_90"]`` (per calibrated level) of what ``predict`` returns (:func:`add_conformal_columns`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
 
-__all__ = ["predictive_quantiles"]
+from ..metrics.conformal import Calibration, level_tag
+
+__all__ = ["predictive_quantiles", "CONFORMAL_KEY", "attach_calibration", "load_calibration", "interval_table",
+           "predict_interval", "add_conformal_columns"]
+
+#: where a pipeline's ``metadata`` keeps its conformal calibration
+CONFORMAL_KEY = "conformal"
 
 
 def predictive_quantiles(samples: torch.Tensor, probs: Sequence[float], dim: int = 0) -> torch.Tensor:
@@ -41,3 +56,60 @@ def predictive_quantiles(samples: torch.Tensor, probs: Sequence[float], dim: int
         fraction = position - below
         out.append(ordered[below] + fraction * (ordered[above] - ordered[below]))
     return torch.stack(out)
+
+
+def attach_calibration(pipeline: Any, calibration: Calibration) -> Any:
+    """Keep ``calibration`` in ``pipeline.metadata["conformal"]`` (JSON, saved with the pipeline); returns it."""
+    pipeline.metadata[CONFORMAL_KEY] = calibration.to_dict()
+    return pipeline
+
+
+def load_calibration(source: Any) -> Calibration:
+    """The :class:`Calibration` of a pipeline (or of its ``metadata`` mapping); ValueError naming the fix."""
+    metadata = source if isinstance(source, Mapping) else getattr(source, "metadata", {})
+    if CONFORMAL_KEY not in metadata:
+        raise ValueError("This pipeline has no conformal calibration. Choose it with virtualcell.select (which "
+                         "calibrates the winner from its inner folds), or run virtualcell.selection.conformal."
+                         "calibrate_pipeline and attach_calibration(pipeline, calibration).")
+    return Calibration.from_dict(metadata[CONFORMAL_KEY])
+
+
+def interval_table(mean: Any, genes: Sequence[str], calibration: Calibration, levels: Sequence[float] | None = None,
+                   scope: str | None = None) -> pd.DataFrame:
+    """Per gene (rows, ``genes`` order): ``mean`` [g] and ``lo_<tag>`` / ``hi_<tag>`` per level (NaN for a gene
+    the calibration lacks). ``levels``: None, every calibrated level."""
+    genes = [str(g) for g in genes]
+    lookup = {g: i for i, g in enumerate(calibration.genes)}
+    rows = np.array([lookup.get(g, -1) for g in genes])
+    mean = np.asarray(mean, dtype=np.float64)
+    scale = np.where(rows >= 0, calibration.scale[np.maximum(rows, 0)], np.nan)
+    table = pd.DataFrame({"mean": mean}, index=pd.Index(genes, name="gene"))
+    for level in calibration.levels if levels is None else levels:
+        half = calibration.multiplier(level, scope) * scale
+        table[f"lo_{level_tag(level)}"], table[f"hi_{level_tag(level)}"] = mean - half, mean + half
+    return table
+
+
+def predict_interval(pipeline: Any, adata: Any, *, target: str, levels: Sequence[float] | None = None,
+                     scope: str | None = None, **predict_kwargs: Any) -> pd.DataFrame:
+    """Conformal intervals of the mean of ``adata``'s cells under ``target``: :func:`interval_table` of the
+    mean over cells of ``pipeline.predict(adata, target=target, **predict_kwargs).X``.
+
+    ``scope``: ``"degs"`` (default when calibrated: coverage calibrated over each unit's top DEGs, wider)
+    or ``"all"`` (over every gene). Coverage is over genes of one held-out unit (docs/uncertainty.md).
+    """
+    calibration = load_calibration(pipeline)
+    predicted = pipeline.predict(adata, target=target, **predict_kwargs)
+    x = predicted.X.toarray() if hasattr(predicted.X, "toarray") else np.asarray(predicted.X)
+    return interval_table(x.mean(axis=0), list(map(str, predicted.var_names)), calibration, levels, scope)
+
+
+def add_conformal_columns(predicted: Any, metadata: Mapping[str, Any]) -> None:
+    """With a calibration in ``metadata``: ``predicted.var["conformal_lo_<tag>"]`` / ``["conformal_hi_<tag>"]``
+    (default scope) around the mean over the predicted cells, per calibrated level; else nothing."""
+    if CONFORMAL_KEY not in metadata or predicted.n_obs == 0:
+        return
+    x = predicted.X.toarray() if hasattr(predicted.X, "toarray") else np.asarray(predicted.X)
+    table = interval_table(x.mean(axis=0), list(map(str, predicted.var_names)), load_calibration(metadata))
+    for column in table.columns.drop("mean"):
+        predicted.var[f"conformal_{column}"] = table[column].to_numpy()

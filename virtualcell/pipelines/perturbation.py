@@ -16,6 +16,7 @@ from ..data.preprocess import Preprocessing
 from ..data.vocabulary import Vocabulary
 from ..execution import batched_apply, make_generator, resolve_device
 from .fit_labels import extend_conditions, training_labels
+from .intervals import add_conformal_columns
 from .pipeline import Pipeline, resolve_component
 from .predicted_cells import predicted_anndata, predicted_obs
 from .prediction_condition import prediction_condition, source_labels
@@ -70,8 +71,12 @@ class PerturbationPipeline(Pipeline):
     # -- fitting ---------------------------------------------------------------------------------
     def fit(self, adata: ad.AnnData, *, condition_key: str = "condition", control: str = "control",
             context_key: str | None = None, covariate_keys: Sequence[str] = (), layer: str | None = None,
-            seed: int = 0, progress: bool = True, extra_conditions: Sequence[str] = ()) -> "PerturbationPipeline":
+            seed: int = 0, progress: bool = True, extra_conditions: Sequence[str] = (),
+            disk: Mapping[str, Any] | None = None) -> "PerturbationPipeline":
         """Fit encoder (unless already fitted), manipulator and decoder on ``adata``.
+
+        ``adata`` may be a path (h5ad / zarr) or a backed AnnData: then the pipeline trains from disk
+        with bounded memory (``virtualcell.pipelines.fit_from_disk``, loader options ``disk``; docs/scale.md).
 
         Args:
             condition_key: obs column with each cell's condition.
@@ -85,6 +90,12 @@ class PerturbationPipeline(Pipeline):
                 ``gene-network``) may name more: it gets the labels, ``x``, ``z`` and the genes, and returns
                 them extended (kept in order), e.g. by every gene of its network.
         """
+        from .fit_from_disk import fit_from_disk, is_on_disk
+
+        if is_on_disk(adata):
+            return fit_from_disk(self, adata, condition_key=condition_key, control=control, context_key=context_key,
+                                 covariate_keys=covariate_keys, layer=layer, seed=seed, progress=progress,
+                                 extra_conditions=extra_conditions, disk=disk)
         if self.manipulator.requires_context and not context_key:
             raise DataError(f"{type(self.manipulator).__name__} needs context_key (e.g. 'cell_type').")
         labels, conditions, contexts = training_labels(adata, condition_key=condition_key, control=control,
@@ -206,7 +217,8 @@ class PerturbationPipeline(Pipeline):
         ``variance`` and central interval (``q05``/``q95`` for the default ``quantiles``, predictive
         quantiles of the samples: see ``virtualcell.pipelines.intervals``); ``context_effect_scale``
         scales the random effect of unobserved contexts' responses (see :meth:`predict_samples`).
-        Provenance goes to ``uns[key_added]``.
+        Provenance goes to ``uns[key_added]``. A calibrated pipeline (``metadata["conformal"]``) adds
+        ``var["conformal_lo_90"]`` / ``["conformal_hi_90"]`` per level (``virtualcell.pipelines.intervals``).
         """
         adata = _in_memory(adata)
         decoded, samples, model_decoded = self._sample(adata, target=target, source=source, n_samples=n_samples,
@@ -219,9 +231,11 @@ class PerturbationPipeline(Pipeline):
                       "call": call, "training": self.metadata["training"]}
         obs = predicted_obs(adata, self.metadata, target=target, sources=source_labels(adata, self.metadata, source),
                             covariates=covariates)
-        return predicted_anndata(obs, self.decoder.output_features, decoded, samples,
-                                 central=None if n_samples == 1 else model_decoded, quantiles=quantiles,
-                                 key_added=key_added, provenance=provenance)
+        predicted = predicted_anndata(obs, self.decoder.output_features, decoded, samples,
+                                      central=None if n_samples == 1 else model_decoded, quantiles=quantiles,
+                                      key_added=key_added, provenance=provenance)
+        add_conformal_columns(predicted, self.metadata)   # var conformal_lo_90 / _hi_90 when calibrated
+        return predicted
 
     def predict_samples(self, adata: ad.AnnData, *, target: str, source: str | None = None, n_samples: int = 1,
                         seed: int = 0, covariates: Mapping[str, float] | None = None,

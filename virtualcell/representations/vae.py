@@ -146,22 +146,28 @@ class VAEEncoder(Encoder):
         record (per-epoch losses, best epoch, seconds) is kept in ``self.history``.
         """
         from ..train import TrainingLoop, split_validation
+        from ..train.disk_loader import loader_batches
+        from ..train.distributed import rank, wrap
 
         if x.ndim != 2 or x.shape[1] != len(features):
             raise ValueError(f"x has shape {tuple(x.shape)} but {len(features)} feature names were given; "
                              "expected x [cells, genes] with one name per column.")
         if x.shape[0] < 2:
             raise ValueError(f"VAEEncoder needs at least 2 cells to train (batch norm); got {x.shape[0]}.")
-        self._check_input(x)
+        if isinstance(x, torch.Tensor):  # else on-disk rows (train.disk_loader.DiskRows), checked per batch
+            self._check_input(x)
         c = self.config
         device = x.device if c["device"] is None else resolve_device(c["device"])
         x = x.to(device=device, dtype=torch.float32)
         train_rows, val_rows = (r.to(device) for r in split_validation(
             x.shape[0], c["validation_fraction"], torch.Generator().manual_seed(seed)))
         vae = self._build(x.shape[1], seed).to(device)
-        vae.decoder.initialize_output(x, train_rows)
+        batches = loader_batches(x, train_rows, c["batch_size"], seed)   # None: rows indexed as in memory
+        pass_rows = train_rows if batches is None else train_rows.sort().values  # sorted: fewer disk reads
+        val_rows = val_rows if batches is None else val_rows.sort().values
+        vae.decoder.initialize_output(x, pass_rows)
         if vae.counts:  # the library decode() uses: mean counts per training cell
-            library = sum(float(x[part].sum()) for part in train_rows.split(4096)) / train_rows.numel()
+            library = sum(float(x[part].sum()) for part in pass_rows.split(4096)) / train_rows.numel()
             vae.decoder.library_size.fill_(library)
         self.vae = vae
 
@@ -171,11 +177,13 @@ class VAEEncoder(Encoder):
         if use_amp and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             amp_dtype = torch.float16
         scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-        noise = make_generator(seed, device)
+        noise = make_generator(seed + rank(), device)
         kl_weight = float(c["kl_weight"])
+        losses_of = wrap(vae, device, "losses")   # DistributedDataParallel under torchrun, else vae.losses
 
-        def step(rows: torch.Tensor) -> dict[str, torch.Tensor]:
-            losses = vae.losses(x[train_rows[rows]], kl_weight, noise, autocast=autocast(device, use_amp, amp_dtype))
+        def step(rows: Any) -> dict[str, torch.Tensor]:
+            batch = x[train_rows[rows]] if batches is None else rows.x
+            losses = losses_of(batch, kl_weight, noise, autocast=autocast(device, use_amp, amp_dtype))
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(losses["loss"]).backward()
@@ -195,11 +203,13 @@ class VAEEncoder(Encoder):
 
         loop = TrainingLoop(max_epochs=c["max_epochs"], batch_size=c["batch_size"],
                             patience=c["patience"] if val_rows.numel() else None, min_delta=c["min_delta"],
-                            seed=seed, checkpoint_dir=c["checkpoint_dir"], progress=progress, desc="VAE")
+                            seed=seed, checkpoint_dir=c["checkpoint_dir"], progress=progress, desc="VAE",
+                            checkpoint_every_steps=getattr(x, "checkpoint_every_steps", None))
         self.history = loop.run(train_rows.numel(), step, device=device,
                                 validate=validate if val_rows.numel() else None,
-                                modules={"vae": vae}, optimizers={"adam": optimizer}, generators={"noise": noise})
-        vae.recalibrate_batch_norm(x, train_rows)
+                                modules={"vae": vae}, optimizers={"adam": optimizer}, generators={"noise": noise},
+                                batches=batches)
+        vae.recalibrate_batch_norm(x, pass_rows)
         self.training_history = self.history.record()
         last = self.history.epochs[-1] if self.history.epochs else {}
         self.training_summary = {"epochs": len(self.history.epochs), "best_epoch": self.history.best_epoch,

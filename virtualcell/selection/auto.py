@@ -19,7 +19,8 @@ from .choose import select_pipeline
 
 __all__ = ["AUTO_OPTIONS", "auto_method", "fit_auto_method", "fit_auto"]
 
-AUTO_OPTIONS = frozenset({"candidates", "n_jobs", "max_cells", "ensemble", "spread", "min_cells", "n_top"})
+AUTO_OPTIONS = frozenset({"candidates", "n_jobs", "max_cells", "max_epochs", "quick", "rule", "ensemble", "spread",
+                          "min_cells", "n_top"})
 
 
 def _auto_options(spec: Any, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -20,13 +20,15 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["Candidate", "parse_candidate", "parse_candidates", "split_specs", "DEFAULT_CANDIDATES", "is_auto"]
+__all__ = ["Candidate", "parse_candidate", "parse_candidates", "split_specs", "DEFAULT_CANDIDATES", "is_auto",
+           "capped"]
 
-#: the default candidate set: cheap enough for a 2-core machine (the VAE's epochs are capped)
+#: the default candidate set, simplest first (the one-standard-error rule prefers the earlier entry); each
+#: component at its own defaults, so an inner fit is the fit a user makes (the VAE: 40 epochs)
 DEFAULT_CANDIDATES: tuple[str, ...] = (
     "mean-shift",
     "pca+latent-arithmetic",
-    "vae(n_hidden=256,n_latent=50,max_epochs=15)+latent-arithmetic",
+    "vae+latent-arithmetic",
 )
 _PART = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*(?:\((.*)\))?\s*$", re.S)
 
@@ -47,6 +49,30 @@ class Candidate:
 
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, **self.specs()}
+
+
+def capped(candidate: Candidate, max_epochs: int | None) -> Candidate:
+    """``candidate`` with every component that trains for ``max_epochs`` capped at ``max_epochs`` (same label).
+
+    The quick inner CV of :func:`virtualcell.selection.select_pipeline`; None: unchanged.
+    """
+    if max_epochs is None:
+        return candidate
+    import inspect
+
+    from ..registry import registry
+
+    def cap(spec: dict[str, Any] | None) -> dict[str, Any] | None:
+        if spec is None:
+            return None
+        parameter = inspect.signature(registry.get(spec["name"]).__init__).parameters.get("max_epochs")
+        if parameter is None:
+            return spec
+        current = spec.get("max_epochs", parameter.default)
+        limit = max_epochs if not isinstance(current, int) else min(current, max_epochs)
+        return {**spec, "max_epochs": limit}
+
+    return Candidate(candidate.label, cap(candidate.encoder), cap(candidate.manipulator), cap(candidate.decoder))
 
 
 def is_auto(spec: Any) -> bool:

@@ -4,7 +4,8 @@ Shifting control cells copies their spread, and decoders shrink it; docs/evaluat
 ``std_ratio_top100`` shows every method predicting about half of the real spread of the responding
 genes. The correction is learnt from the inner units only (never from held-out data):
 
-- per inner unit ``u`` and gene ``g``, the log ratio ``log(sd(S_u)_g / sd(P_u)_g)`` of the real to
+- per inner unit ``u`` with a measurable effect (E(C, S) > 0: elsewhere the real spread is the
+  control cells' and says nothing about the response) and gene ``g``, the log ratio ``log(sd(S_u)_g / sd(P_u)_g)`` of the real to
   the predicted standard deviation over cells (genes with sd ~ 0 on either side are left out);
 - the factor ``k_g = exp(median_u log ratio)``, clipped to ``[1/MAX_FACTOR, MAX_FACTOR]``; a gene
   with no usable unit keeps ``k_g = 1``;
@@ -21,7 +22,7 @@ is as honest as the entry's own; whether spread calibration is used is decided b
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Optional
 
 import numpy as np
@@ -61,33 +62,43 @@ def spread_factors(preds: Sequence[np.ndarray], truths: Sequence[np.ndarray],
 View = Callable[[Optional[int], str], np.ndarray]
 
 
-def spread_entries(views: Mapping[str, View], truths: Mapping[str, np.ndarray], folds: Sequence[Sequence[str]]
+def spread_entries(views: Mapping[str, View], truths: Mapping[str, np.ndarray], folds: Sequence[Sequence[str]],
+                   usable: Collection[str] | None = None
                    ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
     """Leave-one-fold-out spread-calibrated predictions of every entry, and each entry's factors from all units.
 
     ``views[entry]``: see :data:`View`; ``truths[unit]`` [m, g]: the real cells; ``folds``: the units of
-    each fold. Returns ``({entry + SUFFIX: {unit: [n, g]}}, {entry: factors [g]})``.
+    each fold; ``usable``: the units the factors may be learnt from (those with a measurable effect,
+    E(C, S) > 0; None: all). A fold whose other folds hold no usable unit keeps factor 1.
+    Returns ``({entry + SUFFIX: {unit: [n, g]}}, {entry: factors [g]})``.
     """
     calibrated: dict[str, dict[str, np.ndarray]] = {}
     final: dict[str, np.ndarray] = {}
     every = [u for fold in folds for u in fold]
+    learn = [u for u in every if usable is None or u in usable]
+
+    def factors(view, fold, units):
+        if not units:
+            return np.ones(truths[every[0]].shape[1])
+        return spread_factors([view(fold, u) for u in units], [truths[u] for u in units])
+
     for entry, view in views.items():
         out = {}
         for i, fold in enumerate(folds):
             held = set(fold)
-            others = [u for u in every if u not in held]
-            k = spread_factors([view(i, u) for u in others], [truths[u] for u in others])
+            k = factors(view, i, [u for u in learn if u not in held])
             for unit in fold:
                 out[unit] = apply_spread(view(i, unit), k)
         calibrated[entry + SUFFIX] = out
-        final[entry] = spread_factors([view(None, u) for u in every], [truths[u] for u in every])
+        final[entry] = factors(view, None, learn)
     return calibrated, final
 
 
 def with_spread(pipeline: Any, label: str, factors: Mapping[str, float]) -> Any:
     """``pipeline`` with spread factors: an ensemble gets them; a single pipeline becomes a one-member ensemble."""
     if isinstance(pipeline, EnsemblePipeline):
-        return EnsemblePipeline(pipeline.members, pipeline.weights, pipeline.labels, pipeline.metadata, spread=factors)
+        return EnsemblePipeline(pipeline.members, pipeline.weights, pipeline.labels, pipeline.metadata, spread=factors,
+                                combine=pipeline.combine, base=pipeline.base)
     return EnsemblePipeline([pipeline], [1.0], [label], pipeline.metadata, spread=factors)
 
 

@@ -1,0 +1,123 @@
+"""RESULTS.md section "Selection fidelity and regret": does ``select``'s inner ranking carry over to held-out units?
+
+Built only from ``benchmarks/results/fidelity/*.json`` (``benchmarks/bench_fidelity.py``). ``render()``
+returns markdown; no number is typed here.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from markdown import markdown_table  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "fidelity"
+RULES = ("one-se", "min", "rank")
+CANDIDATES = ("mean-shift", "pca+latent-arithmetic", "vae+latent-arithmetic")
+
+
+def heldout_loss(scores: dict) -> float:
+    """The selection score's loss (virtualcell.selection.ranking) computed on one held-out unit's scores."""
+    from virtualcell.selection.ranking import metric_names, unit_losses
+
+    return float(unit_losses({"e": {"u": scores}}, metric_names(100)).iloc[0, 0])
+
+
+def energy(scores: dict) -> float:
+    """E(P, S) = edistance_ratio x E(C, S) (the numerator: comparable even where E(C, S) <= 0)."""
+    return float(scores["edistance_ratio"]) * float(scores["edistance_control"])
+
+
+def spearman(a, b) -> float:
+    from scipy.stats import spearmanr
+
+    value = spearmanr(a, b).statistic
+    return float(value) if np.isfinite(value) else float("nan")
+
+
+def summarise(run: dict) -> dict:
+    """Per-entry inner vs held-out means, rank correlations, regret per rule and wins over mean-shift."""
+    units = run["units"]
+    names = list(units)
+    entries = list(next(iter(units.values()))["order"])
+    inner = {e: np.array([units[u]["inner"][e]["score"] for u in names]) for e in entries}
+    held = {e: np.array([heldout_loss(units[u]["heldout"][e]) for u in names]) for e in entries}
+    pd_ = {e: np.array([units[u]["heldout"][e]["pearson_delta"] for u in names]) for e in entries}
+    ep = {e: np.array([energy(units[u]["heldout"][e]) for u in names]) for e in entries}
+    ratio = {e: np.array([units[u]["heldout"][e]["edistance_ratio"] if units[u]["heldout"][e]["edistance_control"] > 0
+                          else np.nan for u in names]) for e in entries}
+    cands = [e for e in entries if e in CANDIDATES]
+    per_unit_rho = [spearman([inner[e][i] for e in entries], [held[e][i] for e in entries]) for i in range(len(names))]
+    best_pd = max(cands, key=lambda e: pd_[e].mean())
+    best_e = min(cands, key=lambda e: np.nanmean(ratio[e]))
+    rules = {}
+    for rule in RULES:
+        picked = [units[u]["chosen"][rule] for u in names]
+        a_pd = np.array([pd_[p][i] for i, p in enumerate(picked)])
+        a_ep = np.array([ep[p][i] for i, p in enumerate(picked)])
+        a_ratio = np.array([ratio[p][i] for i, p in enumerate(picked)])
+        oracle_pd = np.max([pd_[c] for c in cands], axis=0)
+        oracle_ep = np.min([ep[c] for c in cands], axis=0)
+        ms_pd, ms_ep = pd_["mean-shift"], ep["mean-shift"]
+        rules[rule] = {
+            "picked": picked, "pd": float(a_pd.mean()), "ratio": float(np.nanmean(a_ratio)),
+            "regret_pd": float(pd_[best_pd].mean() - a_pd.mean()),
+            "regret_e": float(np.nanmean(a_ratio) / np.nanmean(ratio[best_e]) - 1),
+            "unit_regret_pd": (oracle_pd - a_pd).tolist(), "unit_regret_e": (a_ep / oracle_ep - 1).tolist(),
+            "wins": int(((a_pd > ms_pd) & (a_ep < ms_ep)).sum())}
+    return {"names": names, "entries": entries, "inner": inner, "held": held, "pd": pd_, "ratio": ratio,
+            "rho_units": per_unit_rho, "rho_means": spearman([inner[e].mean() for e in entries],
+                                                             [held[e].mean() for e in entries]),
+            "rho_candidates": spearman([inner[e].mean() for e in cands], [held[e].mean() for e in cands]),
+            "best_pd": best_pd, "best_e": best_e, "rules": rules, "stats": run.get("stats", {})}
+
+
+def _dataset(name: str, run: dict) -> str:
+    s = summarise(run)
+    n = len(s["names"])
+    chosen = s["rules"]["one-se"]["picked"]
+    rows = [[e, float(s["inner"][e].mean()), float(s["inner"][e].std()), float(s["held"][e].mean()),
+             float(s["pd"][e].mean()), float(np.nanmean(s["ratio"][e])), chosen.count(e)] for e in s["entries"]]
+    entry_table = markdown_table(["entry", "inner loss (mean over outer units)", "sd", "held-out loss",
+                                  "held-out pearson_delta", "held-out edistance_ratio", "chosen (one-se)"], rows)
+    rule_rows = [[rule, r["pd"], r["regret_pd"], r["ratio"], f"{100 * r['regret_e']:+.1f}%",
+                  f"{r['wins']}/{n}", ", ".join(r["picked"])] for rule, r in s["rules"].items()]
+    rule_table = markdown_table(["rule", "pearson_delta", "regret pΔ (best single − rule)", "edistance_ratio",
+                                 "regret E (rule / best single − 1)", "beats mean-shift on both", "choices per unit"],
+                                rule_rows)
+    r = s["rules"]["one-se"]
+    unit_rows = [[u, r["picked"][i], s["pd"][r["picked"][i]][i], r["unit_regret_pd"][i],
+                  f"{100 * r['unit_regret_e'][i]:+.1f}%", s["rho_units"][i]] for i, u in enumerate(s["names"])]
+    unit_table = markdown_table(["held-out unit", "select chose", "pearson_delta", "regret pΔ vs the unit's best candidate",
+                                 "E(P,S) vs the unit's best candidate", "Spearman inner vs held-out (entries)"],
+                                unit_rows)
+    fits = s["stats"].get("fit_seconds", {})
+    return (f"### {name} ({n} held-out units)\n\nBest single candidate on the mean: `{s['best_pd']}` (pearson_delta), "
+            f"`{s['best_e']}` (edistance_ratio). Spearman of inner vs held-out mean loss over all entries: "
+            f"{s['rho_means']:.2f} (over the 3 candidates: {s['rho_candidates']:.2f}); per unit, mean "
+            f"{np.nanmean(s['rho_units']):.2f}.\n\n{entry_table}\n\n{rule_table}\n\nPer unit (rule one-se, "
+            f"select's default):\n\n{unit_table}\n\nDistinct fits: {s['stats'].get('fits', '–')} (cache hits "
+            f"{s['stats'].get('hits', '–')}); fit seconds per candidate: "
+            + ", ".join(f"{k} {v:.0f}" for k, v in fits.items()) + ".\n")
+
+
+def render() -> str:
+    head = ("## Selection fidelity and regret\n\n"
+            "`benchmarks/bench_fidelity.py` (`/work/bin/cpu_slot .venv/bin/python benchmarks/bench_fidelity.py`): "
+            "for each held-out context, `select` runs on the training cells with its defaults (full budget: every "
+            "inner fit is the final fit; candidates mean-shift, pca+latent-arithmetic, vae+latent-arithmetic at "
+            "40 epochs; n_jobs=1, one CPU thread), then every entry of its table is fitted on the same cells and "
+            "scored on the held-out context with the harness's scoring. Loss = the selection score "
+            "(mean of 1 − pearson_delta, edistance_ratio where E(C,S) > 0, 1 − R² top-100 DEGs). The rules are "
+            "applied to the inner table only; `one-se` is select's default, `rank` the mean rank of earlier "
+            "versions. Regret: the rule's mean minus the best single candidate's (pearson_delta; edistance_ratio "
+            "as a relative excess); per unit against that unit's best candidate (an oracle). Wins: units where the "
+            "choice beats clamped mean-shift on both pearson_delta and E(P,S).\n")
+    runs = sorted(RESULTS.glob("*.json")) if RESULTS.is_dir() else []
+    if not runs:
+        return head + "\nNo runs yet: run the command above.\n"
+    return head + "\n" + "\n".join(_dataset(p.stem, json.loads(p.read_text())) for p in runs)

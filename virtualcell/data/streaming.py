@@ -1,0 +1,178 @@
+"""Statistics computed in streaming passes over batches of cells, so no matrix is ever held whole.
+
+Each accumulator takes batches ``[b, genes]`` (numpy or torch) one at a time, in any order and
+any batch size, and merges them exactly (float64 sums; Chan et al.'s pairwise update for the
+variance): per-gene mean / variance (:class:`StreamingMoments`), the Seurat highly-variable genes
+computed from them (:func:`hvg_seurat`, the same genes as ``scanpy.pp.highly_variable_genes``), a
+PCA from the streamed covariance (:class:`StreamingPCA`) and per-(context, condition) means
+(:class:`StreamingGroupMeans`). :func:`batch_recipe` applies a ``Preprocessing`` recipe to one batch
+of raw rows, which is how a loader preprocesses per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from .checks import DataError
+
+__all__ = ["batch_recipe", "StreamingMoments", "StreamingGroupMeans", "StreamingPCA", "hvg_seurat"]
+
+
+def _dense64(x: Any) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().double().numpy()
+    return x.toarray().astype(np.float64) if sp.issparse(x) else np.asarray(x, dtype=np.float64)
+
+
+def batch_recipe(preprocessing: Any, var_names: Sequence[str], genes: Sequence[str] | None = None, *,
+                 log_space: bool = True) -> Callable[[Any], np.ndarray]:
+    """A per-batch transform: raw rows [b, len(var_names)] (CSR or dense) -> float32 [b, len(genes)].
+
+    Applies ``preprocessing``'s ``normalize_total`` (over all genes of the row, as scanpy) and
+    ``log1p``, then picks ``genes`` (default ``preprocessing.genes``, else all) in that order. With
+    ``log_space=False`` the log1p step is skipped (raw-scale rows, e.g. for HVG statistics).
+    A gene missing from ``var_names`` is an error naming it.
+    """
+    names = [str(v) for v in var_names]
+    wanted = list(genes if genes is not None else (preprocessing.genes or names))
+    where = {g: i for i, g in enumerate(names)}
+    missing = [g for g in wanted if g not in where]
+    if missing:
+        raise DataError(f"{len(missing)} gene(s) the model needs are not in the on-disk matrix's var_names, e.g. "
+                        f"{missing[:5]}; every shard must hold the same genes (re-export it with all of them).")
+    columns = np.asarray([where[g] for g in wanted], dtype=np.int64)
+    identity = columns.size == len(names) and bool((columns == np.arange(len(names))).all())
+    target, counts = preprocessing.normalize_total, preprocessing.expects == "counts"
+
+    def transform(raw: Any) -> np.ndarray:
+        x = raw.astype(np.float32) if sp.issparse(raw) else np.asarray(raw, dtype=np.float32)
+        low = x.data.min(initial=0.0) if sp.issparse(x) else x.min(initial=0.0)
+        if counts and low < 0:
+            raise DataError(f"The recipe expects non-negative counts, but a batch has negative values (min {low:.3g}).")
+        if target:  # as scanpy: float32 counts (summed in float64) / target, then x / that, 0-count rows kept
+            factor = np.asarray(x.sum(axis=1, dtype=np.float64)).ravel().astype(np.float32) / np.float32(target)
+            factor[factor == 0] = 1
+            if sp.issparse(x):
+                x = x.tocsr(copy=True)
+                x.data /= np.repeat(factor, np.diff(x.indptr))
+            else:
+                x = x / factor[:, None]
+        if preprocessing.log1p and log_space:
+            x = x.log1p() if sp.issparse(x) else np.log1p(x)
+        if not identity:
+            x = x[:, columns]
+        return np.ascontiguousarray(x.toarray() if sp.issparse(x) else x, dtype=np.float32)
+
+    return transform
+
+
+class StreamingMoments:
+    """Per-gene mean and variance (ddof=1) over batches [b, g], merged exactly (float64)."""
+
+    def __init__(self) -> None:
+        self.n, self.mean, self.m2 = 0, None, None
+
+    def update(self, x: Any) -> "StreamingMoments":
+        x = _dense64(x)
+        if x.shape[0] == 0:
+            return self
+        b, mean_b = x.shape[0], x.mean(0)
+        m2_b = ((x - mean_b) ** 2).sum(0)
+        if self.mean is None:
+            self.n, self.mean, self.m2 = b, mean_b, m2_b
+            return self
+        delta, total = mean_b - self.mean, self.n + b
+        self.mean = self.mean + delta * b / total
+        self.m2 = self.m2 + m2_b + delta**2 * self.n * b / total
+        self.n = total
+        return self
+
+    @property
+    def var(self) -> np.ndarray:
+        return self.m2 / max(self.n - 1, 1)
+
+
+def hvg_seurat(mean: np.ndarray, var: np.ndarray, var_names: Sequence[str], n_top_genes: int,
+               n_bins: int = 20) -> list[str]:
+    """Seurat-flavour HVGs (scanpy's ``flavor="seurat"``) from the mean / variance of ``expm1`` of the
+    log-normalised data; returns the chosen gene names in ``var_names`` order."""
+    mean, var = np.array(mean, dtype=np.float64), np.asarray(var, dtype=np.float64)
+    if n_top_genes >= len(var_names):
+        return [str(g) for g in var_names]
+    mean[mean == 0] = 1e-12
+    dispersion = var / mean
+    dispersion[dispersion == 0] = np.nan
+    dispersion = np.log(dispersion)
+    frame = pd.DataFrame({"means": np.log1p(mean), "dispersions": dispersion})
+    frame["mean_bin"] = pd.cut(frame["means"], bins=n_bins)
+    stats = frame.groupby("mean_bin", observed=True)["dispersions"].agg(avg="mean", dev="std")
+    single = stats["dev"].isnull()
+    stats.loc[single, "dev"] = stats.loc[single, "avg"]
+    stats.loc[single, "avg"] = 0
+    per_gene = stats.loc[frame["mean_bin"]].set_index(frame.index)
+    norm = ((frame["dispersions"] - per_gene["avg"]) / per_gene["dev"]).to_numpy()
+    finite = np.sort(norm[~np.isnan(norm)])[::-1]
+    cutoff = finite[min(n_top_genes, finite.size) - 1]
+    keep = np.nan_to_num(norm, nan=-np.inf) >= cutoff
+    return [str(g) for g, k in zip(var_names, keep) if k]
+
+
+class StreamingGroupMeans:
+    """Means [K, N, g] and counts [K, N] of batches per (context, condition), summed in float64."""
+
+    def __init__(self, n_conditions: int, n_contexts: int, n_features: int) -> None:
+        self.n_conditions, self.k = n_conditions, max(n_contexts, 1)
+        self.sums = np.zeros((self.k * n_conditions, n_features), dtype=np.float64)
+        self.counts = np.zeros(self.k * n_conditions, dtype=np.float64)
+
+    def update(self, x: Any, condition: np.ndarray, context: np.ndarray | None = None) -> "StreamingGroupMeans":
+        condition = np.asarray(condition, dtype=np.int64)
+        context = np.zeros_like(condition) if context is None else np.asarray(context, dtype=np.int64)
+        group = context * self.n_conditions + condition
+        np.add.at(self.sums, group, _dense64(x))
+        self.counts += np.bincount(group, minlength=self.counts.size)
+        return self
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        means = self.sums / np.maximum(self.counts, 1)[:, None]
+        return (torch.from_numpy(means).float().view(self.k, self.n_conditions, -1),
+                torch.from_numpy(self.counts).view(self.k, self.n_conditions))
+
+
+class StreamingPCA:
+    """PCA from the streamed mean and covariance [g, g] (float64): exact, one pass, memory O(g^2).
+
+    Components are the covariance's top eigenvectors, signed so that each one's largest-magnitude
+    loading is positive. ``result()`` returns ``mean`` [g], ``components`` [k, g], ``explained_variance`` [k].
+    """
+
+    def __init__(self, n_components: int) -> None:
+        self.k, self.n, self.total, self.gram = n_components, 0, None, None
+
+    def update(self, x: Any) -> "StreamingPCA":
+        x = _dense64(x)
+        if self.total is None:
+            self.total, self.gram = np.zeros(x.shape[1]), np.zeros((x.shape[1], x.shape[1]))
+        self.n += x.shape[0]
+        self.total += x.sum(0)
+        self.gram += x.T @ x
+        return self
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.n < 2:
+            raise ValueError("StreamingPCA needs at least 2 cells.")
+        mean = self.total / self.n
+        cov = (self.gram - self.n * np.outer(mean, mean)) / (self.n - 1)
+        values, vectors = np.linalg.eigh(cov)
+        order = np.argsort(values)[::-1][:min(self.k, cov.shape[0])]
+        components = vectors[:, order].T
+        signs = np.sign(components[np.arange(order.size), np.abs(components).argmax(1)])
+        components *= np.where(signs == 0, 1, signs)[:, None]
+        return (torch.from_numpy(mean).float(), torch.from_numpy(np.ascontiguousarray(components)).float(),
+                torch.from_numpy(values[order].clip(min=0)).float())

@@ -1,0 +1,155 @@
+"""Fit a PerturbationPipeline from an AnnData on disk (h5ad or zarr path, or a backed AnnData).
+
+The expression matrix is never read whole: ``obs``/``var`` are read into memory (small), the
+preprocessing recipe (and its HVGs), the per-(context, condition) means and the latent codes are
+computed in streaming passes (``virtualcell.data.streaming``), and the encoder trains from
+:class:`~virtualcell.train.disk_loader.DiskRows` (the VAE; see ``docs/scale.md``). Memory is bounded
+by the batch, the model and the latent codes [n_cells, n_latent] the manipulator is fitted on.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import torch
+
+from ..data.checks import DataError
+from ..data.fields import covariate_tensors, make_condition
+from ..execution import batched_apply
+from ..data.streaming import StreamingGroupMeans, StreamingMoments, batch_recipe, hvg_seurat
+from ..train.disk_loader import DiskRows, open_matrix
+from .fit_labels import extend_conditions, training_labels
+
+__all__ = ["fit_from_disk", "read_annotations", "is_on_disk", "DiskOptions"]
+
+#: loader settings: ``block_size``/``pool_blocks`` of DiskLoader (None: exact in-memory order), rows per pass
+DiskOptions = dict[str, Any]
+_PASS_ROWS = 8192
+
+
+def is_on_disk(data: Any) -> bool:
+    """True for a path (str / PathLike) or a backed AnnData: what ``fit`` hands to :func:`fit_from_disk`."""
+    return isinstance(data, (str, os.PathLike)) or bool(getattr(data, "isbacked", False))
+
+
+def read_annotations(source: Any) -> ad.AnnData:
+    """An AnnData with the store's ``obs`` and ``var`` and no ``X`` (reads only the annotations)."""
+    root, _ = open_matrix(source)
+    obs, var = ad.io.read_elem(root["obs"]), ad.io.read_elem(root["var"])
+    return ad.AnnData(obs=obs, var=var)
+
+
+def _passes(rows: DiskRows, transform: Any = None):
+    """Sequential chunks ``(row indices, transformed float32 [b, g])`` over all cells of the file."""
+    for begin in range(0, len(rows), _PASS_ROWS):
+        index = np.arange(begin, min(begin + _PASS_ROWS, len(rows)))
+        raw = rows.read(index)
+        yield index, (rows.transformed(raw) if transform is None else transform(raw))
+
+
+def _choose_genes(pipe: Any, rows: DiskRows, var_names: list[str]) -> list[str]:
+    prep = pipe.preprocessing
+    if pipe.encoder.is_fitted:
+        return list(pipe.encoder.input_features)
+    if not prep.n_top_genes or prep.n_top_genes >= len(var_names):
+        return var_names
+    if prep.hvg_flavor != "seurat":
+        raise DataError(f"Fitting from disk computes HVGs with flavor='seurat' only; got {prep.hvg_flavor!r}.")
+    moments = StreamingMoments()   # of expm1(log-normalised) = the normalised counts, as scanpy's seurat flavour
+    normalised = batch_recipe(prep, var_names, var_names, log_space=False)
+    for _, x in _passes(rows, normalised):
+        moments.update(x)
+    return hvg_seurat(moments.mean, moments.var, var_names, prep.n_top_genes)
+
+
+def fit_from_disk(pipe: Any, source: Any, *, condition_key: str = "condition", control: str = "control",
+                  context_key: str | None = None, covariate_keys: Sequence[str] = (), layer: str | None = None,
+                  seed: int = 0, progress: bool = True, extra_conditions: Sequence[str] = (),
+                  disk: DiskOptions | None = None) -> Any:
+    """Fit ``pipe`` (a PerturbationPipeline) on the AnnData store ``source``; arguments as ``pipe.fit``.
+
+    ``disk``: ``{"block_size": 64, "pool_blocks": 64}`` trains on shuffled blocks of rows (fast
+    reads, the default); ``{"exact": True}`` reads each minibatch's rows in the in-memory order
+    (the same numbers as ``fit`` on the AnnData in memory, slower). ``"checkpoint_every_steps"``
+    adds mid-epoch checkpoints (with the encoder's ``checkpoint_dir``).
+    """
+    disk = dict(disk or {})
+    if pipe.manipulator.requires_context and not context_key:
+        raise DataError(f"{type(pipe.manipulator).__name__} needs context_key (e.g. 'cell_type').")
+    annotations = read_annotations(source)
+    labels, conditions, contexts = training_labels(annotations, condition_key=condition_key, control=control,
+                                                   context_key=context_key, covariate_keys=covariate_keys)
+    var_names = [str(v) for v in annotations.var_names]
+    rows = DiskRows(source, layer=layer, device=pipe.device)
+    genes = _choose_genes(pipe, rows, var_names)
+    pipe.preprocessing.genes = genes
+    rows.transform, rows.n_features = batch_recipe(pipe.preprocessing, var_names, genes), len(genes)
+    if not disk.get("exact"):
+        rows.loader_options = {"block_size": int(disk.get("block_size", 64)),
+                               "pool_blocks": int(disk.get("pool_blocks", 64))}
+    rows.checkpoint_every_steps = disk.get("checkpoint_every_steps")
+
+    pipe.encoder.to(pipe.device)
+    if not pipe.encoder.is_fitted:
+        if type(pipe.encoder).__name__ != "VAEEncoder":
+            raise DataError(f"Fitting from disk trains the 'vae' encoder; {type(pipe.encoder).__name__} trains in "
+                            "memory only. Use encoder='vae', pass a fitted encoder, or read the data into memory.")
+        pipe.encoder.fit(rows, genes, seed=seed, progress=progress)
+
+    z_parts, sample = [], None
+    for _, x in _passes(rows):
+        xt = torch.from_numpy(x).to(pipe.device)
+        z_parts.append(batched_apply(pipe.encoder.encode, xt, batch_size=pipe.batch_size).cpu())
+        sample = xt if sample is None else sample
+    z = torch.cat(z_parts).to(pipe.device)
+    from .compatibility import check_combination
+
+    check_combination(pipe.encoder, pipe.manipulator, pipe.decoder, sample, z[:sample.shape[0]])
+    conditions = extend_conditions(conditions, labels, pipe.manipulator, extra_conditions, x=sample,
+                                   z=z[:sample.shape[0]], genes=genes)
+    condition_ids = conditions.encode(labels)
+    context_ids = contexts.encode(annotations.obs[context_key]) if contexts else None
+    target = make_condition(condition_ids, context_ids=context_ids,
+                            covariates=covariate_tensors(annotations, covariate_keys)).to(pipe.device)
+    pipe.response_means = None
+    if context_ids is not None:
+        means = StreamingGroupMeans(len(conditions), len(contexts), len(genes))
+        for index, x in _passes(rows):
+            means.update(x, np.asarray(condition_ids)[index], np.asarray(context_ids)[index])
+        pipe.response_means = means.result()
+    pipe.manipulator.to(pipe.device)
+    pipe.manipulator.fit(z, target, n_conditions=len(conditions), n_contexts=len(contexts) if contexts else 0,
+                         seed=seed, progress=progress)
+    if pipe.decoder is None:
+        decoder = pipe.encoder.paired_decoder()
+        if decoder is None:
+            raise DataError(f"{type(pipe.encoder).__name__} has no paired decoder; a learned decoder trains in "
+                            "memory only. Fit from disk with encoder='vae' or pass a fitted decoder.")
+        pipe.components["decoder"] = decoder
+    elif not pipe.decoder.is_fitted:
+        raise DataError("A decoder that still needs training cannot be fitted from disk; pass a fitted decoder.")
+    pipe.decoder.to(pipe.device)
+    pipe.metadata = {
+        "condition_key": condition_key, "control": control, "conditions": conditions.labels,
+        "context_key": context_key, "contexts": contexts.labels if contexts else None,
+        "covariate_keys": list(covariate_keys), "layer": layer, "preprocessing": pipe.preprocessing.to_dict(),
+        "training": {"n_cells": int(annotations.n_obs), "n_genes": int(annotations.n_vars), "seed": seed,
+                     "data_fingerprint": _fingerprint(annotations), "from_disk": True,
+                     "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
+    }
+    return pipe
+
+
+def _fingerprint(annotations: ad.AnnData) -> str:
+    """The in-memory fit's data fingerprint (shape, first 1,000 cell names, gene names) of the store."""
+    digest = hashlib.sha256()
+    for part in (str(annotations.shape), "\n".join(map(str, annotations.obs_names[:1000])),
+                 "\n".join(map(str, annotations.var_names))):
+        digest.update(part.encode())
+    return digest.hexdigest()

@@ -1,0 +1,248 @@
+"""Shuffled minibatches from an on-disk AnnData matrix (h5ad or zarr; CSR or dense), never densified whole.
+
+:class:`DiskRows` reads any set of rows of ``X`` (or a layer) by sorting them and coalescing
+contiguous runs into slice reads, and applies a per-batch ``transform`` (the preprocessing recipe,
+e.g. :func:`virtualcell.data.streaming.batch_recipe`) that turns the raw rows [b, all genes] into
+dense float32 [b, genes]. It indexes like a tensor (``rows_source[idx] -> [len(idx), genes]``), so
+code written for ``x[rows]`` on a device-resident tensor runs unchanged from disk.
+
+:class:`DiskLoader` iterates an epoch in annbatch's way (``docs/scale.md``): the rows are cut into
+blocks of ``block_size`` consecutive cells, the blocks are shuffled (seeded by ``seed`` and the
+epoch), ``pool_blocks`` blocks are read at once (a few large reads) and shuffled in memory, then cut
+into batches. ``block_size=1`` is a plain per-cell permutation (slow reads, exact reproduction of an
+in-memory loop's order). The batch list of an epoch is a pure function of (seed, epoch), so a run
+resumes mid-epoch at any cell of it and on any number of processes (rank r of w takes the global
+batches ``r, r + w, ...`` cut from the rest of the epoch's order).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+__all__ = ["DiskRows", "DiskLoader", "Batch", "open_matrix", "epoch_order", "cut_batches", "loader_batches"]
+
+#: per-batch transform: raw rows (CSR or dense ndarray [b, all genes]) -> dense float32 [b, genes]
+Transform = Callable[[Any], np.ndarray]
+_INDPTR_IN_MEMORY = 20_000_000  # cells: up to this many, the CSR row pointer (8 bytes/cell) is cached
+
+
+def open_matrix(source: Any, layer: str | None = None) -> tuple[Any, Any]:
+    """``(root group, matrix element)`` of an h5ad/zarr path or a backed AnnData (h5py/zarr, read-only)."""
+    if hasattr(source, "isbacked"):
+        if not source.isbacked:
+            raise ValueError("DiskRows needs a path or a backed AnnData (anndata.read_h5ad(path, backed='r')); "
+                             "an in-memory AnnData is already in memory: use it directly.")
+        source = source.filename
+    path = Path(os.fspath(source))
+    if not path.exists():
+        raise FileNotFoundError(f"No AnnData store at {path}; pass the path of an .h5ad file or a .zarr folder.")
+    if path.is_dir():
+        import zarr
+
+        root = zarr.open_group(str(path), mode="r")
+    else:
+        import h5py
+
+        root = h5py.File(path, "r")
+    key = "X" if layer is None else f"layers/{layer}"
+    if key not in root:
+        raise KeyError(f"{path} has no {key!r}; pass layer=None for X or one of its layers.")
+    return root, root[key]
+
+
+class DiskRows:
+    """Rows of an on-disk expression matrix: ``self[rows] -> torch.Tensor [len(rows), n_features]``.
+
+    Args:
+        source: path of an ``.h5ad`` file or ``.zarr`` folder, or a backed AnnData.
+        layer: read ``layers[layer]`` instead of ``X``.
+        transform: raw rows -> dense float32 [b, n_features] (default: densify, all genes).
+        n_features: output columns of ``transform`` (default: the matrix's genes).
+        device: where returned tensors live.
+    """
+
+    def __init__(self, source: Any, *, layer: str | None = None, transform: Transform | None = None,
+                 n_features: int | None = None, device: str | torch.device = "cpu") -> None:
+        self.root, element = open_matrix(source, layer)
+        encoding = str(element.attrs.get("encoding-type", "array"))
+        if encoding == "csc_matrix":
+            raise ValueError("The matrix is stored CSC (column-major): every row read would scan the whole file. "
+                             "Rewrite it as CSR: adata.X = scipy.sparse.csr_matrix(adata.X); adata.write_h5ad(path).")
+        self.sparse = encoding == "csr_matrix"
+        if self.sparse:
+            self.data, self.indices = element["data"], element["indices"]
+            self.shape_on_disk = tuple(int(s) for s in element.attrs["shape"])
+            ptr = element["indptr"]
+            self.indptr = ptr[:] if self.shape_on_disk[0] <= _INDPTR_IN_MEMORY else ptr
+        else:
+            self.dense = element
+            self.shape_on_disk = tuple(int(s) for s in element.shape)
+        self.transform = transform
+        self.n_features = int(n_features if n_features is not None else self.shape_on_disk[1])
+        self.device = torch.device(device)
+        self.ndim = 2
+        #: ``DiskLoader`` options (block_size, pool_blocks) for training on shuffled blocks; None: models
+        #: index rows one batch at a time in their own (in-memory) order, the exact but slower path
+        self.loader_options: dict[str, int] | None = None
+        self.checkpoint_every_steps: int | None = None   # mid-epoch checkpoints of models trained from it
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.shape_on_disk[0], self.n_features)
+
+    def __len__(self) -> int:
+        return self.shape_on_disk[0]
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "DiskRows":
+        """Returns self with batches put on ``device`` (float32 always), as ``Tensor.to`` would."""
+        if device is not None:
+            self.device = torch.device(device)
+        return self
+
+    def read(self, rows: np.ndarray) -> Any:
+        """Raw rows in the given order: CSR (float32 values) or dense ndarray [len(rows), all genes]."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= len(self)):
+            raise IndexError(f"row index out of range for {len(self)} cells.")
+        order = np.argsort(rows, kind="stable")
+        sorted_rows = rows[order]
+        breaks = np.flatnonzero(np.diff(sorted_rows) != 1) + 1
+        runs = np.split(sorted_rows, breaks) if sorted_rows.size else []
+        parts = [self._read_run(int(run[0]), int(run[-1]) + 1) for run in runs]
+        if self.sparse:
+            block = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, self.shape_on_disk[1]))
+        else:
+            block = np.concatenate(parts) if parts else np.zeros((0, self.shape_on_disk[1]), np.float32)
+        # a repeated row starts a new run, so the block holds one row per request, in sorted order
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(order.size)
+        return block[inverse]
+
+    def _read_run(self, begin: int, end: int) -> Any:
+        if not self.sparse:
+            return np.asarray(self.dense[begin:end], dtype=np.float32)
+        ptr = np.asarray(self.indptr[begin:end + 1], dtype=np.int64)
+        lo, hi = int(ptr[0]), int(ptr[-1])
+        data = np.asarray(self.data[lo:hi], dtype=np.float32)
+        indices = np.asarray(self.indices[lo:hi])
+        return sp.csr_matrix((data, indices, ptr - lo), shape=(end - begin, self.shape_on_disk[1]))
+
+    def transformed(self, raw: Any) -> np.ndarray:
+        """``transform(raw)`` (or the densified rows), checked finite: float32 [b, n_features]."""
+        if self.transform is not None:
+            x = self.transform(raw)
+        else:
+            x = raw.toarray() if sp.issparse(raw) else np.asarray(raw)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.shape[1] != self.n_features:
+            raise ValueError(f"The batch transform returned {x.shape[1]} columns; expected {self.n_features}.")
+        if not np.isfinite(x).all():
+            raise ValueError("The on-disk matrix has NaN or infinite values in the rows just read; clean the file.")
+        return x
+
+    def __getitem__(self, rows: Any) -> torch.Tensor:
+        """Rows ``rows`` (index tensor/array, in that order) after ``transform``, float32 on ``self.device``."""
+        if isinstance(rows, torch.Tensor):
+            rows = rows.detach().cpu().numpy()
+        elif isinstance(rows, slice):
+            rows = np.arange(len(self))[rows]
+        return torch.from_numpy(self.transformed(self.read(np.asarray(rows)))).to(self.device)
+
+
+def epoch_order(indices: np.ndarray, *, block_size: int, pool_blocks: int, seed: int, epoch: int,
+                shuffle: bool = True) -> np.ndarray:
+    """The order of one epoch over ``indices`` (sorted file rows): blocks of consecutive rows, shuffled,
+    pooled ``pool_blocks`` at a time and shuffled within the pool (a pure function of seed and epoch)."""
+    if not shuffle or indices.size == 0:
+        return indices
+    rng = np.random.default_rng([seed, epoch])
+    blocks = [indices[b:b + block_size] for b in range(0, indices.size, block_size)]
+    picked = rng.permutation(len(blocks))
+    pools = []
+    for begin in range(0, len(blocks), pool_blocks):
+        pool = np.concatenate([blocks[i] for i in picked[begin:begin + pool_blocks]])
+        pools.append(pool[rng.permutation(pool.size)])
+    return np.concatenate(pools)
+
+
+def cut_batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """``order`` in batches of ``batch_size``; a last batch of 1 row is dropped (batch norm needs 2)."""
+    batches = [order[b:b + batch_size] for b in range(0, order.size, batch_size)]
+    if batches and batches[-1].size < 2 and order.size > 1:
+        batches.pop()
+    return batches
+
+
+class Batch:
+    """One minibatch: ``rows`` (file row indices [b]) and ``x`` (float32 [b, n_features] on the device)."""
+
+    __slots__ = ("rows", "x")
+
+    def __init__(self, rows: np.ndarray, x: torch.Tensor) -> None:
+        self.rows, self.x = rows, x
+
+    def __len__(self) -> int:
+        return int(self.rows.size)
+
+
+class DiskLoader:
+    """Shuffled minibatches of a :class:`DiskRows`, reading ``pool_blocks * block_size`` rows at a time.
+
+    Args:
+        rows_source: the on-disk rows.
+        batch_size: cells per batch (per process).
+        indices: the file rows to iterate (default all), e.g. the training split.
+        block_size, pool_blocks: consecutive rows per block and blocks read (and shuffled) together.
+        seed: with the epoch, fixes the order.
+        shuffle: False iterates in file order (streaming statistics, encoding).
+    """
+
+    def __init__(self, rows_source: DiskRows, *, batch_size: int = 128, indices: Sequence[int] | None = None,
+                 block_size: int = 64, pool_blocks: int = 64, seed: int = 0, shuffle: bool = True) -> None:
+        if batch_size < 1 or block_size < 1 or pool_blocks < 1:
+            raise ValueError("batch_size, block_size and pool_blocks must be >= 1.")
+        self.source = rows_source
+        self.indices = np.sort(np.asarray(indices if indices is not None else np.arange(len(rows_source)), np.int64))
+        self.batch_size, self.block_size, self.pool_blocks = batch_size, block_size, pool_blocks
+        self.seed, self.shuffle = seed, shuffle
+
+    def order(self, epoch: int) -> np.ndarray:
+        return epoch_order(self.indices, block_size=self.block_size, pool_blocks=self.pool_blocks, seed=self.seed,
+                           epoch=epoch, shuffle=self.shuffle)
+
+    def batches(self, epoch: int, start: int = 0) -> list[np.ndarray]:
+        """The epoch's global batches from its ``start``-th cell (the same cells whatever the batch size)."""
+        return cut_batches(self.order(epoch)[start:], self.batch_size)
+
+    def n_steps(self, epoch: int = 0, *, start: int = 0, world: int = 1) -> int:
+        """Steps each of ``world`` processes takes from cell ``start`` of the epoch (equal on every rank)."""
+        return len(self.batches(epoch, start)) // world
+
+    def iterate(self, epoch: int = 0, *, start: int = 0, rank: int = 0, world: int = 1) -> Iterator[Batch]:
+        """This rank's batches of ``epoch`` from its ``start``-th cell: global batch ``k`` of step ``s`` goes to
+        rank ``k % world``, so a step of ``world`` processes covers the cells one process covers with
+        ``world`` times the batch size. Reads one pool of rows (``block_size * pool_blocks``) at a time."""
+        batches = self.batches(epoch, start)
+        mine = [batches[rank + world * k] for k in range(len(batches) // world)]
+    def __iter__(self) -> Iterator[Batch]:
+        return self.iterate(0)
+
+
+def loader_batches(x: Any, rows: torch.Tensor, batch_size: int, seed: int
+                   ) -> Callable[[int, int], Iterator[Batch]] | None:
+    """For a model's ``fit``: ``batches(epoch, start)`` over the file rows ``rows`` of ``x`` for
+    :meth:`TrainingLoop.run` (this process's shard when a process group runs), or None when ``x`` is a
+    tensor or a :class:`DiskRows` without ``loader_options`` (then the model indexes rows as in memory)."""
+    if not isinstance(x, DiskRows) or x.loader_options is None:
+        return None
+    from .distributed import rank, world
+
+    loader = DiskLoader(x, batch_size=batch_size, indices=rows.cpu().numpy(), seed=seed, **x.loader_options)
+    return lambda epoch, start: loader.iterate(epoch, start=start, rank=rank(), world=world())

@@ -231,6 +231,19 @@ class DiskLoader:
         ``world`` times the batch size. Reads one pool of rows (``block_size * pool_blocks``) at a time."""
         batches = self.batches(epoch, start)
         mine = [batches[rank + world * k] for k in range(len(batches) // world)]
+        rows_per_read = max(self.block_size * self.pool_blocks, self.batch_size)
+        group: list[np.ndarray] = []
+        for i, rows in enumerate(mine):
+            group.append(rows)
+            if sum(g.size for g in group) >= rows_per_read or i == len(mine) - 1:
+                together = np.concatenate(group)
+                x = torch.from_numpy(self.source.transformed(self.source.read(together))).to(self.source.device)
+                begin = 0
+                for part in group:
+                    yield Batch(part, x[begin:begin + part.size])
+                    begin += part.size
+                group = []
+
     def __iter__(self) -> Iterator[Batch]:
         return self.iterate(0)
 

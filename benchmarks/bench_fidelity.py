@@ -17,6 +17,11 @@ A's and c's perturbed cells" of outer unit A is the inner fold of outer unit c t
 (candidate, cells) within a dataset: 21 inner + 7 outer fits per candidate on Kang valid instead of 49.
 
     /work/bin/cpu_slot .venv/bin/python benchmarks/bench_fidelity.py [sim-shared sim-specific kang-valid]
+
+Cost (issue 22 item 5; needs both CPU slots): ``select`` with ``n_jobs=2`` on every Kang valid cell against
+one full fit of its most expensive candidate (the VAE), written to ``cost.json``:
+
+    /work/bin/cpu_slot /work/bin/cpu_slot .venv/bin/python benchmarks/bench_fidelity.py --cost
 """
 
 from __future__ import annotations
@@ -170,9 +175,37 @@ def write(path: Path, payload: dict) -> None:
     tmp.replace(path)
 
 
+def cost() -> None:
+    """select(n_jobs=2) on all of Kang valid against one fit of vae+latent-arithmetic (both with 2 cores held)."""
+    import torch
+
+    from virtualcell.selection import DEFAULT_CANDIDATES, parse_candidate, select_pipeline
+    from virtualcell.selection.cv import fit_candidate
+
+    loader, context_key, condition_key, control, _ = datasets()["kang-valid"]
+    adata = loader()
+    torch.set_num_threads(1)     # as in select's workers: one thread per process, two processes
+    _, fit_seconds = fit_candidate(parse_candidate(DEFAULT_CANDIDATES[-1]), adata, condition_key=condition_key,
+                                   control=control, context_key=context_key, seed=0)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        selection = select_pipeline(adata, context_key=context_key, condition_key=condition_key, control=control,
+                                    n_jobs=2, seed=0, progress=False)
+    total = time.perf_counter() - start
+    write(OUT / "cost.json", {"dataset": "kang-valid", "n_jobs": 2, "select_seconds": total,
+                              "vae_fit_seconds": fit_seconds, "ratio": total / fit_seconds,
+                              "winner": selection.report["winner"], "seconds": selection.report["seconds"],
+                              "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
+                                          "cores": 2, "torch_threads_per_process": 1}})
+    print(f"select {total:.0f} s vs one VAE fit {fit_seconds:.0f} s: {total / fit_seconds:.1f}x", flush=True)
+
+
 def main(names: list[str]) -> None:
     import torch
 
+    if names == ["--cost"]:
+        return cost()
     torch.set_num_threads(1)
     os.environ.setdefault("VIRTUALCELL_PROGRESS", "0")
     known = datasets()

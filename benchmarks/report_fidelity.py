@@ -117,7 +117,34 @@ def render() -> str:
             "versions. Regret: the rule's mean minus the best single candidate's (pearson_delta; edistance_ratio "
             "as a relative excess); per unit against that unit's best candidate (an oracle). Wins: units where the "
             "choice beats clamped mean-shift on both pearson_delta and E(P,S).\n")
-    runs = sorted(RESULTS.glob("*.json")) if RESULTS.is_dir() else []
+    runs = sorted(p for p in RESULTS.glob("*.json") if p.stem != "cost") if RESULTS.is_dir() else []
     if not runs:
         return head + "\nNo runs yet: run the command above.\n"
-    return head + "\n" + "\n".join(_dataset(p.stem, json.loads(p.read_text())) for p in runs)
+    loaded = {p.stem: json.loads(p.read_text()) for p in runs}
+    return head + "\n" + "\n".join(_dataset(name, run) for name, run in loaded.items()) + "\n" + _cost(loaded)
+
+
+def _cost(runs: dict) -> str:
+    """Item 5: select's wall time against one fit of its most expensive candidate."""
+    lines = ["### Cost\n"]
+    for name, run in runs.items():
+        first = next(iter(run["units"].values()))
+        fits = run.get("stats", {}).get("fit_seconds", {})
+        n_fits = run.get("stats", {}).get("fits", 0) / max(len(fits), 1)
+        slowest = max(fits, key=fits.get) if fits else None
+        if not slowest or not n_fits:
+            continue
+        one = fits[slowest] / n_fits
+        total = first["seconds_select"]["total"]
+        lines.append(f"- {name}, first held-out unit (no cached fit inside it), n_jobs=1, one thread: select "
+                     f"{total:.0f} s (inner CV {first['seconds_select']['inner_cv']:.0f} s, final fit "
+                     f"{first['seconds_select']['final_fit']:.0f} s) against {one:.0f} s for one fit of `{slowest}` "
+                     f"(mean over its {n_fits:.0f} distinct fits): {total / one:.1f}x.")
+    path = RESULTS / "cost.json"
+    if path.exists():
+        c = json.loads(path.read_text())
+        lines.append(f"- {c['dataset']}, every cell, n_jobs={c['n_jobs']} on 2 cores: select {c['select_seconds']:.0f} s "
+                     f"against {c['vae_fit_seconds']:.0f} s for one fit of the VAE: {c['ratio']:.1f}x (goal <= 6x).")
+    else:
+        lines.append("- n_jobs=2 on 2 cores: not measured (`--cost` needs both CPU slots; none were free).")
+    return "\n".join(lines) + "\n"

@@ -150,11 +150,14 @@ def render() -> str:
     out = ["## Choosing a pipeline on the data (issue #11)\n",
            "`--manipulator auto` runs `virtualcell select` (docs/selection.md) on each task's training cells only: "
            "inner leave-one-context-out (OOS) or leave-one-replicate-out (PERT) cross-validation over the "
-           "candidates, scored with metrics v2 and ranked by the mean rank over pearson_delta, edistance_ratio "
-           "and r2_mean_top100; the winner (or the stacked ensemble) is fitted on the training cells and judged on "
-           "the held-out unit it never saw. An entry named `<entry>+spread` is that entry with each gene's "
-           "cell-to-cell spread scaled by factors learnt from the other inner folds (virtualcell/evaluate/"
-           "select_spread.py); the inner CV decides whether it is used.\n"]
+           "candidates, scored with metrics v2; the chosen entry (a candidate, the stacked ensemble, or either "
+           "with `+spread`: each gene's cell-to-cell spread scaled by factors learnt from the other inner folds, "
+           "virtualcell/selection/spread.py) is fitted on the training cells and judged on the held-out unit it "
+           "never saw. The runs below were made before issue 22: they ranked by the "
+           "mean rank over pearson_delta, edistance_ratio and r2_mean_top100 with a quick inner CV (150 cells per "
+           "group, the VAE capped at 15 epochs) and an ensemble that averaged its members' cells; select now uses "
+           "the final fit's budget, a scale-aware loss with the one-standard-error rule and a mean-stacked "
+           "ensemble (section \"Selection fidelity and regret\").\n"]
     files = sorted((RESULTS / "selection").glob("*.json"))
     checks = [p for p in files if json.loads(p.read_text(encoding="utf-8")).get("kind") == "sampled-mean"]
     runs = [p for p in files if p not in checks]

@@ -110,3 +110,38 @@ def test_population_samples_with_a_real_stochastic_pipeline_is_seeded():
     mean = predicted.layers["sample_mean"] if "sample_mean" in predicted.layers else predicted.X
     np.testing.assert_allclose(mean, a.mean(0), rtol=1e-6, atol=1e-6)    # the samples predict reduces
     assert 0.0 <= calibration_report(a, adata[adata.obs["condition"] == "stim"].X, genes, genes[:5])["coverage"] <= 1.0
+
+
+def test_unit_coverage_counts_genes_inside_the_conformal_interval():
+    from virtualcell.evaluate.conformal import unit_coverage
+    from virtualcell.metrics.conformal import Calibration
+
+    cal = Calibration(("a", "b", "c", "d"), np.ones(4), {"degs": {0.9: 1.0}, "all": {0.9: 0.5}})
+    pred, true = np.zeros(4), np.array([0.2, 0.8, 2.0, 0.0])
+    out = unit_coverage(cal, pred, true, np.array([0, 1, 2]), levels=(0.9,))
+    assert out["conformal_coverage90"] == pytest.approx(2 / 3) and out["conformal_width90"] == 2.0
+    assert out["conformal_coverage90_all"] == 0.5 and out["conformal_width90_all"] == 1.0
+
+
+def test_benchmark_conformal_option_from_the_command_line(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from virtualcell.datasets import simulate_perturbation
+
+    data = simulate_perturbation(n_cells_per_group=25, n_genes=30, n_cell_types=4, seed=0)
+    data.write_h5ad(tmp_path / "d.h5ad")
+    command = [sys.executable, "-m", "virtualcell", "benchmark", "oos", "--data", str(tmp_path / "d.h5ad"),
+               "--out", str(tmp_path / "run"), "--encoder", "identity-encoder", "--manipulator", "mean-shift",
+               "--no-baselines", "--no-plots", "--quiet", "--n-top", "10", "--conformal"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert report["conformal"]["levels"] == [0.8, 0.9, 0.95]
+    rows = report["results"]["identity-encoder+mean-shift"]
+    assert len(rows) == 4
+    for row in rows.values():
+        assert row["conformal_units"] == 3                              # the 3 training contexts of each unit
+        assert 0.0 <= row["conformal_coverage90"] <= 1.0 and row["conformal_width95"] >= row["conformal_width90"]
+        assert "conformal_pooled_coverage90" in row and "conformal_coverage90_all" in row

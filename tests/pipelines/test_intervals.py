@@ -35,3 +35,23 @@ def test_errors_name_the_problem():
         predictive_quantiles(torch.zeros(3, 2), [0.0, 0.5])
     with pytest.raises(ValueError, match="at least one sample"):
         predictive_quantiles(torch.zeros(0, 2), [0.5])
+
+
+def test_interval_table_aligns_genes_by_name_and_marks_uncalibrated_ones():
+    from virtualcell.metrics.conformal import Calibration
+    from virtualcell.pipelines.intervals import add_conformal_columns, interval_table
+
+    cal = Calibration(("a", "b"), np.array([1.0, 2.0]), {"all": {0.9: 0.5, 0.8: 0.25}})
+    table = interval_table(np.array([1.0, 1.0, 1.0]), ["b", "a", "c"], cal, levels=(0.9,))
+    np.testing.assert_allclose(table.loc[["b", "a"], "lo_90"], [0.0, 0.5])
+    assert np.isnan(table.loc["c", "hi_90"]) and list(table.columns) == ["mean", "lo_90", "hi_90"]
+
+    import anndata as ad
+    import pandas as pd
+
+    predicted = ad.AnnData(np.ones((3, 2), dtype=np.float32), var=pd.DataFrame(index=["a", "b"]))
+    add_conformal_columns(predicted, {})                                   # uncalibrated: nothing added
+    assert list(predicted.var.columns) == []
+    add_conformal_columns(predicted, {"conformal": cal.to_dict()})
+    assert list(predicted.var.columns) == ["conformal_lo_80", "conformal_hi_80", "conformal_lo_90", "conformal_hi_90"]
+    np.testing.assert_allclose(predicted.var["conformal_hi_90"], [1.5, 2.0])

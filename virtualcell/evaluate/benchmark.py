@@ -148,9 +148,10 @@ def run_benchmark(
                        control=control, replicate_key=replicate_key, main_context=method_context,
                        other_context=baseline_context, seed=seed, device=device, progress=progress,
                        n_samples=n_samples, out_dir=out_dir, plots=plots,
-                       conformal=ConformalScorer(x, obs, genes, fold_key=replicate_key if protocol == "pert" else context_key,
-                                                 replicate=protocol == "pert", condition_key=condition_key,
-                                                 control=control, n_top=n_top, seed=seed) if conformal else None)
+                       conformal=ConformalScorer(
+                           x, obs, genes, fold_key=replicate_key if protocol == "pert" else context_key,
+                           replicate=protocol == "pert", condition_key=condition_key, control=control, n_top=n_top,
+                           seed=seed) if conformal else None)
     run_holdout(x, genes, tasks, [run.holdout_method(m) for m in methods], n_top=n_top, n_pcs=n_pcs, seed=seed,
                 on_task=run.ceiling, on_result=run.record, on_task_done=run.checkpoint, progress=progress,
                 desc=f"{protocol.upper()} {method.label}")

@@ -29,7 +29,8 @@ __all__ = ["unit_coverage", "ConformalScorer"]
 
 
 def unit_coverage(calibration: Calibration, pred_mean: np.ndarray, true_mean: np.ndarray, degs: np.ndarray,
-                  levels: Sequence[float] = LEVELS, prefix: str = "conformal_", all_genes: bool = True) -> dict[str, float]:
+                  levels: Sequence[float] = LEVELS, prefix: str = "conformal_",
+                  all_genes: bool = True) -> dict[str, float]:
     """Coverage and mean width of ``calibration``'s intervals around ``pred_mean`` [g] for ``true_mean`` [g]
     over the positions ``degs`` (scope ``"degs"``) and, with ``all_genes``, over every gene (``"all"``)."""
     out: dict[str, float] = {}

@@ -2,8 +2,9 @@
 
 - :func:`select` / :func:`select_pipeline` (:mod:`.choose`): the protocol of docs/selection.md;
 - :mod:`.candidates`: candidate specs (``"pca+latent-arithmetic"``); :mod:`.folds`: the inner folds;
-- :mod:`.cv`: the inner CV through the one held-out loop; :mod:`.ranking`: the selection score;
-- :mod:`.stacking`: the ensemble's weights; :mod:`.spread`: spread calibration;
+- :mod:`.cv`: the inner CV through the one held-out loop; :mod:`.ranking`: the selection score and rule;
+- :mod:`.stacking`: the ensemble's weights and base member; :mod:`.spread`: spread calibration;
+- :mod:`.entries`: scoring the combined entries and fitting any entry of a finished selection;
 - :mod:`.auto`: the benchmark's ``--manipulator auto``.
 
 Above :mod:`virtualcell.pipelines` (the fitted winner is a pipeline), below :mod:`virtualcell.evaluate`.

@@ -103,8 +103,9 @@ def inner_residuals(fit: Callable[[Any], Any], adata, *, condition_key: str = "c
     method = HoldoutMethod("conformal", lambda task: fit(data.anndata(task.train)),
                            lambda model, task: _predicted(model, data, task.source, task.target, seed))
     tasks = fold_tasks(folds, reference)
-    run_holdout(data.x, data.genes, tasks, [method], n_top=n_top, seed=seed, on_result=on_result, progress=progress,
-                desc="conformal inner folds")
+    # only the truths' DEGs and the predictions are used: the loop's distribution metrics get a 2-PC space
+    run_holdout(data.x, data.genes, tasks, [method], n_top=n_top, n_pcs=2, seed=seed, on_result=on_result,
+                progress=progress, desc="conformal inner folds")
     units = [t.name for t in tasks if t.name in kept]
     pred, true, ctrl = (np.stack([kept[u][i] for u in units]) for i in range(3))
     return Residuals(units, data.genes, pred, true, ctrl, [kept[u][3] for u in units], n_top,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The cgan manipulator on the EVALUATION.md protocols (numbers in benchmarks/RESULTS.md).
+# The cgan manipulator on the docs/evaluation.md protocols (numbers in benchmarks/RESULTS.md).
 #
 #   benchmarks/bench_cgan.sh [stage ...]        (default: every stage, in this order)
 #

@@ -1,6 +1,6 @@
 """Diffusion manipulator benchmarks: Kang OOS metrics + calibration of the mean, and sampling speed.
 
-    # OOS (EVALUATION.md) with calibration, one fit per held-out cell type:
+    # OOS (docs/evaluation.md) with calibration, one fit per held-out cell type:
     python benchmarks/bench_diffusion.py oos --data ../shared/data/kang_pbmc_scgen_valid.h5ad \
         --out benchmarks/out/diffusion-valid --threads 1
     python benchmarks/bench_diffusion.py oos --data ../shared/data/kang_ifnb_full.h5ad --preprocess kang-full \
@@ -69,7 +69,7 @@ def run_oos(args: argparse.Namespace) -> dict:
 
 
 def _oos_split(args: argparse.Namespace):
-    """The EVALUATION.md OOS split of ``args.data``: (x [cells, genes], genes, obs, tasks)."""
+    """The docs/evaluation.md OOS split of ``args.data``: (x [cells, genes], genes, obs, tasks)."""
     import anndata as ad
 
     from virtualcell.evaluate.cells import prepare_cells
@@ -85,7 +85,7 @@ def _oos_split(args: argparse.Namespace):
 
 
 def run_sweep(args: argparse.Namespace) -> dict:
-    """One fit per held-out context, then the EVALUATION.md metrics for a grid of sampling settings.
+    """One fit per held-out context, then the docs/evaluation.md metrics for a grid of sampling settings.
 
     Sampling settings leave the weights as they are (``DiffusionManipulator.with_sampling``), so a
     grid costs one fit plus one prediction per setting. Grid: ``--grid key=v1,v2 ...`` (product).

@@ -4,7 +4,7 @@
 
 Protocol (fixed before any run; nothing tuned on held-out targets):
 - ``papalexi2021_crispr_thp1.h5ad`` without ``ambiguous`` cells, ``normalize_total`` + ``log1p``
-  on all 299 genes (EVALUATION.md, PERT).
+  on all 299 genes (docs/evaluation.md, PERT).
 - Held out in turn: each targeted gene with >= 100 cells (all replicates) that is itself one of
   the 299 measured genes (only those can be placed in a network built from this data; the other
   targets still train every fold). Train on every other cell, predict from all control cells.

@@ -1,9 +1,9 @@
 """VAE (scGen) training speed and CD4T quality on Kang's scGen validation set.
 
 Trains ``PerturbationPipeline(encoder="vae", manipulator="latent-arithmetic")`` on every cell of
-``kang_pbmc_scgen_valid.h5ad`` except the stimulated CD4T cells (the scGen / EVALUATION.md OOS
+``kang_pbmc_scgen_valid.h5ad`` except the stimulated CD4T cells (the scGen / docs/evaluation.md OOS
 split), predicts stimulated CD4T from control CD4T and prints, per seed, the training seconds
-(wall and CPU), epochs and the EVALUATION.md metrics. Reference, the original scGen (scgen 2.1.0)
+(wall and CPU), epochs and the docs/evaluation.md metrics. Reference, the original scGen (scgen 2.1.0)
 on 2 idle cores: 328 s of training, r2_mean_all 0.941, r2_mean_top100 0.923.
 
     python benchmarks/bench_vae_speed.py --threads 1 --seeds 0 1 2          # this package's defaults
@@ -34,7 +34,7 @@ On 2 idle cores (load average 0.5, nothing else running; ``train_s`` is wall-clo
 | `--threads 2 --seeds 0 1` (defaults) | 40 / 40 | 30.2 / 29.9 | 0.957 / 0.969 | 0.931 / 0.959 | 0.852 / 0.889 | 0.083 / 0.058 |
 | `--threads 2 --preset scgen --seeds 0` | 75 (stopped) | 119.1 | 0.946 | 0.918 | 0.761 | 0.219 |
 
-The original scGen took 328 s on the same kind of machine for this split (EVALUATION.md): 10.9x
+The original scGen took 328 s on the same kind of machine for this split (docs/evaluation.md): 10.9x
 faster with the defaults: 2.8x from this implementation alone (scGen's settings, 119 s), and 3.9x
 more from the training settings.
 

@@ -1,4 +1,4 @@
-"""Why our mean-shift r2_mean_all differs from EVALUATION.md's reference: clamping at zero.
+"""Why our mean-shift r2_mean_all differs from docs/evaluation.md's reference: clamping at zero.
 
 The reference table's mean-shift is ``P = C + delta`` as is; virtualcell's pipelines clamp decoded
 expression at 0 (log-normalised expression cannot be negative). This prints both for every Kang

@@ -1,8 +1,8 @@
-"""Metrics v2 against EVALUATION.md's reference table: the unclamped mean-shift baseline on Kang valid.
+"""Metrics v2 against docs/evaluation.md's reference table: the unclamped mean-shift baseline on Kang valid.
 
     python benchmarks/check_reference_figures.py --data ../shared/data/kang_pbmc_scgen_valid.h5ad [--contexts CD4T,B]
 
-EVALUATION.md defines mean-shift as ``P = C + (mean stimulated − mean control over the other contexts)``
+docs/evaluation.md defines mean-shift as ``P = C + (mean stimulated − mean control over the other contexts)``
 in expression space, without the clamp at 0 that every pipeline's output gets (the harness's
 ``mean-shift`` row is clamped). This recomputes both forms with ``perturbation_metrics`` (PCA of the cells
 outside the context, seed 0) so they can be compared with the reference figures; writes

@@ -1,9 +1,9 @@
-"""One benchmark run against the original scGen's Kang figures (EVALUATION.md), cell type by cell type.
+"""One benchmark run against the original scGen's Kang figures (docs/evaluation.md), cell type by cell type.
 
     python benchmarks/compare_scgen_reference.py benchmarks/out/valid-vae [--method vae+latent-arithmetic]
 
 Prints, per held-out cell type, the run's ``r2_mean_all`` and ``r2_mean_top100`` beside scGen's
-(scgen 2.1.0 measured on a 2-core machine like ours; the table of ``../shared/EVALUATION.md``), and
+(scgen 2.1.0 measured on a 2-core machine like ours; the table of ``docs/evaluation.md``), and
 its ``pearson_delta`` and ``edistance_ratio`` beside the ``mean-shift`` baseline of the same run, each
 with whether the run reaches it. Then the goal checks of issue #3: R² at least scGen's on every
 cell type, and mean ``pearson_delta`` / ``edistance_ratio`` better than ``mean-shift``'s.

@@ -30,7 +30,7 @@ HEADER = """# virtualcell benchmark results
 `render()` of every `benchmarks/report_<topic>.py`, each of which builds its section from the runs'
 JSON in `benchmarks/results/<topic>/` only, every table headed by the exact command that produced
 it. To change a number, rerun that command (most sections name a `benchmarks/run_*.sh` stage) and
-regenerate; to change the text, edit the report module. Metrics are EVALUATION.md version 2
+regenerate; to change the text, edit the report module. Metrics are docs/evaluation.md version 2
 (Euclidean energy distance and MMD in a PCA fitted outside the held-out context, `std_ratio_top100`,
 the noise ceiling, `coverage90`, PERT `discrimination`).
 

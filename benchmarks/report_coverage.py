@@ -62,7 +62,7 @@ def _summary(report: dict) -> list[list[str]]:
                      _median(u.get("conformal_coverage90_all") for u in units),
                      _in_band(u.get("conformal_pooled_coverage90") for u in units),
                      _median(u.get("coverage90") for u in units),
-                     _median(u.get("conformal_units") for u in units),
+                     "/".join(sorted({str(u["conformal_units"]) for u in units if "conformal_units" in u})) or "-",
                      _median(u.get("seconds_conformal") for u in units)])
     return rows
 

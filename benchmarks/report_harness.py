@@ -145,9 +145,9 @@ def _reference_section() -> str:
     keys = ("r2_mean_all", "r2_mean_top100", "pearson_delta", "edistance_ratio", "mmd_ratio", "std_ratio_top100")
     rows = [[context, name, *[scores[k] for k in keys]] for context, per in data["results"].items()
             for name, scores in per.items()]
-    return "\n".join(["### Check against EVALUATION.md's reference figures (Kang valid, mean-shift)", "",
+    return "\n".join(["### Check against docs/evaluation.md's reference figures (Kang valid, mean-shift)", "",
                       f"`{data['command']}`", "",
-                      "EVALUATION.md's mean-shift is unclamped; the harness's `mean-shift` row (a pipeline) is "
+                      "docs/evaluation.md's mean-shift is unclamped; the harness's `mean-shift` row (a pipeline) is "
                       "clamped at 0 like every prediction.", "", markdown_table(["context", "form", *keys], rows), ""])
 
 
@@ -155,7 +155,7 @@ def render() -> str:
     """The markdown section: one block per run (means, then per unit), then cell-eval on PERT."""
     runs = _runs()
     parts = ["## Metrics v2 through the harness (issue #11)", "",
-             "EVALUATION.md version 2: Euclidean energy distance and unbiased multi-bandwidth MMD as ratios to the "
+             "docs/evaluation.md version 2: Euclidean energy distance and unbiased multi-bandwidth MMD as ratios to the "
              "control cells, in a 50-PC PCA (seed 0) fitted on the cells outside each held-out unit; "
              "`std_ratio_top100` (1 is right); `noise-ceiling` = a random half of the real cells against the other "
              "half; `mean_sqdist_ratio` = the old mean-only form. The O(n²) terms use at most 2,000 cells per set "

@@ -94,7 +94,7 @@ def _auto_run(path: Path) -> str:
 
 
 def _scgen_goal(run: dict) -> str:
-    """Kang scGen set only: auto against the better of scGen (EVALUATION.md) and this run's mean-shift."""
+    """Kang scGen set only: auto against the better of scGen (docs/evaluation.md) and this run's mean-shift."""
     auto, shift = run["results"][run["method"]["label"]], run["results"].get("mean-shift", {})
     header = ["cell type"] + [f"{m}: auto / best of scGen, mean-shift" for m in SCGEN_METRICS] + ["beats both on all 3"]
     rows, wins = [], 0
@@ -112,7 +112,7 @@ def _scgen_goal(run: dict) -> str:
     if not rows:
         return ""
     verdict = "met" if wins == len(rows) else "not met"
-    return (f"Against the better of scGen (EVALUATION.md's reference table) and mean-shift, per cell type:\n\n"
+    return (f"Against the better of scGen (docs/evaluation.md's reference table) and mean-shift, per cell type:\n\n"
             f"{markdown_table(header, rows, _fmt)}\n\nauto beats both on all three metrics in {wins}/{len(rows)} cell types; "
             f"goal (every cell type): **{verdict}**.\n")
 

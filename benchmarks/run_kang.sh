@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Real-data runs of the EVALUATION.md protocols (numbers in benchmarks/RESULTS.md).
+# Real-data runs of the docs/evaluation.md protocols (numbers in benchmarks/RESULTS.md).
 #
 #   benchmarks/run_kang.sh [stage ...]        (default: every stage, in this order)
 #

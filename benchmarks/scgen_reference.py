@@ -1,7 +1,7 @@
-"""The original scGen's figures on the Kang scGen set, OOS (``../shared/EVALUATION.md``, "Reference figures").
+"""The original scGen's figures on the Kang scGen set, OOS (``docs/evaluation.md``, "Reference figures").
 
 scgen 2.1.0 (scvi-tools 0.19, its defaults) measured on a 2-core machine like ours by the protocol's
-authors and copied from EVALUATION.md's table, which is the reference issue #11's goal names; these
+authors and copied from docs/evaluation.md's table, which is the reference issue #11's goal names; these
 are not our runs' numbers, which come from ``benchmarks/results/``.
 """
 

@@ -1,4 +1,4 @@
-"""Metrics v2 (EVALUATION.md): why a prediction can look right on the means and still be wrong.
+"""Metrics v2 (docs/evaluation.md): why a prediction can look right on the means and still be wrong.
 
 Three predictions of a held-out cell type's stimulated cells are scored against the truth, the
 distribution metrics in a PCA fitted on the *other* cell types: the truth's own other half (the noise

@@ -73,3 +73,26 @@ def test_saved_pipeline_loads_with_device_auto(tmp_path):
     loaded = PerturbationPipeline.load(tmp_path / "m", device="auto")
     assert loaded.device == resolve_device("auto")
     assert loaded.predict(adata[:3], target="stimulated").n_obs == 3
+
+
+def test_seeded_restores_the_global_rng():
+    from virtualcell.execution import seeded
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    with seeded(7):
+        first = torch.rand(3)
+    after = torch.rand(3)
+    with seeded(7):
+        again = torch.rand(3)
+    assert torch.equal(first, again) and torch.equal(after, expected)
+
+
+def test_torch_threads_restores_the_count():
+    from virtualcell.execution import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(1) as n:
+        assert n == 1 == torch.get_num_threads()
+    assert torch.get_num_threads() == before

@@ -54,14 +54,17 @@ class Component(nn.Module, Configurable):
         #: what training recorded (``History.record()``: per-epoch losses, which epoch's weights were
         #: kept); saved as ``history.json`` in the artifact; None for components fitted in one pass
         self.training_history: dict[str, Any] | None = None
+        #: a few JSON facts about the last training (epochs, seconds, ...), saved as ``state["training"]``
+        self.training_summary: dict[str, Any] = {}
 
     # -- fitted state ---------------------------------------------------------------------------
     def fitted_state(self) -> dict[str, Any]:
         """JSON facts learned by ``fit`` beyond tensors (override and call super)."""
-        return {}
+        return {"training": dict(self.training_summary)} if self.training_summary else {}
 
     def load_fitted_state(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`fitted_state` returned; build data-shaped sub-modules here."""
+        self.training_summary = dict(state.get("training", {}))
 
     def _check_fitted(self) -> None:
         if not self.is_fitted:
@@ -250,6 +253,15 @@ class Manipulator(Component):
         of a network) appends their names; the default keeps ``labels`` as they are.
         """
         return list(labels)
+
+    def coverage(self) -> str | None:
+        """Hook: one line on what the manipulator can predict beyond the conditions it was fitted on
+        (e.g. the genes of its network); None, the default, when it predicts those conditions only."""
+        return None
+
+    def was_seen(self, condition_id: int) -> bool | None:
+        """Hook: whether condition ``condition_id`` had cells in ``fit`` (None, the default: not recorded)."""
+        return None
 
     def _fit(self, z: torch.Tensor, labels: Condition, *, seed: int, progress: bool, **kwargs: Any) -> None:
         raise NotImplementedError

@@ -16,6 +16,7 @@ __all__ = [
     "seed_everything",
     "make_generator",
     "autocast",
+    "seeded",
     "batched_apply",
     "progress_bar",
     "as_tensor",
@@ -114,6 +115,16 @@ def torch_threads(n: int | None = None) -> Iterator[int]:
     finally:
         if torch.get_num_threads() != saved:
             torch.set_num_threads(saved)
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device | str | None = None) -> Iterator[None]:
+    """Run the block with torch's global RNG seeded by ``seed`` (the CPU's, and ``device``'s when it is a
+    GPU), then put the RNG back as it was: seeded weights and dropout without touching the caller's stream."""
+    devices = [device] if device is not None and torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 def progress_bar(iterable=None, *, total: int | None = None, desc: str = "", enabled: bool = True, **kwargs):

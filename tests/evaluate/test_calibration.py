@@ -132,7 +132,7 @@ def test_benchmark_conformal_option_from_the_command_line(tmp_path):
 
     data = simulate_perturbation(n_cells_per_group=25, n_genes=30, n_cell_types=4, seed=0)
     data.write_h5ad(tmp_path / "d.h5ad")
-    command = [sys.executable, "-m", "virtualcell", "benchmark", "oos", "--data", str(tmp_path / "d.h5ad"),
+    command = [sys.executable, "-m", "virtualcell.cli", "benchmark", "oos", "--data", str(tmp_path / "d.h5ad"),
                "--out", str(tmp_path / "run"), "--encoder", "identity-encoder", "--manipulator", "mean-shift",
                "--no-baselines", "--no-plots", "--quiet", "--n-top", "10", "--conformal"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)

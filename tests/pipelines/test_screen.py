@@ -77,3 +77,27 @@ def test_uncertainty_and_its_rank_are_empty_together(fitted, tmp_path):
     table.to_csv(tmp_path / "t.tsv", sep="\t", index=False)
     again = pd.read_csv(tmp_path / "t.tsv", sep="\t")
     assert again["uncertainty"].isna().all() and again["rank_uncertainty"].isna().all()
+
+
+def test_screen_asks_the_manipulator_hooks_not_getattr(fitted):
+    """screen reads coverage() and was_seen() declared on the Manipulator base (defaults: None)."""
+    from virtualcell.component import Manipulator
+    from virtualcell.instruments.manipulators.mean_shift import MeanShiftManipulator
+
+    assert Manipulator.coverage(MeanShiftManipulator()) is None
+    assert MeanShiftManipulator().was_seen(1) is None
+    adata, pipe = fitted
+    assert "perturbations seen in training" in pipe.manipulator.coverage()
+    assert pipe.manipulator.was_seen(pipe.conditions.id(adata.uns["simulate_screen"]["targets"][0])) is True
+
+    class Covering(MeanShiftManipulator):
+        def coverage(self) -> str:
+            return "every gene of panel P"
+
+    shift = PerturbationPipeline(encoder="identity-encoder", manipulator=Covering())
+    shift.fit(adata, progress=False)
+    ctrl = adata[adata.obs.condition == "control"]
+    with pytest.raises(DataError, match="every gene of panel P"):
+        screen(shift, ctrl, ["NOT_A_GENE"], progress=False)
+    table = screen(shift, ctrl, adata.uns["simulate_screen"]["targets"][:2], progress=False)
+    assert table["seen"].isna().all()                             # not recorded by this manipulator

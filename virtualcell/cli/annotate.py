@@ -10,6 +10,7 @@ import typer
 from .app import app
 from .common import check_output_file, read_h5ad, refuse_overwriting_input
 from .options import GRAMMAR, check_options, parse_options, resolve_preprocess
+from .params import DeviceOption, OverwriteFile, SeedOption
 
 
 @app.command()
@@ -26,9 +27,9 @@ def annotate(
     preprocess: str = typer.Option("auto", help="auto (raw counts -> log1p, else none), none (X is log-normalised), "
                                                 "log1p or kang-full."),
     key_added: Optional[str] = typer.Option(None, help="obs/obsm/uns key of the results (default <label-key>_predicted)."),
-    seed: int = typer.Option(0, help="Seeds every stochastic step."),
-    device: str = typer.Option("cpu", help="cpu, cuda, mps or auto."),
-    overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
+    seed: SeedOption = 0,
+    device: DeviceOption = "cpu",
+    overwrite: OverwriteFile = False,
 ) -> None:
     """Label the query's cells from the reference (encoder + calibrated label decoder), with per-cell confidence."""
     from ..pipelines.annotate import annotate as annotate_cells

@@ -9,7 +9,7 @@ import typer
 
 from .options import parse_options  # the one option parser of every command (re-exported here)
 
-__all__ = ["parse_options", "fail", "read_h5ad", "match_rule", "select_cells", "MissingColumnError", "refuse_overwriting_input",
+__all__ = ["parse_options", "fail", "read_h5ad", "read_cells", "match_rule", "select_cells", "MissingColumnError", "refuse_overwriting_input",
            "check_output_file", "check_output_folder", "cli_device"]
 
 
@@ -73,6 +73,12 @@ def select_cells(adata, rule: str, option: str = "--cells"):
                   for key, _, _ in (part.partition("=") for part in rule.split("&"))}
         raise ValueError(f"No cell matches {option} {rule!r}; the values present are {values}.")
     return adata[mask].copy()
+
+
+def read_cells(path: Path, cells: str | None, option: str = "--data"):
+    """The .h5ad at ``path``, narrowed to the cells matching ``cells`` (``--cells``) when given."""
+    adata = read_h5ad(path, option)
+    return select_cells(adata, cells) if cells else adata
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -14,10 +14,11 @@ import typer
 
 from .app import app
 from .errors import show_warnings
-from .common import check_output_file, check_output_folder, cli_device, read_h5ad, refuse_overwriting_input, select_cells
+from .common import check_output_file, check_output_folder, cli_device, read_cells, read_h5ad, refuse_overwriting_input
 from .options import GRAMMAR, apply_epochs, check_options, epoch_option, parse_options, resolve_preprocess
 from .history import check_plot_path, plot_pipeline_history
 from .split import apply_excludes, context_key_warning, training_card
+from .params import CellsOption, DeviceOption, OverwriteFile, SeedOption
 
 
 @app.command()
@@ -65,8 +66,8 @@ def fit(
     layer: Optional[str] = typer.Option(None, help="Layer holding the expression (default X)."),
     plot: Optional[Path] = typer.Option(None, help="Also draw the training history (losses per epoch, the epoch whose "
                                                    "weights were saved) of the trained component to this PNG."),
-    device: str = typer.Option("cpu", help="cpu, cuda, mps or auto."),
-    seed: int = typer.Option(0, help="Seed."),
+    device: DeviceOption = "cpu",
+    seed: SeedOption = 0,
     overwrite: bool = typer.Option(False, help="Replace an existing --out folder (and --plot file)."),
 ) -> None:
     """Fit a pipeline on an AnnData file and save it as one folder (its model card records the training split)."""
@@ -135,13 +136,13 @@ def predict(
     data: Path = typer.Option(..., help=".h5ad with the cells to move."),
     target: str = typer.Option(..., help="Condition to predict them under."),
     out: Path = typer.Option(..., help="Output .h5ad of predicted cells (written atomically; never over --data)."),
-    cells: Optional[str] = typer.Option(None, help="Only cells matching 'key=value[&key=value]', e.g. 'cell_type=CD4T&condition=control'."),
+    cells: CellsOption = None,
     source: Optional[str] = typer.Option(None, help="Their current condition when the data has no condition column."),
     n_samples: int = typer.Option(1, min=1, help="Samples per cell (stochastic manipulators): adds variance and q05/q95 layers."),
     context_effect_scale: float = typer.Option(1.0, min=0.0, help="With n-samples > 1: scale of the random effect of a context whose response was not seen in fit (0: the model's spread alone)."),
-    device: str = typer.Option("cpu", help="cpu, cuda, mps or auto."),
-    seed: int = typer.Option(0, help="Seed."),
-    overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
+    device: DeviceOption = "cpu",
+    seed: SeedOption = 0,
+    overwrite: OverwriteFile = False,
 ) -> None:
     """Predict cells under a target condition with a saved pipeline (from fit or select); writes an .h5ad."""
     from ..evaluate.report import write_h5ad
@@ -151,9 +152,7 @@ def predict(
     refuse_overwriting_input(out, data, pipeline)
     check_output_file(out, overwrite=overwrite)
     model = load_selected(pipeline, device=device)
-    adata = read_h5ad(data)
-    if cells:
-        adata = select_cells(adata, cells)
+    adata = read_cells(data, cells)
     predicted = model.predict(adata, target=target, source=source, n_samples=n_samples, seed=seed,
                               context_effect_scale=context_effect_scale)
     write_h5ad(predicted, out)

@@ -44,20 +44,18 @@ def pert_unseen(
     overwrite: Overwrite = False,
 ) -> None:
     from ..evaluate.pert_unseen import run_pert_unseen
+    from ..execution import torch_threads
     from .common import refuse_overwriting_input
 
     refuse_overwriting_input(out, data)   # --out is a folder: never the --data file, nor a folder holding it
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
     spec = {"name": manipulator, **parse_options(manipulator_option, "--manipulator-option")}
-    report = run_pert_unseen(data, methods={manipulator: (encoder, spec)}, baselines=not no_baselines,
-                             condition_key=condition_key, control=control,
-                             drop_conditions=parse_list(drop_conditions) or (), min_cells=min_cells,
-                             targets=parse_names(targets, "--targets"), preprocess=None if preprocess.lower() == "none" else preprocess,
-                             n_top=n_top, seed=seed, device=device, out=out, overwrite=overwrite, progress=not quiet,
-                             command=_command_line(ctx), write_predictions=True, plots=not no_plots)
+    with torch_threads(threads):
+        report = run_pert_unseen(data, methods={manipulator: (encoder, spec)}, baselines=not no_baselines,
+                                 condition_key=condition_key, control=control,
+                                 drop_conditions=parse_list(drop_conditions) or (), min_cells=min_cells,
+                                 targets=parse_names(targets, "--targets"), preprocess=None if preprocess.lower() == "none" else preprocess,
+                                 n_top=n_top, seed=seed, device=device, out=out, overwrite=overwrite, progress=not quiet,
+                                 command=_command_line(ctx), write_predictions=True, plots=not no_plots)
     typer.echo(f"PERT-unseen: {len(report['common_targets'])} targets predicted by every method -> {out}")
     for label, means in report["means"].items():
         shown = ", ".join(f"{k} {means[k]:.3f}" for k in ("pearson_delta", "discrimination", "edistance_ratio")

@@ -11,6 +11,7 @@ from .benchmark_app import benchmark_app, parse_list
 from .benchmark_app import command_line as _command_line
 from .common import check_output_file, refuse_overwriting_input
 from .options import GRAMMAR, parse_component_options, parse_options
+from .params import DeviceOption, OverwriteFile, SeedOption
 
 
 @benchmark_app.command("represent", help="Fit each encoder (and a calibrated label decoder) on the control cells, "
@@ -32,30 +33,28 @@ def represent(
     exclude: str = typer.Option("Megakaryocyte,Erythrocyte", "--exclude-labels", help="Labels dropped (too few cells)."),
     preprocess: str = typer.Option("kang-full", "--preprocess", help="none, auto, log1p or kang-full (the protocol of docs/evaluation.md: kang-full)."),
     max_cells: Optional[int] = typer.Option(None, "--max-cells", help="At most this many cells per condition (seeded)."),
-    seed: int = typer.Option(0, "--seed", help="Seeds every stochastic step."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    seed: SeedOption = 0,
+    device: DeviceOption = "cpu",
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+    overwrite: OverwriteFile = False,
 ) -> None:
     from ..data.checks import DataError
     from ..evaluate.represent import run_represent
+    from ..execution import torch_threads
     from ..registry.registry import PluginImportError, UnknownComponentError
 
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
     try:
         refuse_overwriting_input(out, data)
         check_output_file(out, overwrite=overwrite)
         names = parse_list(encoders) or []
-        report = run_represent(data, encoders=names, encoder_kwargs=parse_component_options(encoder_option, names),
-                               decoder_kwargs=parse_options(decoder_option, "--decoder-option"), label_key=label_key,
-                               condition_key=condition_key, control=control, exclude_labels=parse_list(exclude) or (),
-                               preprocess=None if preprocess.lower() == "none" else preprocess, max_cells=max_cells,
-                               seed=seed, device=device, progress=not quiet, out=out,
-                               command=_command_line(ctx))
+        with torch_threads(threads):
+            report = run_represent(data, encoders=names, encoder_kwargs=parse_component_options(encoder_option, names),
+                                   decoder_kwargs=parse_options(decoder_option, "--decoder-option"), label_key=label_key,
+                                   condition_key=condition_key, control=control, exclude_labels=parse_list(exclude) or (),
+                                   preprocess=None if preprocess.lower() == "none" else preprocess, max_cells=max_cells,
+                                   seed=seed, device=device, progress=not quiet, out=out,
+                                   command=_command_line(ctx))
     except (DataError, ValueError, OSError, UnknownComponentError, PluginImportError) as error:
         typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
         raise typer.Exit(code=2) from None   # user errors exit 2, as in every command

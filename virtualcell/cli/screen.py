@@ -12,7 +12,8 @@ from typing import Optional
 import typer
 
 from .app import app
-from .common import check_output_file, cli_device, read_h5ad, refuse_overwriting_input, select_cells
+from .common import check_output_file, cli_device, read_cells, refuse_overwriting_input
+from .params import CellsOption, DeviceOption, OverwriteFile, SeedOption
 
 
 def _target_list(targets: list[str] | None, targets_file: Path | None) -> list[str]:
@@ -32,11 +33,11 @@ def screen(
     out: Path = typer.Option(..., help="Output TSV, one row per target ranked by effect (never over an input)."),
     targets: Optional[list[str]] = typer.Option(None, help="Genes to knock out, comma-separated and/or repeated."),
     targets_file: Optional[Path] = typer.Option(None, help="A text file with one target per line (adds to --targets)."),
-    cells: Optional[str] = typer.Option(None, help="Only cells matching 'key=value[&key=value]', e.g. 'condition=control'."),
+    cells: CellsOption = None,
     n_samples: int = typer.Option(1, min=1, help="Samples per cell: a stochastic manipulator's spread gives 'uncertainty'."),
-    device: str = typer.Option("cpu", help="cpu, cuda, mps or auto."),
-    seed: int = typer.Option(0, help="Seed."),
-    overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
+    device: DeviceOption = "cpu",
+    seed: SeedOption = 0,
+    overwrite: OverwriteFile = False,
 ) -> None:
     """Predict every listed knockout from the same control cells; rank by effect size and by uncertainty."""
     from ..evaluate.report import write_text
@@ -49,9 +50,7 @@ def screen(
     names = _target_list(targets, targets_file)
     model = PerturbationPipeline.load(pipeline, device=device)
     check_targets(model, names)                       # before reading the data: a bad target fails fast
-    adata = read_h5ad(data)
-    if cells:
-        adata = select_cells(adata, cells)
+    adata = read_cells(data, cells)
     table = run_screen(model, adata, names, n_samples=n_samples, seed=seed)
     write_text(out, table.to_csv(sep="\t", index=False, float_format="%.6g"))
     head = ", ".join(f"{t} ({e:.3f})" for t, e in zip(table["target"][:5], table["effect_size"][:5]))

@@ -15,6 +15,7 @@ import typer
 
 from .app import app
 from .common import check_output_folder, read_h5ad, refuse_overwriting_input
+from .params import SeedOption
 
 __all__ = ["select", "selection_table"]
 
@@ -73,7 +74,7 @@ def select(
                                                       "error of the best), min, or rank."),
     n_jobs: int = typer.Option(1, "--n-jobs", min=1, help="Worker processes for the inner fits (1 thread each)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads of this process."),
-    seed: int = typer.Option(0, "--seed", help="Seeds every stochastic step."),
+    seed: SeedOption = 0,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
 ) -> None:

@@ -12,6 +12,7 @@ import typer
 
 from .app import app
 from .common import check_output_file, fail, read_h5ad, refuse_overwriting_input
+from .params import DeviceOption, OverwriteFile
 
 #: stream when the dense matrix the encoder sees would take more than this share of available memory
 STREAM_SHARE = 0.25
@@ -54,7 +55,7 @@ def embed(
     scheduler: Optional[str] = typer.Option(None, help="Encode on Dask: 'local:N' (N worker processes) or "
                                                        "'tcp://HOST:PORT' (a running scheduler). Implies streaming."),
     chunk_rows: int = typer.Option(8192, min=1, help="Cells per chunk when streaming."),
-    device: str = typer.Option("cpu", help="cpu, cuda, mps or auto."),
+    device: DeviceOption = "cpu",
 ) -> None:
     """Encode cells into a universal representation and store it (zarr) with its provenance."""
     from ..pipelines import PerturbationPipeline
@@ -119,7 +120,7 @@ def query(
     approximate: bool = typer.Option(False, help="Use the store's approximate index (build it with --build-index)."),
     build_index: bool = typer.Option(False, help="Build (or rebuild) the approximate index first and report its recall."),
     out: Optional[Path] = typer.Option(None, help="Write every neighbour to .tsv, .parquet or .h5ad."),
-    overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
+    overwrite: OverwriteFile = False,
     show: Optional[list[str]] = typer.Option(None, help="obs columns to summarise among the neighbours (default: all categoricals)."),
     max_print: int = typer.Option(20, help="Query cells whose neighbours are printed."),
 ) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..execution import seeded
+
 __all__ = ["fit_pca"]
 
 
@@ -32,8 +34,7 @@ def fit_pca(x: torch.Tensor, n_components: int, *, seed: int = 0, exact_limit: i
             vt = (vectors[:, order].T @ centred) / s.clamp_min(1e-12)[:, None]
         singular = values[order].clamp_min(0).sqrt()
     else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):
             _, singular, v = torch.svd_lowrank(centred, q=min(k + 20, n, g), niter=7)
         singular, vt = singular[:k], v[:, :k].T
     scores = centred @ vt.T                                   # [n, k], signs as svd_flip on u

@@ -17,11 +17,12 @@ import numpy as np
 import torch
 
 from ..data.checks import DataError
-from ..data.fields import condition_labels, context_vocabulary
+from ..component import Condition
+from ..data.fields import condition_labels, context_vocabulary, covariate_tensors, make_condition
 from ..data.vocabulary import Vocabulary
 from .context_hint import warn_missing_context
 
-__all__ = ["FewCellsWarning", "MIN_CONDITION_CELLS", "training_labels", "extend_conditions"]
+__all__ = ["FewCellsWarning", "MIN_CONDITION_CELLS", "training_labels", "extend_conditions", "fit_targets"]
 
 #: a condition with fewer cells than this is fitted with a :class:`FewCellsWarning`
 MIN_CONDITION_CELLS = 3
@@ -74,3 +75,24 @@ def extend_conditions(conditions: Vocabulary, labels: np.ndarray, manipulator, e
         raise ValueError(f"{type(manipulator).__name__}.prepare_conditions must keep the observed labels "
                          "first and in order.")
     return Vocabulary(named, what=conditions.what)
+
+
+def fit_targets(pipe, labels: np.ndarray, conditions: Vocabulary, contexts: Vocabulary | None, obs: ad.AnnData, *,
+                context_key: str | None, covariate_keys: Sequence[str], extra: Sequence[str], x: torch.Tensor,
+                z: torch.Tensor, genes: Sequence[str]) -> tuple[Vocabulary, np.ndarray, np.ndarray | None, Condition]:
+    """What the manipulator is fitted on, after refusing a combination of ``pipe``'s parts that cannot work.
+
+    ``x`` [m, genes] / ``z`` [m, d] are (a sample of) the training cells; ``labels`` [n] and ``obs``
+    (an AnnData whose ``obs`` holds the contexts and covariates) cover all n cells. Returns the
+    conditions (extended as :func:`extend_conditions` says), each cell's condition id [n] and context
+    id [n] (None without contexts), and the :class:`Condition` on ``pipe.device``.
+    """
+    from .compatibility import check_combination
+
+    check_combination(pipe.encoder, pipe.manipulator, pipe.decoder, x, z)   # refuses what cannot work
+    conditions = extend_conditions(conditions, labels, pipe.manipulator, extra, x=x, z=z, genes=genes)
+    condition_ids = conditions.encode(labels)
+    context_ids = contexts.encode(obs.obs[context_key]) if contexts else None
+    target = make_condition(condition_ids, context_ids=context_ids,
+                            covariates=covariate_tensors(obs, covariate_keys)).to(pipe.device)
+    return conditions, condition_ids, context_ids, target

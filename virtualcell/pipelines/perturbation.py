@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,11 +10,11 @@ import anndata as ad
 import torch
 
 from ..data.checks import DataError
-from ..data.fields import covariate_tensors, make_condition
+from ..data.fingerprint import data_fingerprint
 from ..data.preprocess import Preprocessing
 from ..data.vocabulary import Vocabulary
 from ..execution import batched_apply, make_generator, resolve_device
-from .fit_labels import extend_conditions, training_labels
+from .fit_labels import fit_targets, training_labels
 from .intervals import add_conformal_columns
 from .pipeline import Pipeline, resolve_component
 from .predicted_cells import predicted_anndata, predicted_obs
@@ -25,14 +24,6 @@ __all__ = ["PerturbationPipeline", "RESPONSE_MEANS_FILE"]
 
 #: per-(context, condition) means and counts of the preprocessed expression (see ``context_effects``)
 RESPONSE_MEANS_FILE = "response_means.safetensors"
-
-
-def _data_fingerprint(adata: ad.AnnData) -> str:
-    digest = hashlib.sha256()
-    digest.update(str(adata.shape).encode())
-    digest.update("\n".join(map(str, adata.obs_names[:1000])).encode())
-    digest.update("\n".join(map(str, adata.var_names)).encode())
-    return digest.hexdigest()
 
 
 class PerturbationPipeline(Pipeline):
@@ -111,16 +102,9 @@ class PerturbationPipeline(Pipeline):
         if not self.encoder.is_fitted:
             self.encoder.fit(x, self.preprocessing.genes, seed=seed, progress=progress)
         z = self._encode(x)
-        from .compatibility import check_combination
-
-        check_combination(self.encoder, self.manipulator, self.decoder, x, z)   # refuses what cannot work
-
-        conditions = extend_conditions(conditions, labels, self.manipulator, extra_conditions, x=x, z=z,
-                                       genes=self.preprocessing.genes)
-        condition_ids = conditions.encode(labels)
-        context_ids = contexts.encode(adata.obs[context_key]) if contexts else None
-        target = make_condition(condition_ids, context_ids=context_ids,
-                                covariates=covariate_tensors(adata, covariate_keys)).to(self.device)
+        conditions, condition_ids, context_ids, target = fit_targets(
+            self, labels, conditions, contexts, adata, context_key=context_key, covariate_keys=covariate_keys,
+            extra=extra_conditions, x=x, z=z, genes=self.preprocessing.genes)
         self.response_means = None
         if context_ids is not None:
             from ..nn.group_means import group_means
@@ -151,7 +135,7 @@ class PerturbationPipeline(Pipeline):
             "covariate_keys": list(covariate_keys), "layer": layer,
             "preprocessing": self.preprocessing.to_dict(),
             "training": {"n_cells": int(adata.n_obs), "n_genes": int(adata.n_vars), "seed": seed,
-                         "data_fingerprint": _data_fingerprint(adata),
+                         "data_fingerprint": data_fingerprint(adata),
                          "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
         }
         return self

@@ -50,9 +50,7 @@ def check_targets(pipeline: PerturbationPipeline, targets: Sequence[str]) -> lis
     known = pipeline.conditions
     unknown = [t for t in targets if t not in known]
     if unknown:
-        describe = getattr(pipeline.manipulator, "describe", None)
-        coverage = (f"its network: {describe()}; genes e.g. {pipeline.manipulator.nodes[:10]}" if callable(describe)
-                    else f"its conditions: {known.labels[:20]}")
+        coverage = pipeline.manipulator.coverage() or f"its conditions: {known.labels[:20]}"
         raise DataError(f"The pipeline cannot predict {len(unknown)} target(s) {unknown[:20]}: they were not seen in "
                         f"training and are not genes of the manipulator's network ({coverage}). Fit with a "
                         "gene-network manipulator whose network covers them, or leave them out.")
@@ -83,13 +81,6 @@ def control_cells(pipeline: PerturbationPipeline, cells: ad.AnnData) -> ad.AnnDa
     return cells[is_control]
 
 
-def _seen(pipeline: PerturbationPipeline, target: str) -> bool | None:
-    seen = getattr(pipeline.manipulator, "seen", None)
-    if isinstance(seen, torch.Tensor) and len(seen) == len(pipeline.conditions):
-        return bool(seen[pipeline.conditions.id(target)])
-    return None
-
-
 def screen(pipeline: PerturbationPipeline, cells: ad.AnnData, targets: Sequence[str], *, n_samples: int = 1,
            seed: int = 0, progress: bool = True) -> pd.DataFrame:
     """Rank ``targets`` by the predicted effect of knocking each out in ``cells`` (control cells).
@@ -105,7 +96,7 @@ def screen(pipeline: PerturbationPipeline, cells: ad.AnnData, targets: Sequence[
     if list(pipeline.preprocessing.genes) != genes:
         raise DataError("screen needs a decoder whose outputs are the fitted genes (expression); this pipeline "
                         f"decodes {len(genes)} outputs.")
-    stochastic = bool(getattr(pipeline.manipulator, "stochastic", False)) and n_samples > 1
+    stochastic = pipeline.manipulator.stochastic and n_samples > 1
     rows = []
     for target in progress_bar(targets, desc="screen", enabled=progress):
         decoded, _ = pipeline.predict_samples(cells, target=target, n_samples=n_samples, seed=seed,
@@ -118,7 +109,7 @@ def screen(pipeline: PerturbationPipeline, cells: ad.AnnData, targets: Sequence[
         rows.append({
             "target": target, "effect_size": float(mean_shift.norm()),
             "uncertainty": float(shifts.norm(dim=1).std()) if stochastic else float("nan"),
-            "cell_spread": float(per_cell.std()) if len(per_cell) > 1 else 0.0, "seen": _seen(pipeline, target),
+            "cell_spread": float(per_cell.std()) if len(per_cell) > 1 else 0.0, "seen": pipeline.manipulator.was_seen(pipeline.conditions.id(target)),
             "n_cells": int(cells.n_obs), "n_samples": int(n_samples),
             "top_genes": ",".join(f"{genes[i]}:{float(mean_shift[i]):+.3f}" for i in top),
         })

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..component import Encoder
-from ..execution import make_generator, progress_bar
+from ..execution import make_generator, progress_bar, seeded
 from .graph_sampling import CSRGraph, Block, csr_from_edge_index, khop_block, self_loop_csr
 
 __all__ = ["GraphEncoder", "GNN_LAYERS", "OBJECTIVES"]
@@ -103,7 +103,6 @@ class GraphEncoder(Encoder):
         self.register_buffer("gene_mean", torch.zeros(0))
         self.register_buffer("gene_scale", torch.ones(0))
         self.net: nn.Module | None = None
-        self.training_summary: dict[str, Any] = {}
 
     @property
     def n_latent(self) -> int:
@@ -117,8 +116,7 @@ class GraphEncoder(Encoder):
     # -- construction ------------------------------------------------------------------------------
     def _build(self, n_genes: int, seed: int = 0) -> nn.Module:
         c = self.config
-        with torch.random.fork_rng(devices=[]):  # seeded initial weights, global RNG untouched
-            torch.manual_seed(seed)
+        with seeded(seed):  # seeded initial weights, global RNG untouched
             encoder = _NicheGNN(c["layer"].lower(), n_genes, c["hidden"], c["n_layers"], c["n_latent"])
             if c["objective"] == "reconstruct":
                 return _Reconstruction(encoder, c["n_latent"], c["hidden"], n_genes)
@@ -127,12 +125,11 @@ class GraphEncoder(Encoder):
             return DeepGraphInfomax(c["n_latent"], encoder, summary=_mean_summary, corruption=_no_corruption)
 
     def fitted_state(self) -> dict[str, Any]:
-        return {**super().fitted_state(), "n_input": len(self.features or []), "training": self.training_summary}
+        return {**super().fitted_state(), "n_input": len(self.features or [])}
 
     def load_fitted_state(self, state: Mapping[str, Any]) -> None:
         super().load_fitted_state(state)
         self.net = self._build(int(state["n_input"]))
-        self.training_summary = dict(state.get("training", {}))
 
     # -- graph plumbing ----------------------------------------------------------------------------
     def _graph(self, edge_index: torch.Tensor | None, n: int) -> CSRGraph:

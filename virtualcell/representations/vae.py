@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..component import Decoder, Encoder
-from ..execution import autocast, batched_apply, make_generator, resolve_device
+from ..execution import autocast, batched_apply, make_generator, resolve_device, seeded
 from ..nn.vae_module import LIKELIHOODS, OUTPUT_ACTIVATIONS, VAEModule
 
 __all__ = ["VAEEncoder", "SCGEN_SETTINGS"]
@@ -91,7 +91,6 @@ class VAEEncoder(Encoder):
             raise ValueError(f"validation_fraction must lie in [0, 1); got {validation_fraction}.")
         self.vae: VAEModule | None = None
         self.history = None  # the TrainingLoop's record of the last fit
-        self.training_summary: dict[str, Any] = {}
 
     @classmethod
     def scgen(cls, **overrides: Any) -> "VAEEncoder":
@@ -105,18 +104,16 @@ class VAEEncoder(Encoder):
 
     def _build(self, n_input: int, seed: int = 0) -> VAEModule:
         c = self.config
-        with torch.random.fork_rng(devices=[]):  # seeded initial weights, global RNG untouched
-            torch.manual_seed(seed)
+        with seeded(seed):  # seeded initial weights, global RNG untouched
             return VAEModule(n_input, c["n_latent"], c["n_hidden"], c["n_layers"], c["dropout"],
                              c["likelihood"], c["output_activation"])
 
     def fitted_state(self) -> dict[str, Any]:
-        return {**super().fitted_state(), "n_input": len(self.features or []), "training": self.training_summary}
+        return {**super().fitted_state(), "n_input": len(self.features or [])}
 
     def load_fitted_state(self, state: Mapping[str, Any]) -> None:
         super().load_fitted_state(state)
         self.vae = self._build(int(state["n_input"]))
-        self.training_summary = dict(state.get("training", {}))
 
     # -- data checks -----------------------------------------------------------------------------
     def _check_input(self, x: torch.Tensor, n_genes: int | None = None) -> None:

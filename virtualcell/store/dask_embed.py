@@ -59,21 +59,21 @@ def regions(start: int, n_rows: int, chunk_rows: int, rows_per_task: int) -> lis
 def encode_region(source_path: str, layer: str | None, encoder_path: str, recipe: dict, store_path: str,
                   values_path: str, source_start: int, source_stop: int, target_start: int, batch_size: int) -> int:
     """Worker task: encode source rows ``[source_start, source_stop)`` into rows ``target_start..`` of the store."""
-    import torch
     import zarr
 
+    from ..execution import torch_threads
     from ..registry import load_component
     from .encode import encode_chunk
     from .source import open_source
 
-    torch.set_num_threads(1)
     encoder = _ENCODERS.get(encoder_path)
     if encoder is None:
         encoder = _ENCODERS[encoder_path] = load_component(encoder_path)
     source = open_source(source_path, layer=layer)
     try:
-        z = encode_chunk(source.rows(source_start, source_stop), encoder, Preprocessing.from_spec(recipe),
-                         batch_size=batch_size)
+        with torch_threads(1):   # one thread per worker process: the workers already fill the cores
+            z = encode_chunk(source.rows(source_start, source_stop), encoder, Preprocessing.from_spec(recipe),
+                             batch_size=batch_size)
     finally:
         source.close()
     values = zarr.open_array(store_path, path=values_path, mode="r+", zarr_format=3)

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..execution import seeded
 from .gan_batches import GroupSampler, validation
 from .gan_critic import CGANDiscriminator, gradient_penalty
 from .gan_options import GANOptions
@@ -98,8 +99,7 @@ def train_cgan(generator: nn.Module, x: torch.Tensor, condition: torch.Tensor,
     scale = xk[train_rows].float().std(0).mean().clamp_min(1e-6)
     pick = lambda v: v.index_select(1, index)
 
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed + 2)
+    with seeded(seed + 2, device):
         discriminator = CGANDiscriminator(index.numel(), n_conditions, **dict(discriminator_kwargs or {})).to(device)
     discriminator.fit_inputs(xk[train_rows], seed=seed)
     step = CGANStep(generator, discriminator, x=x, xk=xk, condition=condition, groups=groups, covariates=covariates,
@@ -115,8 +115,7 @@ def train_cgan(generator: nn.Module, x: torch.Tensor, condition: torch.Tensor,
     loop = TrainingLoop(max_epochs=options.max_epochs, batch_size=options.batch_size,
                         patience=options.patience if validate is not None else None, monitor="val_loss",
                         seed=seed, checkpoint_dir=checkpoint_dir, progress=progress, desc="cgan")
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed + 3)  # dropout, if any
+    with seeded(seed + 3, device):  # dropout, if any
         history = loop.run(n_epoch, lambda r: step(rows_of(r)), device=device, validate=validate,
                            modules={"generator": generator, "discriminator": discriminator},
                            optimizers={"generator": step.opt_g, "discriminator": step.opt_d}, generators={"gan": rng})

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ...component import Decoder
-from ...execution import resolve_device
+from ...execution import resolve_device, seeded
 from .mlp import Standardize, apply_head, mlp
 
 __all__ = ["LabelDecoder", "fit_temperature", "expected_calibration_error"]
@@ -98,8 +98,7 @@ class LabelDecoder(Decoder):
 
     def _build(self, n_in: int, n_classes: int, seed: int = 0) -> None:
         c = self.config
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):
             self.net = mlp(n_in, c["n_hidden"], c["n_layers"], n_classes, c["dropout"])
         self.standardize = Standardize(n_in)
         self.n_latent_in = n_in
@@ -156,8 +155,7 @@ class LabelDecoder(Decoder):
         epochs = max(c["max_epochs"], -(-c["min_steps"] // steps_per_epoch))   # small data: enough steps to converge
         loop = TrainingLoop(max_epochs=epochs, batch_size=c["batch_size"], seed=seed, progress=progress,
                             desc="label-decoder")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):
             self.training_history = loop.run(train_rows.numel(), step, device=device, modules={"net": self.net}).record()
         self.net.eval()
         self.calibration = {"n_train": int(train_rows.numel()), "n_held_out": int(held_rows.numel())}

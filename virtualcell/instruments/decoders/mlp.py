@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ...component import Decoder
-from ...execution import batched_apply, resolve_device
+from ...execution import batched_apply, resolve_device, seeded
 from ...nn.losses import gaussian_log_likelihood, negative_binomial_log_likelihood
 
 __all__ = ["MLPDecoder", "mlp", "Standardize", "LIKELIHOODS"]
@@ -91,24 +91,20 @@ class MLPDecoder(Decoder):
         self.register_buffer("dispersion", torch.zeros(0))      # log variance (gaussian) or log theta (nb), [genes]
         self.register_buffer("library_size", torch.ones(()))
         self.n_latent_in = 0
-        self.training_summary: dict[str, Any] = {}
 
     def _build(self, n_in: int, n_out: int, seed: int = 0) -> None:
         c = self.config
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):
             self.net = mlp(n_in, c["n_hidden"], c["n_layers"], n_out, c["dropout"])
         self.standardize = Standardize(n_in)
         self.n_latent_in = n_in
 
     def fitted_state(self) -> dict[str, Any]:
-        return {**super().fitted_state(), "n_in": self.n_latent_in, "n_out": len(self.features or []),
-                "training": self.training_summary}
+        return {**super().fitted_state(), "n_in": self.n_latent_in, "n_out": len(self.features or [])}
 
     def load_fitted_state(self, state: Mapping[str, Any]) -> None:
         super().load_fitted_state(state)
         self._build(int(state["n_in"]), int(state["n_out"]))
-        self.training_summary = dict(state.get("training", {}))
 
     def fit(self, z: torch.Tensor, x: torch.Tensor, features: Sequence[str], *, seed: int = 0, progress: bool = True,
             **kwargs: Any) -> "MLPDecoder":
@@ -157,8 +153,7 @@ class MLPDecoder(Decoder):
 
         loop = TrainingLoop(max_epochs=c["max_epochs"], batch_size=c["batch_size"], seed=seed, progress=progress,
                             desc="mlp-decoder")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):
             history = loop.run(z.shape[0], step, device=device, modules={"net": self.net})
         self.dispersion = self.dispersion.detach()
         self.training_history = history.record()

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ...component import Condition, Manipulator
-from ...execution import batched_apply
+from ...execution import batched_apply, seeded
 from ...nn.group_means import repeat_samples
 from ...nn.layers.cell_groups import condition_offsets, feature_spread, pseudo_contexts
 from ...nn.layers.condition_embedding import ConditionEmbedding
@@ -205,8 +205,7 @@ class CGANManipulator(Manipulator):
         self.covariate_names = sorted(labels.covariates) if self.config["use_covariates"] else []
         covariates = {k: labels.covariates[k].to(z.device) for k in self.covariate_names}
         target = labels.target.to(z.device)
-        with torch.random.fork_rng(devices=[z.device] if z.device.type == "cuda" else []):
-            torch.manual_seed(seed)
+        with seeded(seed, z.device):
             self._build()
         self.network.to(z.device)
         self.network.prepare(z)

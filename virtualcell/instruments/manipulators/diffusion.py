@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import torch
 
 from ...component import Condition, Manipulator
-from ...execution import progress_bar
+from ...execution import progress_bar, seeded
 from .diffusion_sampling import GuidedSampling
 from .diffusion_schedulers import (DENOISERS, INVERSIONS, SAMPLER_DEFAULTS, SAMPLERS, SAMPLING_ARGS, TRAIN_SCHEDULER_DEFAULTS,
                                    cpu_generator, scheduler_class, scheduler_from_config, scheduler_json)
@@ -128,7 +128,6 @@ class DiffusionManipulator(GuidedSampling, Manipulator):
         self.covariate_names: list[str] = []
         self.denoiser: torch.nn.Module | None = None
         self.train_scheduler_config: dict[str, Any] = {**TRAIN_SCHEDULER_DEFAULTS, **dict(scheduler or {})}
-        self.training_summary: dict[str, Any] = {}
 
     # -- schedulers ------------------------------------------------------------------------------
     def training_scheduler(self):
@@ -161,8 +160,7 @@ class DiffusionManipulator(GuidedSampling, Manipulator):
     def fitted_state(self) -> dict[str, Any]:
         return {**super().fitted_state(), "covariates": list(self.covariate_names),
                 "train_scheduler": scheduler_json(self.training_scheduler()),
-                "sampling_scheduler": scheduler_json(self.sampling_scheduler()),
-                "training": dict(self.training_summary)}
+                "sampling_scheduler": scheduler_json(self.sampling_scheduler())}
 
     def load_fitted_state(self, state: Mapping[str, Any]) -> None:
         super().load_fitted_state(state)
@@ -170,7 +168,6 @@ class DiffusionManipulator(GuidedSampling, Manipulator):
         if "train_scheduler" in state:
             self.train_scheduler_config = {k: v for k, v in dict(state["train_scheduler"]).items()
                                            if not k.startswith("_")}
-        self.training_summary = dict(state.get("training", {}))
         self.denoiser = self._build_denoiser(len(self.covariate_names))
         self.covariate_mean = torch.zeros(len(self.covariate_names))
         self.covariate_std = torch.ones(len(self.covariate_names))
@@ -220,8 +217,7 @@ class DiffusionManipulator(GuidedSampling, Manipulator):
             self.covariate_mean, self.covariate_std = values.mean(0), values.std(0).clamp_min(1e-6)
         else:
             self.covariate_mean, self.covariate_std = z.new_zeros(0), z.new_ones(0)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):
             self.denoiser = self._build_denoiser(len(self.covariate_names)).to(z.device)
         covariates, _ = self._covariate_matrix(labels.covariates, z.shape[0], z.device)
         use_context = cfg["use_context"] and labels.context is not None and self.n_contexts > 0

@@ -20,7 +20,6 @@ one), never by held-out data; a fixed ``scale`` keeps ``own = 1``.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,7 @@ import torch
 from torch import nn
 
 from ...component import Condition
-from ...execution import progress_bar
+from ...execution import progress_bar, seeded, torch_threads
 from ...nn.group_means import repeat_samples
 from .network_conditions import CONTROL, NetworkManipulator
 
@@ -74,18 +73,6 @@ def _node_features(pending: dict[str, Any], nodes: list[str], n_components: int)
     spread = features.std(0)
     features = (features - features.mean(0)) / np.where(spread > 1e-12, spread, 1.0)
     return torch.as_tensor(features, dtype=torch.float32)
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """One torch CPU thread while training: the graph has hundreds of nodes, and on a loaded machine
-    more threads only spin-wait (measured 8x slower with 2 threads on 2 shared cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 class GeneNetworkManipulator(NetworkManipulator):
@@ -149,12 +136,13 @@ class GeneNetworkManipulator(NetworkManipulator):
 
     def _train(self, train: torch.Tensor, seen: torch.Tensor, seed: int, progress: bool) -> _NetworkModel:
         """A network model fitted to the responses of ``train`` ids, deviations from the mean over ``seen``."""
-        with _one_thread():
+        # One torch CPU thread while training: the graph has hundreds of nodes, and on a loaded machine
+        # more threads only spin-wait (measured 8x slower with 2 threads on 2 shared cores).
+        with torch_threads(1):
             return self._train_steps(train, seen, seed, progress)
 
     def _train_steps(self, train: torch.Tensor, seen: torch.Tensor, seed: int, progress: bool) -> _NetworkModel:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):
             model = self._new_model().to(self.node_features.device)
         if len(train) == 0:
             return model

@@ -152,6 +152,13 @@ class NetworkManipulator(Manipulator):
         """One line: the network and how many conditions were seen."""
         return f"{self.network_summary}; {int(self.seen.sum())} perturbations seen in training"
 
+    def coverage(self) -> str:
+        """The network and examples of its genes (each a knockout it can predict)."""
+        return f"its network: {self.describe()}; genes e.g. {self.nodes[:10]}"
+
+    def was_seen(self, condition_id: int) -> bool:
+        return bool(self.seen[condition_id])
+
 
 def _edge_tensors(graph, nodes: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """``edge_index`` [2, E] (both directions) and ``edge_weight`` [E] in the order of ``nodes``

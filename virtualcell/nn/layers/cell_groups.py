@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from ...execution import seeded
 from ..group_means import group_means
 
 __all__ = ["condition_offsets", "pseudo_contexts", "feature_spread", "paired_groups"]
@@ -117,8 +118,7 @@ def pseudo_contexts(z: torch.Tensor, condition: torch.Tensor, n_clusters: int, *
     z = (z - condition_offsets(z, condition, None, n_conditions)[condition])[:, keep]
     mean, std = feature_spread(z)
     z = (z - mean) / std
-    with torch.random.fork_rng(devices=[z.device] if z.device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with seeded(seed, z.device):
         u, s, _ = torch.svd_lowrank(z, q=min(n_components, *z.shape), niter=4)
     everyone = u * s                                                                        # [n, q]
     points = everyone[condition == reference] if reference is not None else everyone

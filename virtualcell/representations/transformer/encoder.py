@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import torch
 
 from ...component import Encoder
-from ...execution import autocast, make_generator, progress_bar, resolve_device
+from ...execution import autocast, make_generator, progress_bar, resolve_device, seeded
 from .model import POOLINGS, GeneTokenModel, bert_config_dict
 from .tokenize import MODES, SPECIAL_TOKENS, TokenBatch, gene_medians, tokenize
 from .vocabulary import check_coverage
@@ -79,7 +79,6 @@ class TransformerEncoder(Encoder):
         self.bert_config: dict[str, Any] = {}
         self.log_input = True
         self.coverage: dict[str, Any] | None = None
-        self.training_summary: dict[str, Any] = {}
         self.register_buffer("vocab_token_ids", torch.zeros(0, dtype=torch.long))   # [V]
         self.register_buffer("vocab_medians", torch.zeros(0))                       # [V] (rank mode)
         self._positions: tuple[tuple[str, ...], torch.Tensor] | None = None
@@ -97,7 +96,7 @@ class TransformerEncoder(Encoder):
         own = self.vocabulary == list(self.features or [])
         return {**super().fitted_state(), "bert_config": self.bert_config, "special_tokens": self.special,
                 "vocabulary": None if own else self.vocabulary, "log_input": self.log_input,
-                "coverage": self.coverage, "training": self.training_summary}
+                "coverage": self.coverage}
 
     def load_fitted_state(self, state: Mapping[str, Any]) -> None:
         super().load_fitted_state(state)
@@ -106,12 +105,10 @@ class TransformerEncoder(Encoder):
         self.vocabulary = list(state["vocabulary"]) if state.get("vocabulary") is not None else []
         self.log_input = bool(state.get("log_input", True))
         self.coverage = state.get("coverage")
-        self.training_summary = dict(state.get("training", {}))
         self.model = self._build_model(self.bert_config)
 
     def _build_model(self, bert_config: Mapping[str, Any], seed: int = 0) -> GeneTokenModel:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):
             n_bins = self.config["n_bins"] if self.mode == "binned" else 0
             return GeneTokenModel(bert_config, n_bins=n_bins, pooling=self.config["pooling"])
 
@@ -206,8 +203,7 @@ class TransformerEncoder(Encoder):
 
         loop = TrainingLoop(max_epochs=c["max_epochs"], batch_size=batch_size, seed=seed, progress=progress,
                             desc="transformer")
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)                      # dropout draws: same seed, same weights
+        with seeded(seed, device):                      # dropout draws: same seed, same weights
             history = loop.run(x.shape[0], step, device=device, modules={"model": model},
                                optimizers={"adamw": optimizer}, generators={"masks": masks})
         last = history.epochs[-1] if history.epochs else {}

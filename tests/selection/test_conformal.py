@@ -139,3 +139,20 @@ def test_select_calibrates_its_winner_from_the_inner_cv_without_refitting(adata)
     for scope in ("degs", "all"):
         for level in (0.8, 0.9, 0.95):
             assert cal.multiplier(level, scope) == pytest.approx(separate.multiplier(level, scope), rel=1e-4)
+
+
+def test_a_spread_or_ensemble_winner_is_calibrated_from_its_kept_out_of_fold_predictions():
+    from types import SimpleNamespace
+
+    from virtualcell.selection.conformal import attach_selected_calibration
+
+    rng = np.random.default_rng(0)
+    genes = [f"g{i}" for i in range(12)]
+    truths = {f"u{k}": SimpleNamespace(stim=rng.normal(1, 1, (20, 12)), ctrl=rng.normal(0, 1, (20, 12)),
+                                       genes=genes, degs=genes[:5]) for k in range(3)}
+    folds = [SimpleNamespace(units=[SimpleNamespace(name=u)]) for u in truths]
+    cv = SimpleNamespace(preds={"ensemble": {u: rng.normal(1, 1, (15, 12)) for u in truths}}, truths=truths)
+    pipe = SimpleNamespace(metadata={})
+    cal = attach_selected_calibration(pipe, cv, folds, "ensemble+spread", n_top=5)
+    assert cal.n_units == 3 and pipe.metadata["conformal"]["n_units"] == 3
+    assert attach_selected_calibration(SimpleNamespace(metadata={}), cv, folds, "mean-shift", n_top=5) is None

@@ -63,7 +63,7 @@ def install_fit_cache(stats: dict):
     """Memoise ``fit_candidate`` on (candidate, training cells, seed); returns the cache (cleared per dataset)."""
     from virtualcell.selection import cv, entries
 
-    original = cv.fit_candidate
+    original = getattr(cv.fit_candidate, "uncached", cv.fit_candidate)   # one cache layer per dataset
     cache: dict = {}
 
     def key(candidate, train, kwargs):
@@ -88,6 +88,7 @@ def install_fit_cache(stats: dict):
             stats["hits"] += 1
         return cache[k]
 
+    cached.uncached = original
     cv.fit_candidate = cached
     entries.fit_candidate = cached
     return cache

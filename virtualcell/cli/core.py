@@ -69,6 +69,10 @@ def fit(
     device: DeviceOption = "cpu",
     seed: SeedOption = 0,
     overwrite: bool = typer.Option(False, help="Replace an existing --out folder (and --plot file)."),
+    from_disk: bool = typer.Option(False, "--from-disk", help="Train from the file on disk without reading its matrix "
+                                                              "into memory (encoder vae only; docs/scale.md)."),
+    nproc: Optional[int] = typer.Option(None, help="Train in N data-parallel processes (torch.distributed.run; gloo on "
+                                                   "CPU, NCCL on CUDA, one GPU each); implies --from-disk; rank 0 saves."),
 ) -> None:
     """Fit a pipeline on an AnnData file and save it as one folder (its model card records the training split)."""
     device = cli_device(device)
@@ -91,20 +95,32 @@ def fit(
         raise ValueError(f"--plot draws the losses of a component trained for epochs, and none of "
                          f"{[spec['name'] for spec in specs.values()]} is (they are fitted in closed form); drop "
                          "--plot, or choose a trained component such as --encoder vae.")
-    adata = read_h5ad(data)
-    n_cells = adata.n_obs
-    adata = apply_excludes(adata, exclude or [], condition_key=condition_key)
-    warning = context_key_warning(adata.obs, exclude or [], context_key=context_key, condition_key=condition_key)
+    if from_disk or nproc is not None:     # docs/scale.md; the processes of --nproc re-run this with --from-disk
+        from .fit_scale import check_disk_fit, in_worker, launch_processes, leave_unless_main, read_disk_source, worker_device
+
+        check_disk_fit(specs, data, nproc=nproc, exclude=exclude or [], device=device)
+        if nproc is not None and not in_worker():
+            return launch_processes(nproc, out)
+        obs, probe = read_disk_source(data, layer)
+        adata, n_cells, n_fitted, device = str(data), len(obs), len(obs), worker_device(device)
+    else:
+        adata = read_h5ad(data)
+        n_cells = adata.n_obs
+        adata = apply_excludes(adata, exclude or [], condition_key=condition_key)
+        obs, probe, n_fitted = adata.obs, adata, adata.n_obs
+    warning = context_key_warning(obs, exclude or [], context_key=context_key, condition_key=condition_key)
     if warning:
         typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
-    recipe = resolve_preprocess(preprocess, adata, layer)
+    recipe = resolve_preprocess(preprocess, probe, layer)
     pipeline = _fit_pipeline(specs, adata, recipe=recipe, device=device, skip=("MissingContextWarning",) if warning else (),
                              condition_key=condition_key, control=control, context_key=context_key,
                              covariate_keys=covariate or (), layer=layer, seed=seed)
-    card = training_card(data, exclude or [], n_cells=n_cells, n_fitted=adata.n_obs, condition_key=condition_key,
+    if from_disk:
+        leave_unless_main()                # with --nproc: only rank 0 goes on to save
+    card = training_card(data, exclude or [], n_cells=n_cells, n_fitted=n_fitted, condition_key=condition_key,
                          control=control, context_key=context_key, preprocess=recipe)
     pipeline.save(out, overwrite=overwrite, card=card)
-    typer.echo(f"saved the fitted pipeline to {out} ({adata.n_obs} cells, conditions {pipeline.metadata['conditions']})")
+    typer.echo(f"saved the fitted pipeline to {out} ({n_fitted} cells, conditions {pipeline.metadata['conditions']})")
     if plot is not None:
         message = plot_pipeline_history(out, plot)
         typer.secho(message, err=message.startswith("warning"))

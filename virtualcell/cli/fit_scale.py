@@ -1,0 +1,140 @@
+"""``virtualcell fit --from-disk`` and ``--nproc N``: fit from the file on disk, data-parallel over N processes.
+
+``--from-disk`` hands the data path to ``PerturbationPipeline.fit`` (the matrix is never read whole;
+docs/scale.md). ``--nproc N`` re-runs the same command, without ``--nproc`` and with ``--from-disk``, in
+N processes launched by torch's own launcher (``python -m torch.distributed.run --standalone``); each
+joins the process group (gloo on CPU, NCCL on CUDA: ``virtualcell.train.distributed``) and only rank 0
+saves the pipeline folder.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+__all__ = ["check_disk_fit", "in_worker", "launch_processes", "worker_device", "read_disk_source",
+           "leave_unless_main"]
+
+#: set in the environment of the processes ``--nproc`` launches
+WORKER_ENV = "VIRTUALCELL_FIT_WORKER"
+_PROBE_ROWS = 2000
+
+
+def in_worker() -> bool:
+    """True inside one of the processes that ``--nproc`` launched."""
+    return os.environ.get(WORKER_ENV) == "1"
+
+
+def check_disk_fit(specs: dict, data: Path, *, nproc: int | None, exclude: list[str], device: str) -> None:
+    """Refuse what cannot be fitted from disk before anything is read or launched."""
+    from ..pipelines import PerturbationPipeline
+
+    if nproc is not None and nproc < 1:
+        raise ValueError(f"--nproc {nproc}: the number of processes must be >= 1 (e.g. --nproc 2).")
+    if not Path(data).exists():
+        raise FileNotFoundError(f"--data {data} does not exist; check the path.")
+    if exclude:
+        raise ValueError("--exclude needs the cells in memory; with --from-disk / --nproc write the subset to its "
+                         "own .h5ad first (or drop --from-disk).")
+    if nproc and device.startswith("cuda") and not in_worker():
+        import torch
+
+        if nproc > torch.cuda.device_count():
+            raise ValueError(f"--nproc {nproc} on --device cuda needs {nproc} GPUs, this machine has "
+                             f"{torch.cuda.device_count()}; lower --nproc or use --device cpu.")
+    pipe = PerturbationPipeline(specs["--encoder-option"], specs["--manipulator-option"], specs.get("--decoder-option"))
+    if not pipe.encoder.is_fitted and type(pipe.encoder).__name__ != "VAEEncoder":
+        raise ValueError(f"--from-disk / --nproc train the 'vae' encoder only; {specs['--encoder-option']['name']!r} "
+                         "trains in memory. Use --encoder vae, or drop --from-disk / --nproc to read the data into memory.")
+    if pipe.decoder is not None and not pipe.decoder.is_fitted:
+        raise ValueError(f"--from-disk / --nproc cannot train the decoder {specs['--decoder-option']['name']!r} "
+                         "(it trains in memory only); drop --decoder (the VAE decodes itself) or drop --from-disk.")
+
+
+def _without_nproc(args: list[str]) -> list[str]:
+    """The command line ``args`` without ``--nproc N`` / ``--nproc=N``, with ``--from-disk``."""
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            kept.append(arg)
+    return kept if "--from-disk" in kept else [*kept, "--from-disk"]
+
+
+def launch_processes(nproc: int, out: Path) -> None:
+    """Run this ``fit`` command in ``nproc`` processes with torchrun; a failing process is an error."""
+    args = _without_nproc(sys.argv[1:])
+    if "fit" not in args:
+        raise RuntimeError("--nproc re-runs the `virtualcell fit` command line it was given; call it as "
+                           "`virtualcell fit ... --nproc N` (or `python -m virtualcell.cli fit ...`).")
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    # what `python -m torch.distributed.run --standalone --nproc-per-node N` sets up, run here so that a failing
+    # process is reported in the CLI's terms (its own `error:` line, then ours) instead of the launcher's traceback
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0)
+    saved = {key: os.environ.get(key) for key in (WORKER_ENV, "OMP_NUM_THREADS")}
+    os.environ[WORKER_ENV] = "1"
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    typer.secho(f"fitting from disk in {nproc} processes (torch.distributed)", err=True)
+    try:
+        elastic_launch(config, sys.executable)("-m", "virtualcell.cli", *args)
+    except ChildFailedError as error:
+        rank, failure = error.get_first_failure()
+        raise RuntimeError(f"the {nproc}-process fit failed: process {rank} exited with code {failure.exitcode} "
+                           f"(its `error:` line above says why). Nothing was saved to {out}.") from None
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def worker_device(device: str) -> str:
+    """Join the process group of ``--nproc`` (no-op in one process); the device this process trains on."""
+    if not in_worker():
+        return device
+    from ..train.distributed import init_from_env
+
+    return str(init_from_env("cuda" if device.startswith("cuda") else "cpu").device)
+
+
+def leave_unless_main() -> None:
+    """After the fit: leave the process group; every process but rank 0 stops here (rank 0 saves)."""
+    if not in_worker():
+        return
+    from ..train.distributed import is_main, shutdown
+
+    main = is_main()
+    shutdown()
+    if not main:
+        raise typer.Exit(0)
+
+
+def read_disk_source(data: Path, layer: str | None) -> tuple[Any, Any]:
+    """``(obs of the file, a small AnnData of its first rows)``: the annotations without the matrix, and
+    the rows that ``--preprocess auto`` inspects (the matrix under ``layer`` too when one is named)."""
+    import anndata as ad
+    import numpy as np
+
+    from ..pipelines.fit_from_disk import read_annotations
+    from ..train.disk_loader import DiskRows
+
+    annotations = read_annotations(str(data))
+    rows = DiskRows(str(data), layer=layer)
+    raw = rows.read(np.arange(min(len(rows), _PROBE_ROWS)))
+    probe = ad.AnnData(X=raw)
+    if layer:
+        probe.layers[layer] = raw
+    return annotations.obs, probe

@@ -282,3 +282,43 @@ def test_fit_takes_decoder_options_and_refuses_a_prefixed_key(tmp_path, h5ad):
     assert result.exit_code == 2 and "NAME.KEY=VALUE is only for" in re.sub(r"[\s│]+", " ", result.output)
     result = runner.invoke(app, ["fit", "--data", str(h5ad), "--out", str(tmp_path / "m"), "--decoder-option", "x=1"])
     assert result.exit_code == 2 and "--decoder-option needs --decoder" in result.output
+
+
+def _cli(*args: str, cwd=None):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "virtualcell.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env={**__import__("os").environ, "VIRTUALCELL_PROGRESS": "0"})
+
+
+def test_a_legacy_h5ad_layout_reads_without_anndata_future_warnings(tmp_path):
+    """Kang's scGen file (uns['neighbors'] with matrices) made every command print two anndata FutureWarnings."""
+    import h5py
+    import scipy.sparse as sp
+    from anndata.io import write_elem
+
+    adata = simulate_perturbation(n_cells_per_group=10, n_genes=20, n_cell_types=2, seed=0)
+    path = tmp_path / "legacy.h5ad"
+    adata.write_h5ad(path)
+    with h5py.File(path, "r+") as f:
+        write_elem(f["uns"], "neighbors", {"distances": sp.csr_matrix((adata.n_obs, adata.n_obs))})
+    with pytest.warns(FutureWarning, match="Moving element"):   # what anndata says on its own
+        ad.read_h5ad(path)
+    result = _cli("fit", "--data", str(path), "--out", str(tmp_path / "m"), "--exclude", "cell_type=NOPE")
+    assert result.returncode == 2 and "error: --exclude" in result.stderr
+    assert "Moving element" not in result.stderr and "FutureWarning" not in result.stderr, result.stderr
+
+
+def test_warnings_print_as_warning_lines_without_source_code(tmp_path):
+    """A warning raised while a command ran printed as a Python warning (file path, line, source line)."""
+    adata = simulate_perturbation(n_cells_per_group=20, n_genes=30, n_cell_types=3, seed=0)
+    data = tmp_path / "cells.h5ad"
+    adata.write_h5ad(data)
+    assert _cli("fit", "--data", str(data), "--out", str(tmp_path / "m"), "--encoder", "pca",
+                "--manipulator", "mean-shift", "--context-key", "cell_type").returncode == 0
+    result = _cli("screen", "--pipeline", str(tmp_path / "m"), "--data", str(data), "--targets", "stimulated",
+                  "--out", str(tmp_path / "r.tsv"))                  # no --cells: stimulated cells are left out
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^warning: screen uses the 60 'control' cells", result.stderr, re.M), result.stderr
+    assert "UserWarning" not in result.stderr and ".py:" not in result.stderr

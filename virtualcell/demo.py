@@ -71,11 +71,14 @@ def _plot_metrics(results: dict, held_out: str, path: Path) -> None:
         header, higher = SHOWN_METRICS[metric]
         values = [results[m][metric] for m in methods]
         ax.bar(range(len(methods)), values, color=[f"C{i}" for i in range(len(methods))])
-        ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right", fontsize=8)
+        labels = ["select's pick" if m.startswith("select") else m.replace(" + ", "+\n") for m in methods]
+        ax.set_xticks(range(len(methods)), labels, fontsize=8)
         ax.set_title(f"{header[:-2]}: {'higher' if higher else 'lower'} is better", fontsize=10)
         for i, v in enumerate(values):
             ax.annotate(f"{v:.2f}", (i, v), ha="center", va="bottom", fontsize=8)
-    fig.suptitle(f"held-out {held_out}: predicted vs real stimulated cells")
+    picks = [m.split(" → ", 1)[1] for m in methods if m.startswith("select") and " → " in m]
+    chosen = f"\nselect's pick: {picks[0]}" if picks else ""
+    fig.suptitle(f"held-out {held_out}: predicted vs real stimulated cells{chosen}")
     fig.savefig(path, dpi=120)
 
 

@@ -149,3 +149,18 @@ def test_osmfish_runs_with_deduplicate():
     with pytest.warns(UserWarning, match=r"527 of 6471 cells repeat"):
         spatial_domains(adata, method="neighbour-average", n_domains=11, deduplicate=True, progress=False)
     assert adata.obs["domain"].nunique() == 11
+
+
+def test_cli_domains_has_the_deduplicate_option_its_error_names(slide, tmp_path):
+    """The refusal said 'CLI: --deduplicate' but `virtualcell domains` had no such option."""
+    adata = slide.copy()
+    adata.obsm["spatial"][5] = adata.obsm["spatial"][4]
+    data = tmp_path / "dup.h5ad"
+    adata.write_h5ad(data)
+    runner = CliRunner()
+    args = ["domains", "--data", str(data), "--n-domains", "3", "--method", "neighbour-average"]
+    refused = runner.invoke(app, [*args, "--out", str(tmp_path / "a.h5ad")])
+    assert refused.exit_code == 2 and "--deduplicate" in refused.output
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "b.h5ad"), "--deduplicate"])
+    assert result.exit_code == 0, result.output
+    assert "warning: " in result.output and "1 of 200 cells repeat" in result.output

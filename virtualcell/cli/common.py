@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import typer
@@ -37,7 +38,9 @@ def read_h5ad(path: Path, option: str = "--data"):
         raise ValueError(f"{option} {path} is not an .h5ad file (no HDF5 signature); pass an AnnData written with "
                          "adata.write_h5ad (CSV, loom or mtx files: read them with scanpy, then write_h5ad).")
     try:
-        return ad.read_h5ad(path)
+        with warnings.catch_warnings():   # a legacy layout, moved in memory (the file is never rewritten): not news
+            warnings.filterwarnings("ignore", message=r"Moving element from \.uns", category=FutureWarning)
+            return ad.read_h5ad(path)
     except (OSError, KeyError, TypeError, ValueError) as error:
         raise ValueError(f"{option} {path} could not be read as an .h5ad file ({error}); is it complete and "
                          "written by anndata?") from error

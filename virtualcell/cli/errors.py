@@ -23,6 +23,7 @@ import errno
 import os
 import re
 import traceback
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,7 +36,7 @@ try:                                    # typer >= 0.20 vendors click; code may 
 except ImportError:                     # pragma: no cover
     _click = None
 
-__all__ = ["ErrorBoundaryGroup", "USER_ERRORS", "explain", "cli_terms", "command_options", "show_warnings",
+__all__ = ["ErrorBoundaryGroup", "USER_ERRORS", "explain", "cli_terms", "command_options", "show_warnings", "print_warning",
            "debug_requested",
            "EXIT_USER_ERROR", "EXIT_BUG"]
 
@@ -190,6 +191,16 @@ def cli_terms(message: str, options: Mapping[str, str]) -> str:
     return _CLI_HINT.sub(lambda m: "" if m.group(1) in text.replace(m.group(0), "") else m.group(0), text)
 
 
+def print_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """``warnings.showwarning`` while a command runs: ``warning: <text>`` on stderr with the command's option
+    names (no file path, no source line); deprecations, meant for code, are left out."""
+    if issubclass(category, DeprecationWarning):
+        return
+    context = _click.get_current_context(silent=True) if _click is not None else None
+    options = command_options(context.command) if context is not None else {}
+    typer.secho(f"warning: {cli_terms(str(message), options)}", fg=typer.colors.YELLOW, err=True)
+
+
 def show_warnings(caught: list, *, skip: tuple[str, ...] = ()) -> None:
     """Print the Python warnings ``caught`` while a command ran as ``warning: ...`` lines on stderr, with the
     running command's options for Python arguments; warnings whose class name is in ``skip`` (already said
@@ -227,7 +238,9 @@ class ErrorBoundaryGroup(TyperGroup):
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():            # restores showwarning for code that calls app() in-process
+                warnings.showwarning = print_warning
+                return super().invoke(ctx)
         except (typer.Exit, typer.Abort, TyperException):
             raise                                      # typer's own: usage errors, typer.Exit, Ctrl-C
         except Exception as error:                     # noqa: BLE001 - this is the boundary

@@ -22,6 +22,8 @@ def domains(
     method: str = typer.Option("graph", help="graph (GNN encoder), pca or neighbour-average (baselines)."),
     n_neighbors: int = typer.Option(10, min=1, help="Spatial neighbours per cell."),
     radius: Optional[float] = typer.Option(None, help="Neighbours within this distance instead of k nearest."),
+    deduplicate: bool = typer.Option(False, help="Cells at duplicated coordinates (osmFISH has 527) are refused unless "
+                                                 "given: then the graph is built over the distinct positions, with a warning."),
     layer: Optional[str] = typer.Option(None, help="Layer holding expression (default X)."),
     preprocess: str = typer.Option("auto", help="auto, log1p or none (auto: normalize+log1p only for counts)."),
     encoder: Optional[list[str]] = typer.Option(None, "--encoder-option", "--encoder",
@@ -59,7 +61,7 @@ def domains(
     _, model = spatial_domains(adata, spatial_key=spatial_key, section_key=section_key, n_domains=n_domains,
                                method=method, n_neighbors=n_neighbors, radius=radius, layer=layer,
                                preprocess=preprocess, encoder=pretrained or parse_options(encoder, "--encoder-option") or None,
-                               key_added=key_added, seed=seed, return_encoder=True)
+                               key_added=key_added, seed=seed, return_encoder=True, deduplicate=deduplicate)
     if save_encoder is not None:
         model.save(save_encoder, overwrite=overwrite)
     from ..evaluate.report import write_h5ad

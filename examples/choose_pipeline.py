@@ -6,7 +6,7 @@ and the chosen pipeline is judged on them afterwards. Runs in seconds on 2 CPU c
 
 import virtualcell as vc
 from virtualcell.datasets import simulate_perturbation
-from virtualcell.evaluate.metrics import perturbation_metrics
+from virtualcell.metrics import perturbation_metrics
 
 adata = simulate_perturbation(n_cells_per_group=60, n_genes=60, n_cell_types=5, seed=0)
 held_out = ((adata.obs.cell_type == "type_0") & (adata.obs.condition == "stimulated")).to_numpy()
@@ -16,8 +16,8 @@ pipeline = vc.select(
     train, candidates=["control", "mean-shift", "pca(n_components=10)+latent-arithmetic"],
     condition_key="condition", control="control", context_key="cell_type", n_top=30, progress=False)
 selection = pipeline.metadata["selection"]
-for row in selection["table"]:                       # ranked by mean rank over the inner units (1 = best)
-    print(f"{row['entry']:<42} mean rank {row['mean_rank']:.2f} ± {row['rank_sd']:.2f}  "
+for row in selection["table"]:                       # ordered by mean loss over the inner units (lower = better)
+    print(f"{row['entry']:<42} loss {row['score']:.3f} ± {row['score_se']:.3f} (se)  "
           f"pearson_delta {row['pearson_delta_mean']:.3f}  edistance_ratio {row['edistance_ratio_mean']:.3f}")
 print("winner:", selection["winner"], f"(select took {selection['seconds']['work_multiplier']:.0f}x one fit)")
 if selection["spread"]["used"]:                      # '<entry>+spread': per-gene spread factors learnt by inner CV

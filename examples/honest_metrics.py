@@ -10,8 +10,7 @@ import numpy as np
 
 from virtualcell.datasets import simulate_perturbation
 from virtualcell.evaluate.celleval_export import celleval_pair
-from virtualcell.evaluate.discrimination import discrimination
-from virtualcell.evaluate.metrics import perturbation_metrics, top_degs
+from virtualcell.metrics import discrimination, perturbation_metrics, top_degs
 
 adata = simulate_perturbation(n_cells_per_group=120, n_genes=80, n_cell_types=3, seed=0)
 x, genes = np.asarray(adata.X), list(map(str, adata.var_names))

@@ -87,3 +87,14 @@ def test_select_entry_point_when_present(tmp_path: Path) -> None:
     """, tmp_path)
     if out.strip() != "True":
         pytest.skip("virtualcell.select is not part of the public API yet")
+
+
+def test_metric_functions_named_like_their_modules_are_the_functions():
+    """`from virtualcell.metrics import discrimination` is callable even after its module was imported."""
+    code = ("import virtualcell.metrics.discrimination\n"
+            "from virtualcell.metrics import discrimination\n"
+            "import numpy as np\n"
+            "real = {'a': np.zeros(3), 'b': np.ones(3)}\n"
+            "print(sorted(discrimination(real, real).items()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "('a', 0.0)" in out

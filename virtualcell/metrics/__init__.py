@@ -28,6 +28,10 @@ _LAZY = {
 _HOME = {name: module for module, names in _LAZY.items() for name in names}
 __all__ = sorted(_HOME)
 
+# The one name that is both a module and its function: bind the function now (numpy only), so that
+# ``from virtualcell.metrics import discrimination`` is the function whether or not the module was imported.
+from .discrimination import discrimination  # noqa: E402
+
 
 def __getattr__(name: str) -> Any:
     if name in _HOME:

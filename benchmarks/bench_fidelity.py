@@ -16,12 +16,12 @@ Compute: a fit is a deterministic function of its training cells and seed, and t
 A's and c's perturbed cells" of outer unit A is the inner fold of outer unit c too, so fits are cached by
 (candidate, cells) within a dataset: 21 inner + 7 outer fits per candidate on Kang valid instead of 49.
 
-    /work/bin/cpu_slot .venv/bin/python benchmarks/bench_fidelity.py [sim-shared sim-specific kang-valid]
+    .venv/bin/python benchmarks/bench_fidelity.py [sim-shared sim-specific kang-valid]
 
 Cost (issue 22 item 5; needs both CPU slots): ``select`` with ``n_jobs=2`` on every Kang valid cell against
 one full fit of its most expensive candidate (the VAE), written to ``cost.json``:
 
-    /work/bin/cpu_slot /work/bin/cpu_slot .venv/bin/python benchmarks/bench_fidelity.py --cost
+    .venv/bin/python benchmarks/bench_fidelity.py --cost
 """
 
 from __future__ import annotations

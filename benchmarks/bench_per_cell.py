@@ -1,6 +1,6 @@
 """Per-cell responses (issue 22 item 3): ``optimal-transport`` beside mean-shift and latent arithmetic.
 
-    /work/bin/cpu_slot .venv/bin/python benchmarks/bench_per_cell.py --runs valid-pca-ot valid-pca-la ...
+    .venv/bin/python benchmarks/bench_per_cell.py --runs valid-pca-ot valid-pca-la ...
 
 Protocol (fixed before any run; nothing tuned on held-out contexts): the harness's OOS protocol
 (``virtualcell.evaluate.run_benchmark``: each cell type held out in turn, trained on every other

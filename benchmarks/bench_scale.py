@@ -1,6 +1,6 @@
 """Training at atlas scale (issue 23): loader throughput, memory of a fit from disk, DDP, Kang, Tahoe plan.
 
-Each section is one short run (run with /work/bin/cpu_slot); results go to benchmarks/results/scale/
+Each section is one short run; results go to benchmarks/results/scale/
 and simulated stores to /tmp (never the repository):
 
     python benchmarks/bench_scale.py loader  --cells 200000        # cells/s: ours, annbatch, anndata backed

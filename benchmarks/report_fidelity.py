@@ -107,7 +107,7 @@ def _dataset(name: str, run: dict) -> str:
 
 def render() -> str:
     head = ("## Selection fidelity and regret\n\n"
-            "`benchmarks/bench_fidelity.py` (`/work/bin/cpu_slot .venv/bin/python benchmarks/bench_fidelity.py`): "
+            "`benchmarks/bench_fidelity.py` (`.venv/bin/python benchmarks/bench_fidelity.py`): "
             "for each held-out context, `select` runs on the training cells with its defaults (full budget: every "
             "inner fit is the final fit; candidates mean-shift, pca+latent-arithmetic, vae+latent-arithmetic at "
             "40 epochs; n_jobs=1, one CPU thread), then every entry of its table is fitted on the same cells and "

@@ -2,7 +2,7 @@
 # Conformal intervals from inner folds (issue 22 item 4): every run's results.json is copied to
 # benchmarks/results/coverage/<stage>.json, which benchmarks/report_coverage.py renders.
 #
-#   /work/bin/cpu_slot benchmarks/run_coverage.sh [stage ...]
+#   benchmarks/run_coverage.sh [stage ...]
 #
 # stages: valid-oos-pca valid-oos-vae pert-pca full-oos-pca
 # Each run gives every method of the run (the named one and the baselines) conformal intervals

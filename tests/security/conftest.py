@@ -8,6 +8,10 @@ import signal
 import pytest
 import torch
 
+import anndata as ad
+
+from virtualcell import PerturbationPipeline
+from virtualcell.datasets import simulate_perturbation
 from virtualcell.representations.pca import PCAEncoder
 from virtualcell.testing import tiny_expression
 
@@ -72,3 +76,15 @@ def killed_at():
     if not hasattr(os, "fork"):
         pytest.skip("needs os.fork (POSIX)")
     return run_killed_at
+
+
+@pytest.fixture(scope="module")
+def sim() -> ad.AnnData:
+    """A small simulated perturbation (3 cell types, 30 genes), fresh per test module."""
+    return simulate_perturbation(n_cells_per_group=20, n_genes=30, n_cell_types=3, seed=0)
+
+
+@pytest.fixture(scope="module")
+def fitted(sim) -> PerturbationPipeline:
+    """PCA + latent arithmetic fitted on :func:`sim` with its cell types as contexts."""
+    return PerturbationPipeline("pca", "latent-arithmetic").fit(sim, context_key="cell_type", progress=False)

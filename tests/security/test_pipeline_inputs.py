@@ -24,16 +24,6 @@ from virtualcell.pipelines.screen import screen
 
 
 @pytest.fixture(scope="module")
-def sim() -> ad.AnnData:
-    return simulate_perturbation(n_cells_per_group=20, n_genes=30, n_cell_types=3, seed=0)
-
-
-@pytest.fixture(scope="module")
-def fitted(sim) -> PerturbationPipeline:
-    return PerturbationPipeline("pca", "latent-arithmetic").fit(sim, context_key="cell_type", progress=False)
-
-
-@pytest.fixture(scope="module")
 def slide() -> ad.AnnData:
     return simulate_spatial(200, 20, n_domains=3, seed=2)
 

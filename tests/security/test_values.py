@@ -16,16 +16,6 @@ from virtualcell.pipelines import PerturbationPipeline
 KANG = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "kang_pbmc_scgen_valid.h5ad"
 
 
-@pytest.fixture(scope="module")
-def sim() -> ad.AnnData:
-    return simulate_perturbation(n_cells_per_group=20, n_genes=30, n_cell_types=3, seed=0)
-
-
-@pytest.fixture(scope="module")
-def fitted(sim) -> PerturbationPipeline:
-    return PerturbationPipeline("pca", "latent-arithmetic").fit(sim, context_key="cell_type", progress=False)
-
-
 @pytest.mark.parametrize("sparse", [False, True])
 def test_fit_refuses_one_absurd_value_naming_cell_and_gene(sim, sparse):
     """A single 1e30 used to zero gene_7's predictions silently."""

@@ -82,21 +82,24 @@ def is_auto(spec: Any) -> bool:
     return isinstance(spec, Mapping) and str(spec.get("name", "")).lower() == "auto"
 
 
-def split_specs(text: str) -> list[str]:
-    """``"a,b(x=1,y=[1,2]),c"`` -> ``["a", "b(x=1,y=[1,2])", "c"]``: commas inside brackets are kept."""
-    items, depth, current = [], 0, []
+def split_top_level(text: str, separator: str) -> list[str]:
+    """``text`` split at each ``separator`` outside brackets, parts stripped (empty parts kept)."""
+    parts, depth, current = [], 0, []
     for char in text:
-        if char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth -= 1
-        if char == "," and depth == 0:
-            items.append("".join(current).strip())
+        depth += char in "([{"
+        depth -= char in ")]}"
+        if char == separator and depth == 0:
+            parts.append("".join(current).strip())
             current = []
         else:
             current.append(char)
-    items.append("".join(current).strip())
-    return [item for item in items if item]
+    parts.append("".join(current).strip())
+    return parts
+
+
+def split_specs(text: str) -> list[str]:
+    """``"a,b(x=1,y=[1,2]),c"`` -> ``["a", "b(x=1,y=[1,2])", "c"]``: commas inside brackets are kept."""
+    return [item for item in split_top_level(text, ",") if item]
 
 
 def _options(text: str | None, where: str) -> dict[str, Any]:
@@ -197,16 +200,7 @@ def parse_candidate(spec: "str | Mapping[str, Any] | Candidate") -> Candidate:
 
 
 def _split_plus(text: str) -> list[str]:
-    parts, depth, current = [], 0, []
-    for char in text:
-        depth += char in "([{"
-        depth -= char in ")]}"
-        if char == "+" and depth == 0:
-            parts.append("".join(current).strip())
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current).strip())
+    parts = split_top_level(text, "+")
     if any(not p for p in parts):
         raise ValueError(f"Candidate {text!r} has an empty part; write encoder+manipulator[+decoder].")
     return parts

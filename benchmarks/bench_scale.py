@@ -6,7 +6,7 @@ and simulated stores to /tmp (never the repository):
     python benchmarks/bench_scale.py loader  --cells 200000        # cells/s: ours, annbatch, anndata backed
     python benchmarks/bench_scale.py memory  --cells 200000        # peak RSS of VAE + latent arithmetic from disk
     python benchmarks/bench_scale.py ddp     --cells 20000         # 1 vs 2 gloo processes: val loss, wall-clock
-    python benchmarks/bench_scale.py kang                          # Kang valid CD4T OOS: disk vs memory
+    python benchmarks/bench_scale.py kang --epochs 10              # Kang valid CD4T / B OOS: disk vs memory, seeds 0-2
     python benchmarks/bench_scale.py plan                          # Tahoe-100M cost from the measured costs
 """
 
@@ -126,26 +126,69 @@ def bench_loader(n_cells: int, batch_size: int = 128, budget: int = 100_000) -> 
     return out
 
 
-def bench_memory(n_cells: int, epochs: int) -> dict:
-    """Peak RSS of PerturbationPipeline(vae, latent-arithmetic).fit(path) in a fresh process."""
+def bench_memory(n_cells: int, epochs: int, threads: int = 1) -> dict:
+    """Peak RSS of PerturbationPipeline(vae, latent-arithmetic).fit(path) in a fresh process, per phase.
+
+    The phases are timed by wrapping the public steps of the fit (annotations read, VAE training,
+    manipulator fit); "codes_and_means" is the two streaming passes between training and the manipulator.
+    """
     path = simulated_store(n_cells)
     code = f"""
-import resource, time, json
+import time
+clock = [time.perf_counter()]
+import json, resource
+import torch
+torch.set_num_threads({threads})
 import virtualcell as vc
+import virtualcell.pipelines.fit_from_disk as ffd
+
+def rss():
+    fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    return round(int(fields["VmRSS"].split()[0]) / 1024, 1)
+
+def peak():
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+phases = []
+def mark(name):
+    now = time.perf_counter()
+    phases.append({{"phase": name, "seconds": round(now - clock[0], 1), "rss_mb": rss(), "peak_rss_mb": peak()}})
+    clock[0] = now
+
+def timed(name, fn):
+    def wrapped(*args, **kwargs):
+        mark(f"before {{name}}")
+        out = fn(*args, **kwargs)
+        mark(name)
+        return out
+    return wrapped
+
 pipe = vc.PerturbationPipeline(encoder={{"name": "vae", "n_hidden": 128, "n_latent": 10, "max_epochs": {epochs},
                                          "batch_size": 512, "validation_fraction": 0.02}}, preprocess="log1p")
+mark("import + build")
+names = {{"before annotations": "build", "before train_vae": "genes_and_recipe", "before manipulator": "codes_and_means"}}
+ffd.read_annotations = timed("annotations", ffd.read_annotations)
+pipe.encoder.fit = timed("train_vae", pipe.encoder.fit)
+pipe.manipulator.fit = timed("manipulator", pipe.manipulator.fit)
 tick = time.perf_counter()
 pipe.fit({str(path)!r}, context_key="cell_type", progress=False)
+mark("rest")
+seconds = time.perf_counter() - tick
 rec = pipe.encoder.history.record()
-print(json.dumps({{"seconds": round(time.perf_counter() - tick, 1), "train_cells_per_s": rec["cells_per_s"],
-                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}}))
+for p in phases:
+    p["phase"] = names.get(p["phase"], p["phase"])
+print(json.dumps({{"seconds": round(seconds, 1), "cells_per_s": round({n_cells} / seconds),
+                  "train_cells_per_s": rec["cells_per_s"], "peak_rss_mb": peak(), "torch_threads": torch.get_num_threads(),
+                  "phases": phases}}))
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, "VIRTUALCELL_PROGRESS": "0"})
+    env = {**os.environ, "VIRTUALCELL_PROGRESS": "0", "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     if done.returncode:
         raise SystemExit(done.stderr[-3000:])
     return {"cells": n_cells, "genes": GENES, "epochs": epochs, "file_mb": round(path.stat().st_size / 2**20),
-            "vae": "n_hidden 128, n_latent 10, batch 512", **json.loads(done.stdout.strip().splitlines()[-1])}
+            "vae": "n_hidden 128, n_latent 10, batch 512", "threads": threads,
+            "command": f"python benchmarks/bench_scale.py memory --cells {n_cells} --epochs {epochs} --threads {threads}",
+            **json.loads(done.stdout.strip().splitlines()[-1])}
 
 
 def bench_ddp(n_cells: int) -> dict:
@@ -173,68 +216,166 @@ def bench_ddp(n_cells: int) -> dict:
     return out
 
 
-def bench_kang(max_epochs: int) -> dict:
-    """CD4T stimulated held out of Kang valid: VAE + latent arithmetic in memory vs from the h5ad (same seed)."""
+KANG_DISK = {"disk_exact": {"exact": True}, "disk_blocks": {"block_size": 64, "pool_blocks": 64}}
+
+
+def bench_kang(max_epochs: int, units: tuple[str, ...] = ("CD4T", "B"), seeds: tuple[int, ...] = (0, 1, 2),
+               threads: int = 1) -> dict:
+    """Kang valid, each unit's stimulated cells held out: VAE + latent arithmetic in memory vs from the h5ad.
+
+    Per unit and seed: in memory, from disk in the in-memory order (``disk_exact``) and from disk in
+    shuffled blocks (``disk_blocks``, the atlas setting, passed explicitly). Per unit: the largest
+    |disk - memory| over seeds (same seed) and the in-memory fit's seed-to-seed range (max - min).
+    """
     import anndata as ad
+    import torch
 
     import virtualcell as vc
     from virtualcell.metrics.perturbation import pearson_delta, r2_mean
 
+    torch.set_num_threads(threads)
     path = Path(__file__).resolve().parents[2] / "shared" / "data" / "kang_pbmc_scgen_valid.h5ad"
     adata = ad.read_h5ad(path)
-    held = (adata.obs["cell_type"] == "CD4T") & (adata.obs["condition"] == "stimulated")
-    train = adata[~held.to_numpy()].copy()
-    train_path = Path("/tmp/vc_scale/kang_train.h5ad")
-    train_path.parent.mkdir(parents=True, exist_ok=True)
-    train.write_h5ad(train_path)
-    ctrl = adata[((adata.obs["cell_type"] == "CD4T") & (adata.obs["condition"] == "control")).to_numpy()].copy()
-    stim = np.asarray(adata[held.to_numpy()].X.toarray())
-    out: dict = {"split": "Kang valid, CD4T stimulated held out", "max_epochs": max_epochs}
-    for label, data, disk in (("memory", train, None), ("disk_exact", str(train_path), {"exact": True}),
-                              ("disk_blocks", str(train_path), {"block_size": 64})):
-        pipe = vc.PerturbationPipeline(encoder={"name": "vae", "max_epochs": max_epochs})
-        tick = time.perf_counter()
-        pipe.fit(data, context_key="cell_type", seed=0, progress=False, disk=disk)
-        pred = np.asarray(pipe.predict(ctrl, target="stimulated").X)
-        out[label] = {"r2": round(r2_mean(pred, stim), 4),
-                      "pearson_delta": round(pearson_delta(pred, stim, ctrl.X.toarray()), 4),
-                      "seconds": round(time.perf_counter() - tick, 1)}
+    out: dict = {"split": "Kang valid, each unit's stimulated cells held out", "max_epochs": max_epochs,
+                 "seeds": list(seeds), "threads": threads, "disk_options": KANG_DISK,
+                 "command": (f"python benchmarks/bench_scale.py kang --epochs {max_epochs} --units {','.join(units)} "
+                             f"--seeds {','.join(map(str, seeds))} --threads {threads}"), "units": {}}
+    for unit in units:
+        held = ((adata.obs["cell_type"] == unit) & (adata.obs["condition"] == "stimulated")).to_numpy()
+        train = adata[~held].copy()
+        train_path = Path(f"/tmp/vc_scale/kang_train_{unit}.h5ad")
+        train_path.parent.mkdir(parents=True, exist_ok=True)
+        train.write_h5ad(train_path)
+        ctrl = adata[((adata.obs["cell_type"] == unit) & (adata.obs["condition"] == "control")).to_numpy()].copy()
+        stim, ctrl_x = np.asarray(adata[held].X.toarray()), np.asarray(ctrl.X.toarray())
+        runs: dict = {"memory": [], "disk_exact": [], "disk_blocks": []}
+        for seed in seeds:
+            for label, data, disk in (("memory", train, None), ("disk_exact", str(train_path), KANG_DISK["disk_exact"]),
+                                      ("disk_blocks", str(train_path), KANG_DISK["disk_blocks"])):
+                pipe = vc.PerturbationPipeline(encoder={"name": "vae", "max_epochs": max_epochs})
+                tick = time.perf_counter()
+                pipe.fit(data, context_key="cell_type", seed=seed, progress=False, disk=disk)
+                pred = np.asarray(pipe.predict(ctrl, target="stimulated").X)
+                runs[label].append({"seed": seed, "r2": round(float(r2_mean(pred, stim)), 4),
+                                    "pearson_delta": round(float(pearson_delta(pred, stim, ctrl_x)), 4),
+                                    "seconds": round(time.perf_counter() - tick, 1)})
+                print(unit, label, runs[label][-1], flush=True)
+        summary: dict = {"held_out_cells": int(held.sum()), "train_cells": int(train.n_obs), **runs}
+        for label in KANG_DISK:
+            summary[f"{label}_max_abs_diff"] = {
+                metric: round(max(abs(d[metric] - m[metric]) for d, m in zip(runs[label], runs["memory"])), 4)
+                for metric in ("r2", "pearson_delta")}
+        summary["memory_seed_range"] = {
+            metric: round(max(r[metric] for r in runs["memory"]) - min(r[metric] for r in runs["memory"]), 4)
+            for metric in ("r2", "pearson_delta")}
+        out["units"][unit] = summary
     return out
 
 
-def bench_plan() -> dict:
-    """Tahoe-100M (100M cells, 2,000 HVGs) from the measured per-cell costs (loader, memory, VAE step)."""
+#: H100 SXM dense (no sparsity) peaks, TFLOP/s (NVIDIA's datasheet); the plan assumes a fraction of the bf16 one
+H100_PEAK_TFLOPS = {"bf16_dense": 989.0, "fp32_non_tensor": 67.0}
+H100_ASSUMED_FRACTION = 0.05
+
+
+def _memory_model(memory: list[dict]) -> dict:
+    """Least-squares ``peak RSS = fixed + slope * cells`` over the memory runs (MB, MB per million cells)."""
+    if len(memory) < 2:
+        return {}
+    cells = np.array([m["cells"] for m in memory], dtype=float) / 1e6
+    out = {"runs_cells": [m["cells"] for m in memory]}
+    for key, values in (("peak", [m["peak_rss_mb"] for m in memory]),
+                        ("after_annotations", [_phase(m, "annotations", "rss_mb") for m in memory]),
+                        ("training_peak", [_phase(m, "train_vae", "peak_rss_mb") for m in memory])):
+        if None in values:
+            continue
+        slope, fixed = np.polyfit(cells, np.array(values, dtype=float), 1)
+        out[key] = {"fixed_mb": round(float(fixed), 1), "mb_per_million_cells": round(float(slope), 1)}
+    return out
+
+
+def _phase(run: dict, name: str, key: str) -> float | None:
+    return next((p[key] for p in run.get("phases", []) if p["phase"] == name), None)
+
+
+def bench_plan(threads: int = 1) -> dict:
+    """Tahoe-100M (100M cells, 2,000 HVGs) from the measured per-cell costs (loader, memory, VAE step).
+
+    Measured: the loader's cells/s, the peak RSS runs (a line in the number of cells), one VAE
+    training step on this CPU. Estimated (not measured, no GPU lent): the H100 step, from the model's
+    FLOPs per cell at an assumed sustained fraction of the H100's dense bf16 peak.
+    """
     loader = json.loads((RESULTS / "loader.json").read_text())
-    memory = {p.stem: json.loads(p.read_text()) for p in RESULTS.glob("memory_*.json")}
-    step = _vae_step_seconds()
-    read_per_cell = 1 / loader["virtualcell_h5ad_block64_cells_per_s"]
-    cells = 100_000_000
-    largest = max(memory.values(), key=lambda m: m["cells"]) if memory else {}
-    out = {"cells": cells, "genes": GENES, "measured_read_s_per_cell": read_per_cell,
-           "measured_cpu_vae_step_s_per_cell": step["cpu"], "vae": step["vae"],
-           "epoch_hours_1_process_cpu_read_bound": round(cells * read_per_cell / 3600, 2),
-           "epoch_hours_1_process_cpu_compute_bound": round(cells * step["cpu"] / 3600, 2),
-           "peak_rss_mb_per_process_measured": largest.get("peak_rss_mb")}
+    memory = sorted((json.loads(p.read_text()) for p in RESULTS.glob("memory_*.json")), key=lambda m: m["cells"])
+    step = _vae_step_seconds(threads=threads)
+    cells, n_gpus = 100_000_000, 8
+    read_rate = loader["virtualcell_h5ad_block64_cells_per_s"]
+    flops_per_cell = 6 * step["macs_per_cell"]        # forward 2 x MACs, backward 4 x MACs
+    sustained = H100_PEAK_TFLOPS["bf16_dense"] * H100_ASSUMED_FRACTION * 1e12
+    gpu_rate = sustained / flops_per_cell
+    bytes_per_cell = max(memory, key=lambda m: m["cells"])["file_mb"] * 2**20 / max(m["cells"] for m in memory) \
+        if memory else None
+    model = _memory_model(memory)
+    readers = int(np.ceil(gpu_rate / read_rate))
+
+    def epoch(processes: int, readers_per_process: int, compute_rate: float) -> dict:
+        read_s = cells / (processes * readers_per_process * read_rate)
+        compute_s = cells / (processes * compute_rate)
+        return {"read_s": round(read_s, 1), "compute_s": round(compute_s, 1),
+                "epoch_s": round(max(read_s, compute_s), 1), "bound": "read" if read_s >= compute_s else "compute",
+                "storage_gb_per_s": round(cells / max(read_s, compute_s) * bytes_per_cell / 1e9, 2)
+                if bytes_per_cell else None}
+
+    out = {"cells": cells, "genes": GENES, "threads": threads, "command": f"python benchmarks/bench_scale.py plan --threads {threads}",
+           "measured": {"read_cells_per_s_per_process": read_rate, "read_source": "loader.json virtualcell_h5ad_block64",
+                        "cpu_vae_step_s_per_cell": step["cpu_s_per_cell"], "cpu_vae_step_batch": step["batch"],
+                        "bytes_per_cell_on_disk": round(bytes_per_cell) if bytes_per_cell else None,
+                        "rss_model": model},
+           "vae": step["vae"], "parameters": step["parameters"], "macs_per_cell_forward": step["macs_per_cell"],
+           "flops_per_cell_training_step": flops_per_cell,
+           "h100_estimate": {"peak_tflops": H100_PEAK_TFLOPS, "assumed_fraction_of_bf16_dense_peak": H100_ASSUMED_FRACTION,
+                             "assumed_sustained_tflops": round(sustained / 1e12, 1),
+                             "cells_per_s_estimate": round(gpu_rate),
+                             "break_even_tflops_for_one_reader": round(read_rate * flops_per_cell / 1e12, 2),
+                             "readers_per_gpu_to_feed_it": readers},
+           "epoch": {"1_cpu_process_measured": epoch(1, 1, 1 / step["cpu_s_per_cell"]),
+                     "1_h100_1_reader_estimate": epoch(1, 1, gpu_rate),
+                     f"1_h100_{readers}_readers_estimate": epoch(1, readers, gpu_rate),
+                     "8_h100_1_reader_each_estimate": epoch(n_gpus, 1, gpu_rate),
+                     f"8_h100_{readers}_readers_each_estimate": epoch(n_gpus, readers, gpu_rate)}}
+    if model.get("peak"):
+        fixed, slope = model["peak"]["fixed_mb"], model["peak"]["mb_per_million_cells"]
+        codes_mb_per_million = {n: n * 4 for n in (10, 100)}       # float32 codes [cells, n_latent], MB per 1M cells
+        out["memory_per_process_mb"] = {
+            "measured_line_at_100M": round(fixed + slope * cells / 1e6),
+            "codes_at_100M_n_latent_10": codes_mb_per_million[10] * cells // 10**6,
+            "codes_at_100M_n_latent_100": codes_mb_per_million[100] * cells // 10**6,
+            "line_without_codes_at_100M_n_latent_10": round(fixed + (slope - codes_mb_per_million[10]) * cells / 1e6)}
     return out
 
 
-def _vae_step_seconds(batch: int = 512) -> dict:
-    """Seconds per cell of one VAE training step (scGen shape 800x2, latent 100) on this CPU."""
+def _vae_step_seconds(batch: int = 512, threads: int = 1) -> dict:
+    """Seconds per cell of one VAE training step (scGen shape 800x2, latent 100) on this CPU; MACs from the layers."""
     import torch
 
     from virtualcell.nn.vae_module import VAEModule
 
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
     vae = VAEModule(GENES, 100, 800, 2, 0.0, "gaussian", "leaky_relu")
+    linears = [m for m in vae.modules() if isinstance(m, torch.nn.Linear)]
+    macs = sum(m.in_features * m.out_features for m in linears)
     optimizer = torch.optim.Adam(vae.parameters(), lr=1e-3)
     x = torch.rand(batch, GENES)
-    for i in range(6):
+    for i in range(11):
         if i == 1:
             tick = time.perf_counter()
         loss = vae.losses(x, 5e-5)["loss"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    return {"cpu": (time.perf_counter() - tick) / 5 / batch, "vae": "2000 -> 800 -> 800 -> 100, batch 512"}
+    return {"cpu_s_per_cell": (time.perf_counter() - tick) / 10 / batch, "batch": batch, "macs_per_cell": macs,
+            "parameters": sum(p.numel() for p in vae.parameters()),
+            "vae": "linear layers " + ", ".join(f"{m.in_features}x{m.out_features}" for m in linears) + " (gaussian)"}
 
 
 def main() -> None:
@@ -242,17 +383,21 @@ def main() -> None:
     parser.add_argument("section", choices=["loader", "memory", "ddp", "kang", "plan"])
     parser.add_argument("--cells", type=int, default=200_000)
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="torch / OpenMP threads of the measured process")
+    parser.add_argument("--units", default="CD4T,B", help="kang: cell types held out, one at a time")
+    parser.add_argument("--seeds", default="0,1,2", help="kang: seeds of each fit")
     args = parser.parse_args()
     if args.section == "loader":
         save("loader", bench_loader(args.cells))
     elif args.section == "memory":
-        save(f"memory_{args.cells}", bench_memory(args.cells, args.epochs))
+        save(f"memory_{args.cells}", bench_memory(args.cells, args.epochs, args.threads))
     elif args.section == "ddp":
         save("ddp", bench_ddp(args.cells))
     elif args.section == "kang":
-        save("kang", bench_kang(max(args.epochs, 1)))
+        save("kang", bench_kang(max(args.epochs, 1), tuple(args.units.split(",")),
+                                tuple(int(s) for s in args.seeds.split(",")), args.threads))
     else:
-        save("plan", bench_plan())
+        save("plan", bench_plan(args.threads))
 
 
 if __name__ == "__main__":

@@ -50,7 +50,10 @@ def summarise(run: dict) -> dict:
     ep = {e: np.array([energy(units[u]["heldout"][e]) for u in names]) for e in entries}
     ratio = {e: np.array([units[u]["heldout"][e]["edistance_ratio"] if units[u]["heldout"][e]["edistance_control"] > 0
                           else np.nan for u in names]) for e in entries}
-    cands = [e for e in entries if e in CANDIDATES]
+    cands = [e for e in entries if e in run.get("candidates", CANDIDATES)]
+    # PERT (issue 22's goal): wins over mean-shift are counted over the targets with E(C, S) > 0 only
+    counted = np.array([run.get("kind") != "pert" or units[u]["heldout"]["mean-shift"]["edistance_control"] > 0
+                        for u in names])
     per_unit_rho = [spearman([inner[e][i] for e in entries], [held[e][i] for e in entries]) for i in range(len(names))]
     best_pd = max(cands, key=lambda e: pd_[e].mean())
     best_e = min(cands, key=lambda e: np.nanmean(ratio[e]))
@@ -68,12 +71,19 @@ def summarise(run: dict) -> dict:
             "regret_pd": float(pd_[best_pd].mean() - a_pd.mean()),
             "regret_e": float(np.nanmean(a_ratio) / np.nanmean(ratio[best_e]) - 1),
             "unit_regret_pd": (oracle_pd - a_pd).tolist(), "unit_regret_e": (a_ep / oracle_ep - 1).tolist(),
-            "wins": int(((a_pd > ms_pd) & (a_ep < ms_ep)).sum())}
+            "wins": int(((a_pd > ms_pd) & (a_ep < ms_ep))[counted].sum()), "counted": int(counted.sum())}
     return {"names": names, "entries": entries, "inner": inner, "held": held, "pd": pd_, "ratio": ratio,
             "rho_units": per_unit_rho, "rho_means": spearman([inner[e].mean() for e in entries],
                                                              [held[e].mean() for e in entries]),
             "rho_candidates": spearman([inner[e].mean() for e in cands], [held[e].mean() for e in cands]),
             "best_pd": best_pd, "best_e": best_e, "rules": rules, "stats": run.get("stats", {})}
+
+
+def _choices(picked: list[str]) -> str:
+    """The rule's choices per unit, run-length encoded when a choice repeats (PERT: one choice for all targets)."""
+    if len(set(picked)) == 1 and len(picked) > 1:
+        return f"{picked[0]} (all {len(picked)})"
+    return ", ".join(picked)
 
 
 def _dataset(name: str, run: dict) -> str:
@@ -85,7 +95,7 @@ def _dataset(name: str, run: dict) -> str:
     entry_table = markdown_table(["entry", "inner loss (mean over outer units)", "sd", "held-out loss",
                                   "held-out pearson_delta", "held-out edistance_ratio", "chosen (one-se)"], rows)
     rule_rows = [[rule, r["pd"], r["regret_pd"], r["ratio"], f"{100 * r['regret_e']:+.1f}%",
-                  f"{r['wins']}/{n}", ", ".join(r["picked"])] for rule, r in s["rules"].items()]
+                  f"{r['wins']}/{r['counted']}", _choices(r["picked"])] for rule, r in s["rules"].items()]
     rule_table = markdown_table(["rule", "pearson_delta", "regret pΔ (best single − rule)", "edistance_ratio",
                                  "regret E (rule / best single − 1)", "beats mean-shift on both", "choices per unit"],
                                 rule_rows)
@@ -96,7 +106,10 @@ def _dataset(name: str, run: dict) -> str:
                                  "E(P,S) vs the unit's best candidate", "Spearman inner vs held-out (entries)"],
                                 unit_rows)
     fits = s["stats"].get("fit_seconds", {})
-    return (f"### {name} ({n} held-out units)\n\nBest single candidate on the mean: `{s['best_pd']}` (pearson_delta), "
+    kind = "targets" if run.get("kind") == "pert" else "held-out units"
+    counted = (f" Wins over mean-shift are counted over the {s['rules']['one-se']['counted']} targets with "
+               "E(C,S) > 0." if run.get("kind") == "pert" else "")
+    return (f"### {name} ({n} {kind})\n\nProtocol: {run.get('protocol', '–')}.{counted}\n\nBest single candidate on the mean: `{s['best_pd']}` (pearson_delta), "
             f"`{s['best_e']}` (edistance_ratio). Spearman of inner vs held-out mean loss over all entries: "
             f"{s['rho_means']:.2f} (over the 3 candidates: {s['rho_candidates']:.2f}); per unit, mean "
             f"{np.nanmean(s['rho_units']):.2f}.\n\n{entry_table}\n\n{rule_table}\n\nPer unit (rule one-se, "
@@ -108,15 +121,17 @@ def _dataset(name: str, run: dict) -> str:
 def render() -> str:
     head = ("## Selection fidelity and regret\n\n"
             "`benchmarks/bench_fidelity.py` (`.venv/bin/python benchmarks/bench_fidelity.py`): "
-            "for each held-out context, `select` runs on the training cells with its defaults (full budget: every "
+            "for each outer training set (OOS: one per held-out context; PERT: the training replicates, one for "
+            "all held-out targets), `select` runs on the training cells with its defaults (full budget: every "
             "inner fit is the final fit; candidates mean-shift, pca+latent-arithmetic, vae+latent-arithmetic at "
-            "40 epochs; n_jobs=1, one CPU thread), then every entry of its table is fitted on the same cells and "
-            "scored on the held-out context with the harness's scoring. Loss = the selection score "
+            "40 epochs unless a dataset's protocol line says otherwise; n_jobs=1, one CPU thread), then every entry "
+            "of its table is fitted on the same cells and scored on each held-out unit with the harness's "
+            "scoring. Loss = the selection score "
             "(mean of 1 − pearson_delta, edistance_ratio where E(C,S) > 0, 1 − R² top-100 DEGs). The rules are "
             "applied to the inner table only; `one-se` is select's default, `rank` the mean rank of earlier "
             "versions. Regret: the rule's mean minus the best single candidate's (pearson_delta; edistance_ratio "
             "as a relative excess); per unit against that unit's best candidate (an oracle). Wins: units where the "
-            "choice beats clamped mean-shift on both pearson_delta and E(P,S).\n")
+            "choice beats clamped mean-shift on both pearson_delta and E(P,S) (PERT: targets with E(C,S) > 0).\n")
     runs = sorted(p for p in RESULTS.glob("*.json") if p.stem != "cost") if RESULTS.is_dir() else []
     if not runs:
         return head + "\nNo runs yet: run the command above.\n"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,6 +60,7 @@ def test_nproc_2_trains_in_two_processes_and_saves_once(cells, tmp_path):
     assert (out / "pipeline.json").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]        # nothing else written beside it
     assert "in 2 processes" in done.stderr
+    assert done.stderr.count("--preprocess auto:") == 1, done.stderr    # rank 0 alone prints notes and warnings
     import virtualcell as vc
 
     assert vc.load_pipeline(out).metadata["training"]["from_disk"] is True
@@ -83,3 +88,84 @@ def test_a_failing_process_fails_the_command(cells, tmp_path):
     assert done.returncode == 2, done.stderr[-3000:]
     assert "CSC" in done.stderr and "error: the 2-process fit failed" in done.stderr, done.stderr[-3000:]
     assert not (tmp_path / "pipe").exists()
+
+
+def _counts(path, n: int, seed: int, genes: list[str]) -> None:
+    import anndata as ad
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    obs = pd.DataFrame({"condition": np.tile(["control", "stimulated"], n // 2),
+                        "cell_type": np.repeat(["a", "b"], n // 2)}, index=[f"s{seed}c{i}" for i in range(n)])
+    counts = rng.poisson(2.0 * (1 + (obs["condition"] == "stimulated").to_numpy()[:, None]), size=(n, len(genes)))
+    ad.AnnData(X=sp.csr_matrix(counts.astype(np.float32)), obs=obs, var=pd.DataFrame(index=genes)).write_h5ad(path)
+
+
+def test_a_shard_with_a_missing_gene_is_a_clear_error(tmp_path):
+    plates = tmp_path / "plates"
+    plates.mkdir()
+    _counts(plates / "plate_1.h5ad", 40, 1, [f"g{i}" for i in range(30)])
+    _counts(plates / "plate_2.h5ad", 40, 2, [f"g{i}" for i in range(1, 30)])
+    done = _cli("fit", "--data", str(plates), "--out", str(tmp_path / "pipe"), "--from-disk", *VAE)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "error: Shard" in done.stderr and "plate_2.h5ad" in done.stderr and "lacks 1 of them (g0)" in done.stderr
+    assert not (tmp_path / "pipe").exists()
+
+
+def _children(pid: int) -> dict[int, str]:
+    """``{pid: RANK}`` of the processes whose parent is ``pid`` (Linux /proc)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                env = dict(v.split("=", 1) for v in (entry / "environ").read_text().split("\0") if "=" in v)
+                found[int(entry.name)] = env.get("RANK", "")
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker processes in /proc (Linux)")
+def test_a_process_killed_mid_epoch_stops_the_job_and_the_checkpoint_resumes(tmp_path):
+    """`--nproc 2` on a folder of 2 shards; rank 1 is killed after the first mid-epoch checkpoint: rank 0 stops,
+    the command exits 2 naming the kept checkpoint; resuming on the changed data is refused; the same command
+    in one process resumes from it and saves the pipeline."""
+    plates = tmp_path / "plates"
+    plates.mkdir()
+    for k in range(2):
+        _counts(plates / f"plate_{k}.h5ad", 1500, k, [f"g{i}" for i in range(30)])
+    checkpoint, out = tmp_path / "checkpoint", tmp_path / "pipe"
+    args = ["fit", "--data", str(plates), "--out", str(out), "--checkpoint", str(checkpoint), "--checkpoint-every", "5",
+            *VAE[:5], "--encoder-option", "batch_size=16", "--epochs", "2", "--context-key", "cell_type"]
+    job = subprocess.Popen([sys.executable, "-m", "virtualcell.cli", *args, "--nproc", "2"], env=ENV,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not (checkpoint / "checkpoint.json").exists() and job.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        ranks = {rank: pid for pid, rank in _children(job.pid).items()}
+        os.kill(ranks["1"], signal.SIGKILL)
+        _, stderr = job.communicate(timeout=60)                  # no hang: rank 0 is stopped too
+    finally:
+        job.kill()
+    assert job.returncode == 2, stderr[-3000:]
+    assert "error: the 2-process fit failed: process 1 was killed by signal 9" in stderr, stderr[-3000:]
+    assert f"The last checkpoint in {checkpoint} is kept" in stderr and not out.exists()
+    assert "in_epoch" in json.loads((checkpoint / "checkpoint.json").read_text())["loop"]     # mid-epoch
+
+    shard = plates / "plate_1.h5ad"
+    stat = shard.stat()
+    os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))   # the shard looks rewritten
+    done = _cli(*args)
+    assert done.returncode == 2 and "checkpoint cannot resume on this data" in done.stderr, done.stderr[-3000:]
+    assert "plate_1.h5ad changed since" in done.stderr
+    os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns))           # restored
+
+    done = _cli(*args)                                                  # one process resumes the 2-process run
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resuming from the checkpoint" in done.stderr and "cells into it" in done.stderr
+    import virtualcell as vc
+
+    pipeline = vc.load_pipeline(out)
+    assert pipeline.metadata["training"]["n_cells"] == 3000
+    assert len(pipeline.encoder.history.epochs) == 2

@@ -9,6 +9,7 @@ import torch
 from virtualcell import DataError
 from virtualcell.representations.transformer import TransformerEncoder
 from virtualcell.representations.transformer.vocabulary import PickleRefusedError
+from virtualcell.testing.pretrained import write_tiny_bert
 
 GENES = [f"ENSG{i:011d}" for i in range(1, 21)]
 
@@ -16,18 +17,7 @@ GENES = [f"ENSG{i:011d}" for i in range(1, 21)]
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A tiny BertForMaskedLM saved as config.json + model.safetensors, with a JSON token dictionary and medians."""
-    from transformers import BertConfig, BertForMaskedLM
-
-    folder = tmp_path_factory.mktemp("geneformer-tiny")
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=2 + len(GENES), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=12, pad_token_id=0)
-    BertForMaskedLM(config).save_pretrained(folder, safe_serialization=True)
-    tokens = {"<pad>": 0, "<mask>": 1, **{g: i + 2 for i, g in enumerate(GENES)}}
-    (folder / "token_dictionary.json").write_text(json.dumps(tokens))
-    medians = {g: 1.0 + (i % 4) for i, g in enumerate(GENES)}
-    (folder / "gene_medians.json").write_text(json.dumps(medians))
-    return folder
+    return write_tiny_bert(tmp_path_factory.mktemp("geneformer-tiny"), GENES, hidden_size=16, layers=2, medians=True)
 
 
 def _cells(n=6, seed=0):

@@ -8,11 +8,11 @@ import shutil
 import time
 
 import pytest
-import torch
 
 from virtualcell import DataError
 from virtualcell.pipelines.annotate import resolve_encoder
 from virtualcell.representations.transformer import TransformerEncoder
+from virtualcell.testing.pretrained import write_tiny_bert
 
 GENES = [f"ENSG{i:011d}" for i in range(1, 11)]
 
@@ -20,16 +20,7 @@ GENES = [f"ENSG{i:011d}" for i in range(1, 11)]
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     """A tiny BertForMaskedLM folder: config.json, model.safetensors and a JSON token dictionary."""
-    from transformers import BertConfig, BertForMaskedLM
-
-    folder = tmp_path_factory.mktemp("bert-tiny")
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=2 + len(GENES), hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=16, max_position_embeddings=12, pad_token_id=0)
-    BertForMaskedLM(config).save_pretrained(folder, safe_serialization=True)
-    tokens = {"<pad>": 0, "<mask>": 1, **{g: i + 2 for i, g in enumerate(GENES)}}
-    (folder / "token_dictionary.json").write_text(json.dumps(tokens))
-    return folder
+    return write_tiny_bert(tmp_path_factory.mktemp("bert-tiny"), GENES)
 
 
 @pytest.fixture

@@ -170,3 +170,95 @@ def test_loader_training_resumes_mid_epoch(stores, tmp_path):
     for a, b in zip(whole.vae.state_dict().values(), resumed.vae.state_dict().values()):
         torch.testing.assert_close(a, b)
     assert whole.history.epochs[-1]["loss"] == pytest.approx(resumed.history.epochs[-1]["loss"], rel=1e-6)
+
+
+def _shards(adata, folder):
+    """The store cut into 3 shards: CSR h5ad, CSR zarr, dense h5ad (one dataset, in name order)."""
+    folder.mkdir()
+    adata[:100].write_h5ad(folder / "p0.h5ad")
+    adata[100:250].write_zarr(folder / "p1.zarr")
+    dense = adata[250:].copy()
+    dense.X = dense.X.toarray()
+    dense.write_h5ad(folder / "p2.h5ad")
+    return [folder / "p0.h5ad", folder / "p1.zarr", folder / "p2.h5ad"]
+
+
+def test_shards_are_one_dataset(stores, tmp_path):
+    import virtualcell as vc
+
+    adata, folder = stores
+    paths = _shards(adata, tmp_path / "plates")
+    rows = DiskRows(paths)
+    order = np.array([5, 99, 100, 101, 3, 249, 250, 359, 0, 100])    # across shard borders, repeated
+    np.testing.assert_array_equal(rows[order].numpy(), adata.X.toarray()[order])
+    encoder = {"name": "vae", "n_hidden": 16, "n_latent": 4, "max_epochs": 1, "batch_size": 32}
+    control = adata[adata.obs["condition"] == "control"][:20].copy()
+    predictions = []
+    for data in (str(folder / "csr.h5ad"), [str(p) for p in paths], tmp_path / "plates"):
+        pipe = vc.PerturbationPipeline(encoder=dict(encoder), preprocess="log1p")
+        pipe.fit(data, context_key="cell_type", progress=False, disk={"exact": True})
+        predictions.append(np.asarray(pipe.predict(control, target="stimulated").X))
+        assert pipe.metadata["training"]["n_cells"] == 360
+    np.testing.assert_array_equal(predictions[0], predictions[1])
+    np.testing.assert_array_equal(predictions[0], predictions[2])
+
+
+@pytest.mark.parametrize("change, says", [
+    (lambda a: a[:, 3:], r"lacks 3 of them \(gene_0, gene_1, gene_2\)"),
+    (lambda a: a[:, ::-1], "in another order"),
+])
+def test_a_shard_with_other_genes_is_refused_by_name(stores, tmp_path, change, says):
+    import virtualcell as vc
+
+    adata, folder = stores
+    change(adata[:50]).copy().write_h5ad(tmp_path / "plate_2.h5ad")
+    pipe = vc.PerturbationPipeline(encoder={"name": "vae", "max_epochs": 1}, preprocess="log1p")
+    for attempt in (lambda: pipe.fit([folder / "csr.h5ad", tmp_path / "plate_2.h5ad"], progress=False),
+                    lambda: DiskRows([folder / "csr.h5ad", tmp_path / "plate_2.h5ad"])):
+        with pytest.raises(ValueError, match=says) as error:
+            attempt()
+        assert "plate_2.h5ad" in str(error.value) and "a[:, genes].copy()" in str(error.value)
+
+
+def test_a_file_changed_while_training_stops_it_and_the_checkpoint_survives(stores, tmp_path):
+    """The h5ad is appended to mid-epoch: the next read stops the fit with an error naming the file; the
+    checkpoint already written is intact, refuses to resume on the changed file, resumes on the restored one."""
+    import os
+    import shutil
+
+    from virtualcell.representations.vae import VAEEncoder
+
+    adata, folder = stores
+    path = tmp_path / "cells.h5ad"
+    shutil.copy(folder / "csr.h5ad", path)
+    size, mtime = path.stat().st_size, path.stat().st_mtime_ns
+    checkpoint = tmp_path / "checkpoint"
+
+    def fit(change_after=None):
+        rows = DiskRows(path)
+        rows.loader_options, rows.checkpoint_every_steps = {"block_size": 8, "pool_blocks": 2}, 2
+        if change_after is not None:
+            original, seen = rows.transformed, []
+
+            def changing(raw):
+                seen.append(1)
+                if len(seen) == change_after:
+                    with open(path, "ab") as handle:     # another process appends to the file
+                        handle.write(b"\0" * 64)
+                return original(raw)
+            rows.transformed = changing
+        encoder = VAEEncoder(n_hidden=16, n_latent=4, max_epochs=2, batch_size=32, checkpoint_dir=str(checkpoint))
+        return encoder.fit(rows, list(adata.var_names), seed=0, progress=False)
+
+    with pytest.raises(ValueError, match="changed while training") as error:
+        fit(change_after=9)
+    assert str(path) in str(error.value) and "restart from the last checkpoint" in str(error.value)
+    saved = (checkpoint / "checkpoint.json").read_text()
+    assert '"in_epoch"' in saved                        # a mid-epoch checkpoint was written before the change
+    with pytest.raises(ValueError, match="checkpoint cannot resume on this data"):
+        fit()                                           # resuming on the changed file is refused
+    assert (checkpoint / "checkpoint.json").read_text() == saved
+    os.truncate(path, size)                             # the file restored as it was
+    os.utime(path, ns=(mtime, mtime))
+    resumed = fit()
+    assert len(resumed.history.epochs) == 2

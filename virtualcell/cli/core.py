@@ -19,6 +19,7 @@ from .options import GRAMMAR, apply_epochs, check_options, epoch_option, parse_o
 from .history import check_plot_path, plot_pipeline_history
 from .split import apply_excludes, context_key_warning, training_card
 from .params import CellsOption, DeviceOption, OverwriteFile, SeedOption
+from .fit_scale import CheckpointEveryOption, CheckpointOption
 
 
 @app.command()
@@ -45,7 +46,8 @@ def demo(
 
 @app.command()
 def fit(
-    data: Path = typer.Option(..., help="Training .h5ad."),
+    data: Path = typer.Option(..., help="Training .h5ad (with --from-disk also a .zarr, or a folder of .h5ad/.zarr "
+                                        "shards: one dataset, in name order)."),
     out: Path = typer.Option(..., help="Folder to save the fitted pipeline in."),
     encoder: str = typer.Option("pca", help="Encoder name (`virtualcell info NAME` lists its options)."),
     manipulator: str = typer.Option("latent-arithmetic", help="Manipulator name."),
@@ -73,6 +75,8 @@ def fit(
                                                               "into memory (encoder vae only; docs/scale.md)."),
     nproc: Optional[int] = typer.Option(None, help="Train in N data-parallel processes (torch.distributed.run; gloo on "
                                                    "CPU, NCCL on CUDA, one GPU each); implies --from-disk; rank 0 saves."),
+    checkpoint: Optional[Path] = CheckpointOption,
+    checkpoint_every: int = CheckpointEveryOption,
 ) -> None:
     """Fit a pipeline on an AnnData file and save it as one folder (its model card records the training split)."""
     device = cli_device(device)
@@ -95,12 +99,15 @@ def fit(
         raise ValueError(f"--plot draws the losses of a component trained for epochs, and none of "
                          f"{[spec['name'] for spec in specs.values()]} is (they are fitted in closed form); drop "
                          "--plot, or choose a trained component such as --encoder vae.")
+    from .fit_scale import checkpoint_options
+
+    fit_extra = checkpoint_options(specs, checkpoint, checkpoint_every, from_disk=from_disk or nproc is not None)
     if from_disk or nproc is not None:     # docs/scale.md; the processes of --nproc re-run this with --from-disk
         from .fit_scale import check_disk_fit, in_worker, launch_processes, leave_unless_main, read_disk_source, worker_device
 
         check_disk_fit(specs, data, nproc=nproc, exclude=exclude or [], device=device)
         if nproc is not None and not in_worker():
-            return launch_processes(nproc, out)
+            return launch_processes(nproc, out, checkpoint)
         obs, probe = read_disk_source(data, layer)
         adata, n_cells, n_fitted, device = str(data), len(obs), len(obs), worker_device(device)
     else:
@@ -114,7 +121,7 @@ def fit(
     recipe = resolve_preprocess(preprocess, probe, layer)
     pipeline = _fit_pipeline(specs, adata, recipe=recipe, device=device, skip=("MissingContextWarning",) if warning else (),
                              condition_key=condition_key, control=control, context_key=context_key,
-                             covariate_keys=covariate or (), layer=layer, seed=seed)
+                             covariate_keys=covariate or (), layer=layer, seed=seed, **fit_extra)
     if from_disk:
         leave_unless_main()                # with --nproc: only rank 0 goes on to save
     card = training_card(data, exclude or [], n_cells=n_cells, n_fitted=n_fitted, condition_key=condition_key,

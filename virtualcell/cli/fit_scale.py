@@ -4,12 +4,18 @@
 docs/scale.md). ``--nproc N`` re-runs the same command, without ``--nproc`` and with ``--from-disk``, in
 N processes launched by torch's own launcher (``python -m torch.distributed.run --standalone``); each
 joins the process group (gloo on CPU, NCCL on CUDA: ``virtualcell.train.distributed``) and only rank 0
-saves the pipeline folder.
+saves the pipeline folder; only rank 0 prints notes, warnings and progress (the others print their
+``error:`` line only). ``--checkpoint DIR`` writes resumable checkpoints there (each epoch and every
+``--checkpoint-every`` steps within one) and resumes from the last one, on any number of processes.
+``--data`` may be a folder of ``.h5ad`` / ``.zarr`` shards (one dataset, shards in name order).
 """
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,11 +23,19 @@ from typing import Any
 import typer
 
 __all__ = ["check_disk_fit", "in_worker", "launch_processes", "worker_device", "read_disk_source",
-           "leave_unless_main"]
+           "leave_unless_main", "checkpoint_options", "CheckpointOption", "CheckpointEveryOption", "ErrorsOnly"]
 
 #: set in the environment of the processes ``--nproc`` launches
 WORKER_ENV = "VIRTUALCELL_FIT_WORKER"
 _PROBE_ROWS = 2000
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+CheckpointOption = typer.Option(
+    None, "--checkpoint", help="Folder for resumable training checkpoints (with --from-disk / --nproc; vae): written "
+    "each epoch and every --checkpoint-every steps within one. Rerun the same command (any --nproc) to resume from "
+    "the last one; refused if the data changed since.")
+CheckpointEveryOption = typer.Option(200, "--checkpoint-every", min=1,
+                                     help="Training steps between mid-epoch checkpoints (with --checkpoint).")
 
 
 def in_worker() -> bool:
@@ -55,6 +69,28 @@ def check_disk_fit(specs: dict, data: Path, *, nproc: int | None, exclude: list[
                          "(it trains in memory only); drop --decoder (the VAE decodes itself) or drop --from-disk.")
 
 
+def checkpoint_options(specs: dict, checkpoint: Path | None, every: int, *, from_disk: bool) -> dict[str, Any]:
+    """The ``fit`` arguments for ``--checkpoint`` (``{}`` without it): the encoder's ``checkpoint_dir`` and the
+    loader's mid-epoch checkpoints; says where a run resumes (once, in the launching process)."""
+    if checkpoint is None:
+        return {}
+    if not from_disk:
+        raise ValueError("--checkpoint resumes a fit from disk: add --from-disk (or --nproc N).")
+    if specs["--encoder-option"]["name"] != "vae":
+        raise ValueError(f"--checkpoint resumes the training of the 'vae' encoder; {specs['--encoder-option']['name']!r} "
+                         "is not trained in epochs. Use --encoder vae, or drop --checkpoint.")
+    if checkpoint.exists() and not checkpoint.is_dir():
+        raise NotADirectoryError(f"--checkpoint {checkpoint} is a file; pass a folder (it is created if missing).")
+    specs["--encoder-option"]["checkpoint_dir"] = str(checkpoint)
+    saved = checkpoint / "checkpoint.json"
+    if saved.exists() and not in_worker():
+        loop = json.loads(saved.read_text(encoding="utf-8"))["loop"]
+        where = (f"epoch {loop['in_epoch']['epoch'] + 1}, {loop['in_epoch']['cells']} cells into it"
+                 if loop.get("in_epoch") else f"the end of epoch {loop['epoch'] + 1}")
+        typer.secho(f"resuming from the checkpoint in {checkpoint} ({where})", err=True)
+    return {"disk": {"exact": False, "checkpoint_every_steps": every}}
+
+
 def _without_nproc(args: list[str]) -> list[str]:
     """The command line ``args`` without ``--nproc N`` / ``--nproc=N``, with ``--from-disk``."""
     kept, skip = [], False
@@ -68,8 +104,9 @@ def _without_nproc(args: list[str]) -> list[str]:
     return kept if "--from-disk" in kept else [*kept, "--from-disk"]
 
 
-def launch_processes(nproc: int, out: Path) -> None:
-    """Run this ``fit`` command in ``nproc`` processes with torchrun; a failing process is an error."""
+def launch_processes(nproc: int, out: Path, checkpoint: Path | None = None) -> None:
+    """Run this ``fit`` command in ``nproc`` processes with torchrun; a failing process is an error (the
+    launcher stops the others), and the last checkpoint in ``checkpoint`` is kept for the rerun."""
     args = _without_nproc(sys.argv[1:])
     if "fit" not in args:
         raise RuntimeError("--nproc re-runs the `virtualcell fit` command line it was given; call it as "
@@ -91,8 +128,12 @@ def launch_processes(nproc: int, out: Path) -> None:
         elastic_launch(config, sys.executable)("-m", "virtualcell.cli", *args)
     except ChildFailedError as error:
         rank, failure = error.get_first_failure()
-        raise RuntimeError(f"the {nproc}-process fit failed: process {rank} exited with code {failure.exitcode} "
-                           f"(its `error:` line above says why). Nothing was saved to {out}.") from None
+        kept = (f" The last checkpoint in {checkpoint} is kept: rerun the same command (with any --nproc) to "
+                "resume from it." if checkpoint is not None and (Path(checkpoint) / "checkpoint.json").exists() else "")
+        why = (f"was killed by signal {-failure.exitcode}" if failure.exitcode < 0 else
+               f"exited with code {failure.exitcode} (its `error:` line above says why)")
+        raise RuntimeError(f"the {nproc}-process fit failed: process {rank} {why}; the others were stopped. "
+                           f"Nothing was saved to {out}.{kept}") from None
     finally:
         for key, value in saved.items():
             if value is None:
@@ -107,7 +148,29 @@ def worker_device(device: str) -> str:
         return device
     from ..train.distributed import init_from_env
 
-    return str(init_from_env("cuda" if device.startswith("cuda") else "cpu").device)
+    context = init_from_env("cuda" if device.startswith("cuda") else "cpu")
+    if context.rank != 0:       # one voice: rank 0 prints notes, warnings and progress; the others their errors
+        os.environ["VIRTUALCELL_PROGRESS"] = "0"
+        sys.stderr = ErrorsOnly(sys.stderr)
+    return str(context.device)
+
+
+class ErrorsOnly(io.TextIOBase):
+    """A stderr that drops what a process writes until its ``error:`` line (or a traceback), then passes all."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__()
+        self.stream, self.passing = stream, False
+
+    def write(self, text: str) -> int:
+        if not self.passing and _ANSI.sub("", text).lstrip().startswith(("error:", "Traceback")):
+            self.passing = True
+        if self.passing:
+            self.stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def leave_unless_main() -> None:

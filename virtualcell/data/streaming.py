@@ -4,14 +4,14 @@ Each accumulator takes batches ``[b, genes]`` (numpy or torch) one at a time, in
 any batch size, and merges them exactly (float64 sums; Chan et al.'s pairwise update for the
 variance): per-gene mean / variance (:class:`StreamingMoments`), the Seurat highly-variable genes
 computed from them (:func:`hvg_seurat`, the same genes as ``scanpy.pp.highly_variable_genes``), a
-PCA from the streamed covariance (:class:`StreamingPCA`) and per-(context, condition) means
+PCA from the streamed covariance (:class:`StreamingPCA`, :func:`pca_in_passes`) and per-(context, condition) means
 (:class:`StreamingGroupMeans`). :func:`batch_recipe` applies a ``Preprocessing`` recipe to one batch
 of raw rows, which is how a loader preprocesses per batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ import torch
 
 from .checks import DataError
 
-__all__ = ["batch_recipe", "StreamingMoments", "StreamingGroupMeans", "StreamingPCA", "hvg_seurat"]
+__all__ = ["batch_recipe", "StreamingMoments", "StreamingGroupMeans", "StreamingPCA", "pca_in_passes", "hvg_seurat"]
 
 
 def _dense64(x: Any) -> np.ndarray:
@@ -146,33 +146,70 @@ class StreamingGroupMeans:
 
 
 class StreamingPCA:
-    """PCA from the streamed mean and covariance [g, g] (float64): exact, one pass, memory O(g^2).
+    """PCA from the streamed mean and covariance [g, g] (float64, Chan's merge): exact, memory O(g^2).
 
-    Components are the covariance's top eigenvectors, signed so that each one's largest-magnitude
-    loading is positive. ``result()`` returns ``mean`` [g], ``components`` [k, g], ``explained_variance`` [k].
+    ``result()`` returns ``mean`` [g], ``components`` [k, g] (k = min(n_components, cells, genes)) and
+    ``explained_variance`` [k]; each component is signed so its largest-magnitude loading is positive.
+    A second pass (:meth:`flip_signs`, or :func:`pca_in_passes` for both) signs them as the in-memory
+    :func:`virtualcell.nn.pca.fit_pca` does (scikit-learn's ``svd_flip``: the cell with the largest
+    absolute score gets a positive one), so a fit from disk gives that fit's components.
     """
 
     def __init__(self, n_components: int) -> None:
-        self.k, self.n, self.total, self.gram = n_components, 0, None, None
+        self.k, self.n, self.mean, self.comoment = n_components, 0, None, None
 
     def update(self, x: Any) -> "StreamingPCA":
         x = _dense64(x)
-        if self.total is None:
-            self.total, self.gram = np.zeros(x.shape[1]), np.zeros((x.shape[1], x.shape[1]))
-        self.n += x.shape[0]
-        self.total += x.sum(0)
-        self.gram += x.T @ x
+        if x.shape[0] == 0:
+            return self
+        b, mean_b = x.shape[0], x.mean(0)
+        centred = x - mean_b
+        comoment_b = centred.T @ centred
+        if self.mean is None:
+            self.n, self.mean, self.comoment = b, mean_b, comoment_b
+            return self
+        delta, total = mean_b - self.mean, self.n + b
+        self.comoment += comoment_b + np.outer(delta, delta) * (self.n * b / total)
+        self.mean = self.mean + delta * b / total
+        self.n = total
         return self
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.n < 2:
             raise ValueError("StreamingPCA needs at least 2 cells.")
-        mean = self.total / self.n
-        cov = (self.gram - self.n * np.outer(mean, mean)) / (self.n - 1)
-        values, vectors = np.linalg.eigh(cov)
-        order = np.argsort(values)[::-1][:min(self.k, cov.shape[0])]
+        values, vectors = np.linalg.eigh(self.comoment)
+        order = np.argsort(values)[::-1][:min(self.k, self.n, self.comoment.shape[0])]
         components = vectors[:, order].T
         signs = np.sign(components[np.arange(order.size), np.abs(components).argmax(1)])
         components *= np.where(signs == 0, 1, signs)[:, None]
-        return (torch.from_numpy(mean).float(), torch.from_numpy(np.ascontiguousarray(components)).float(),
-                torch.from_numpy(values[order].clip(min=0)).float())
+        variance = values[order].clip(min=0) / (self.n - 1)
+        return (torch.from_numpy(self.mean).float(), torch.from_numpy(np.ascontiguousarray(components)).float(),
+                torch.from_numpy(variance).float())
+
+    @staticmethod
+    def flip_signs(mean: torch.Tensor, components: torch.Tensor, batches: Iterable[Any]) -> torch.Tensor:
+        """``components`` [k, g] signed as ``svd_flip``: a pass over ``batches`` (the cells in their order)
+        finds, per component, the cell with the largest absolute score (the first on ties) and makes it positive."""
+        mu, vt = mean.double().cpu().numpy(), components.double().cpu().numpy()
+        best, sign = np.full(vt.shape[0], -1.0), np.ones(vt.shape[0])
+        for x in batches:
+            scores = (_dense64(x) - mu) @ vt.T
+            if scores.shape[0] == 0:
+                continue
+            where = np.abs(scores).argmax(0)
+            top = scores[where, np.arange(vt.shape[0])]
+            better = np.abs(top) > best
+            best[better], sign[better] = np.abs(top[better]), np.where(top[better] < 0, -1.0, 1.0)
+        return (components * torch.from_numpy(sign).to(components)[:, None]).contiguous()
+
+
+def pca_in_passes(batches: Callable[[], Iterable[Any]], n_components: int
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The PCA of the cells that ``batches()`` yields ([b, g] each, same order every call), in two passes:
+    :class:`StreamingPCA` then its ``svd_flip`` signs. Same ``(mean, components, explained_variance)`` as
+    ``fit_pca`` on the stacked cells, up to float rounding (exact, never a randomized SVD)."""
+    pca = StreamingPCA(n_components)
+    for x in batches():
+        pca.update(x)
+    mean, components, variance = pca.result()
+    return mean, StreamingPCA.flip_signs(mean, components, batches()), variance

@@ -20,6 +20,12 @@ genes (docs/uncertainty.md):
 
 Scopes: ``"degs"`` pools each unit's top DEGs (its own real cells against its control cells, as the
 protocol's ``coverage90`` scores); ``"all"`` pools every gene.
+
+Cell quantiles: the same construction with the per-gene ``p`` quantile over cells
+(:func:`population_quantiles`) in place of the mean: predicted ``Q_p(P_k)``, real ``Q_p(S_k)``, control
+``Q_p(C_k)`` (the scale is the units' spread of ``Q_p(S_k) - Q_p(C_k)``) give an interval of the real
+population's ``p`` quantile per gene around the predicted population's. A calibration keeps one such
+:class:`Calibration` per calibrated ``p`` in ``cell_quantiles`` (:meth:`Calibration.cell_quantile`).
 """
 
 from __future__ import annotations
@@ -32,9 +38,11 @@ from typing import Any
 import numpy as np
 
 __all__ = ["Calibration", "conformal_calibration", "response_scale", "finite_quantile", "level_tag",
-           "interval_scores", "LEVELS", "SCOPES", "METHODS", "FORMAT"]
+           "interval_scores", "population_quantiles", "LEVELS", "CELL_QUANTILES", "SCOPES", "METHODS", "FORMAT"]
 
 LEVELS = (0.8, 0.9, 0.95)
+#: the cell quantiles ``p`` that ``select`` calibrates by default (the 10% and 90% of each gene's cells)
+CELL_QUANTILES = (0.1, 0.9)
 SCOPES = ("degs", "all")
 METHODS = ("unit", "pooled")
 FORMAT = "virtualcell.conformal/1"
@@ -65,6 +73,17 @@ def response_scale(responses: np.ndarray, floor: float = 0.1) -> np.ndarray:
     return np.sqrt(sd ** 2 + max(base, 1e-6) ** 2)
 
 
+def population_quantiles(cells: Any, probs: Sequence[float]) -> np.ndarray:
+    """Per-gene quantiles ``[len(probs), g]`` over the cells of ``cells`` [n, g] (numpy's linear rule;
+    the one estimator used both to calibrate and to predict cell quantiles)."""
+    x = np.asarray(cells.toarray() if hasattr(cells, "toarray") else cells, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"cells must be [cells, genes] with at least one cell; got shape {x.shape}.")
+    if any(not 0.0 < float(p) < 1.0 for p in probs):
+        raise ValueError(f"Cell quantiles must lie in (0, 1); got {list(probs)}.")
+    return np.quantile(x, [float(p) for p in probs], axis=0)
+
+
 def interval_scores(pred_mean: np.ndarray, true_mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """Conformal scores ``|true - pred| / scale`` [g]."""
     return np.abs(np.asarray(true_mean, np.float64) - np.asarray(pred_mean, np.float64)) / scale
@@ -73,7 +92,8 @@ def interval_scores(pred_mean: np.ndarray, true_mean: np.ndarray, scale: np.ndar
 @dataclasses.dataclass(frozen=True)
 class Calibration:
     """Per-gene ``scale`` [g] (``genes`` order) and, per scope and level, the conformal multiplier ``q``:
-    the interval of a predicted mean ``m`` [g] is ``m +- q * scale``. JSON-safe via :meth:`to_dict`."""
+    the interval of a predicted mean ``m`` [g] is ``m +- q * scale``. ``cell_quantiles[p]``: the same for
+    the cells' per-gene ``p`` quantile (module doc). JSON-safe via :meth:`to_dict`."""
 
     genes: tuple[str, ...]
     scale: np.ndarray
@@ -83,6 +103,7 @@ class Calibration:
     n_units: int = 0
     n_top: int | None = None
     unit_quantiles: Mapping[str, Mapping[float, list[float]]] = dataclasses.field(default_factory=dict)
+    cell_quantiles: Mapping[float, "Calibration"] = dataclasses.field(default_factory=dict)
 
     @property
     def levels(self) -> tuple[float, ...]:
@@ -108,6 +129,15 @@ class Calibration:
         raise ValueError(f"No conformal quantile for level {level}; this calibration has levels "
                          f"{sorted(by_level)}. Calibrate again with levels=(..., {level}).")
 
+    def cell_quantile(self, p: float) -> "Calibration":
+        """The calibration of the cells' per-gene ``p`` quantile; ValueError naming the calibrated ones."""
+        for known, calibration in self.cell_quantiles.items():
+            if abs(known - float(p)) < 1e-9:
+                return calibration
+        raise ValueError(f"No conformal calibration of the cells' {p:g} quantile; this calibration has "
+                         f"{sorted(self.cell_quantiles) or 'none'}. Calibrate again with cell_quantiles=(..., {p:g}) "
+                         "(virtualcell.selection.conformal.calibrate_pipeline).")
+
     def interval(self, mean: Any, level: float = 0.9, scope: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(lower [g], upper [g])`` around the predicted mean ``mean`` [g] (``genes`` order)."""
         mean = np.asarray(mean, dtype=np.float64)
@@ -122,7 +152,9 @@ class Calibration:
                 "n_top": self.n_top, "genes": list(self.genes), "scale": [float(v) for v in self.scale],
                 "quantiles": {s: {f"{lv:g}": float(q) for lv, q in by.items()} for s, by in self.quantiles.items()},
                 "unit_quantiles": {s: {f"{lv:g}": [float(v) for v in qs] for lv, qs in by.items()}
-                                   for s, by in self.unit_quantiles.items()}}
+                                   for s, by in self.unit_quantiles.items()}} | (
+            {"cell_quantiles": {f"{p:g}": c.to_dict() for p, c in self.cell_quantiles.items()}}
+            if self.cell_quantiles else {})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Calibration":
@@ -136,8 +168,11 @@ class Calibration:
         quantiles = {str(s): {float(lv): float(q) for lv, q in by.items()} for s, by in data["quantiles"].items()}
         units = {str(s): {float(lv): list(map(float, qs)) for lv, qs in by.items()}
                  for s, by in data.get("unit_quantiles", {}).items()}
+        cells = {float(p): cls.from_dict(c) for p, c in data.get("cell_quantiles", {}).items()}
+        if any(not 0.0 < p < 1.0 or c.genes != genes or c.cell_quantiles for p, c in cells.items()):
+            raise ValueError("The calibration's cell_quantiles must be keyed by p in (0, 1) and cover its genes.")
         return cls(genes, scale, quantiles, str(data.get("method", "unit")), float(data.get("unit_level", 0.5)),
-                   int(data.get("n_units", 0)), data.get("n_top"), units)
+                   int(data.get("n_units", 0)), data.get("n_top"), units, cells)
 
 
 def _positions(idx: Any, genes: Sequence[str]) -> np.ndarray:

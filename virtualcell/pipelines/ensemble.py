@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from ..registry.pipeline_format import PIPELINE_KIND
+from .intervals import add_conformal_columns, predictive_quantiles
 from .pipeline import Pipeline
 
 __all__ = ["EnsemblePipeline", "apply_spread", "stack_cells", "COMBINE"]
@@ -137,7 +138,9 @@ class EnsemblePipeline(Pipeline):
                 quantiles: tuple[float, float] = (0.05, 0.95), key_added: str = "virtualcell",
                 **kwargs: Any) -> ad.AnnData:
         """The weighted mean of the members' ``predict`` (``X``); with ``n_samples > 1`` also
-        ``variance`` and the ``quantiles`` interval from the paired weighted samples (``layers``)."""
+        ``variance`` and the ``quantiles`` interval from the paired weighted samples (``layers``). A calibrated
+        ensemble (``metadata["conformal"]``, e.g. ``select``'s) adds ``var["conformal_lo_90"]`` etc., as
+        :meth:`PerturbationPipeline.predict` does (:func:`~.intervals.add_conformal_columns`)."""
         members = self.members
         outs = [m.predict(adata, target=target, seed=seed, key_added=key_added, **kwargs) for m in members]
         genes = list(map(str, outs[0].var_names))
@@ -150,8 +153,6 @@ class EnsemblePipeline(Pipeline):
                                  "members": {str(i): o.uns.get(key_added, {}) for i, o in enumerate(outs)},
                                  "call": {"target": target, "n_samples": n_samples, "seed": seed}}
         if n_samples > 1:
-            from .intervals import predictive_quantiles
-
             samples, _ = self.predict_samples(adata, target=target, n_samples=n_samples, seed=seed, **{
                 k: v for k, v in kwargs.items() if k in ("source", "covariates", "layer", "context_effect_scale")})
             order = list(members[0].decoder.output_features)
@@ -160,6 +161,7 @@ class EnsemblePipeline(Pipeline):
             result.layers["variance"] = decoded.var(0).float().numpy()
             result.layers[f"q{round(quantiles[0] * 100):02d}"] = lo.float().numpy()
             result.layers[f"q{round(quantiles[1] * 100):02d}"] = hi.float().numpy()
+        add_conformal_columns(result, self.metadata)   # var conformal_lo_90 / _hi_90 when calibrated, as any pipeline
         return result
 
     def predict_samples(self, adata: ad.AnnData, *, target: str, n_samples: int = 1, seed: int = 0,

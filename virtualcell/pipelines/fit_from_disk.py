@@ -2,9 +2,10 @@
 
 The expression matrix is never read whole: ``obs``/``var`` are read into memory (small), the
 preprocessing recipe (and its HVGs), the per-(context, condition) means and the latent codes are
-computed in streaming passes (``virtualcell.data.streaming``), and the encoder trains from
-:class:`~virtualcell.train.disk_loader.DiskRows` (the VAE; see ``docs/scale.md``). Memory is bounded
-by the batch, the model and the latent codes [n_cells, n_latent] the manipulator is fitted on.
+computed in streaming passes (``virtualcell.data.streaming``), and the encoder (VAE, PCA) and a learned
+decoder (mlp) train from :class:`~virtualcell.train.disk_loader.DiskRows` (``fit_from_disk_components``;
+``docs/scale.md``). Memory is bounded by the batch, the model and the latent codes [n_cells, n_latent]
+the manipulator is fitted on. A file no larger than one loader pool is read whole (``reads_whole``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from ..data.fields import covariate_tensors, make_condition
 from ..execution import batched_apply
 from ..data.streaming import StreamingGroupMeans, StreamingMoments, batch_recipe, hvg_seurat
 from ..train.disk_loader import DiskRows, open_matrix
+from .fit_from_disk_components import (DEFAULT_BLOCKS, fit_decoder_from_disk, fit_encoder_from_disk, read_whole,
+                                       reads_whole)
 from .fit_labels import extend_conditions, training_labels
 
 __all__ = ["fit_from_disk", "read_annotations", "is_on_disk", "DiskOptions"]
@@ -34,15 +37,19 @@ _PASS_ROWS = 8192
 
 
 def is_on_disk(data: Any) -> bool:
-    """True for a path (str / PathLike) or a backed AnnData: what ``fit`` hands to :func:`fit_from_disk`."""
+    """True for a path (str / PathLike: a store or a folder of shards), a list of paths (shards), or a backed
+    AnnData: what ``fit`` hands to :func:`fit_from_disk`."""
+    if isinstance(data, (list, tuple)) and data:
+        return all(isinstance(part, (str, os.PathLike)) for part in data)
     return isinstance(data, (str, os.PathLike)) or bool(getattr(data, "isbacked", False))
 
 
 def read_annotations(source: Any) -> ad.AnnData:
-    """An AnnData with the store's ``obs`` and ``var`` and no ``X`` (reads only the annotations)."""
-    root, _ = open_matrix(source)
-    obs, var = ad.io.read_elem(root["obs"]), ad.io.read_elem(root["var"])
-    return ad.AnnData(obs=obs, var=var)
+    """An AnnData with the stores' ``obs`` (shards concatenated in order) and ``var`` and no ``X`` (reads only
+    the annotations; shards whose genes disagree are refused: ``train.disk_shards``)."""
+    from ..train.disk_shards import read_annotations as read_shard_annotations
+
+    return read_shard_annotations(source)
 
 
 def _passes(rows: DiskRows, transform: Any = None):
@@ -76,13 +83,21 @@ def fit_from_disk(pipe: Any, source: Any, *, condition_key: str = "condition", c
 
     ``disk``: ``{"block_size": 64, "pool_blocks": 64}`` trains on shuffled blocks of rows (fast
     reads, the default); ``{"exact": True}`` reads each minibatch's rows in the in-memory order
-    (the same numbers as ``fit`` on the AnnData in memory, slower). ``"checkpoint_every_steps"``
-    adds mid-epoch checkpoints (with the encoder's ``checkpoint_dir``).
+    (the same numbers as ``fit`` on the AnnData in memory, slower). ``"exact"`` unset and a file of
+    at most ``block_size * pool_blocks`` cells (one process): read whole and fitted as in memory
+    (:func:`~virtualcell.pipelines.fit_from_disk_components.reads_whole`; ``"exact": False`` forces
+    blocks). ``"checkpoint_every_steps"`` adds mid-epoch checkpoints (with the encoder's ``checkpoint_dir``).
     """
     disk = dict(disk or {})
     if pipe.manipulator.requires_context and not context_key:
         raise DataError(f"{type(pipe.manipulator).__name__} needs context_key (e.g. 'cell_type').")
     annotations = read_annotations(source)
+    if reads_whole(disk, annotations.n_obs):   # small file: one pool holds it all, so read it and fit in memory
+        pipe.fit(read_whole(source, annotations, layer), condition_key=condition_key, control=control,
+                 context_key=context_key, covariate_keys=covariate_keys, layer=layer, seed=seed, progress=progress,
+                 extra_conditions=extra_conditions)
+        pipe.metadata["training"].update(from_disk=True, read_whole=True)
+        return pipe
     labels, conditions, contexts = training_labels(annotations, condition_key=condition_key, control=control,
                                                    context_key=context_key, covariate_keys=covariate_keys)
     var_names = [str(v) for v in annotations.var_names]
@@ -91,16 +106,12 @@ def fit_from_disk(pipe: Any, source: Any, *, condition_key: str = "condition", c
     pipe.preprocessing.genes = genes
     rows.transform, rows.n_features = batch_recipe(pipe.preprocessing, var_names, genes), len(genes)
     if not disk.get("exact"):
-        rows.loader_options = {"block_size": int(disk.get("block_size", 64)),
-                               "pool_blocks": int(disk.get("pool_blocks", 64))}
+        rows.loader_options = {"block_size": int(disk.get("block_size", DEFAULT_BLOCKS[0])),
+                               "pool_blocks": int(disk.get("pool_blocks", DEFAULT_BLOCKS[1]))}
     rows.checkpoint_every_steps = disk.get("checkpoint_every_steps")
 
     pipe.encoder.to(pipe.device)
-    if not pipe.encoder.is_fitted:
-        if type(pipe.encoder).__name__ != "VAEEncoder":
-            raise DataError(f"Fitting from disk trains the 'vae' encoder; {type(pipe.encoder).__name__} trains in "
-                            "memory only. Use encoder='vae', pass a fitted encoder, or read the data into memory.")
-        pipe.encoder.fit(rows, genes, seed=seed, progress=progress)
+    fit_encoder_from_disk(pipe, rows, genes, seed=seed, progress=progress)
 
     z_parts, sample = [], None
     for _, x in _passes(rows):
@@ -126,15 +137,7 @@ def fit_from_disk(pipe: Any, source: Any, *, condition_key: str = "condition", c
     pipe.manipulator.to(pipe.device)
     pipe.manipulator.fit(z, target, n_conditions=len(conditions), n_contexts=len(contexts) if contexts else 0,
                          seed=seed, progress=progress)
-    if pipe.decoder is None:
-        decoder = pipe.encoder.paired_decoder()
-        if decoder is None:
-            raise DataError(f"{type(pipe.encoder).__name__} has no paired decoder; a learned decoder trains in "
-                            "memory only. Fit from disk with encoder='vae' or pass a fitted decoder.")
-        pipe.components["decoder"] = decoder
-    elif not pipe.decoder.is_fitted:
-        raise DataError("A decoder that still needs training cannot be fitted from disk; pass a fitted decoder.")
-    pipe.decoder.to(pipe.device)
+    fit_decoder_from_disk(pipe, z, rows, genes, seed=seed, progress=progress)
     pipe.metadata = {
         "condition_key": condition_key, "control": control, "conditions": conditions.labels,
         "context_key": context_key, "contexts": contexts.labels if contexts else None,

@@ -15,6 +15,9 @@ Conformal intervals of the predicted *mean* (docs/uncertainty.md): a pipeline wh
 ``pipeline.json``; :func:`attach_calibration`, or ``virtualcell.select``) gives per-gene intervals of the
 predicted population mean: :func:`predict_interval`, and ``var["conformal_lo_90"]`` /
 ``var["conformal_hi_90"]`` (per calibrated level) of what ``predict`` returns (:func:`add_conformal_columns`).
+``predict_interval(..., quantiles=(0.1, 0.9))`` adds intervals of the cells' per-gene 10% and 90% quantiles
+(``q10``, ``q10_lo_90``, ``q10_hi_90``, ...) where the calibration holds them (``select`` calibrates
+``virtualcell.metrics.conformal.CELL_QUANTILES``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..metrics.conformal import Calibration, level_tag
+from ..metrics.conformal import Calibration, level_tag, population_quantiles
 
 __all__ = ["predictive_quantiles", "CONFORMAL_KEY", "attach_calibration", "load_calibration", "interval_table",
            "predict_interval", "add_conformal_columns"]
@@ -91,22 +94,39 @@ def interval_table(mean: Any, genes: Sequence[str], calibration: Calibration, le
 
 
 def predict_interval(pipeline: Any, adata: Any, *, target: str, levels: Sequence[float] | None = None,
-                     scope: str | None = None, **predict_kwargs: Any) -> pd.DataFrame:
+                     scope: str | None = None, quantiles: Sequence[float] = (), **predict_kwargs: Any) -> pd.DataFrame:
     """Conformal intervals of the mean of ``adata``'s cells under ``target``: :func:`interval_table` of the
     mean over cells of ``pipeline.predict(adata, target=target, **predict_kwargs).X``.
 
     ``scope``: ``"degs"`` (default when calibrated: coverage calibrated over each unit's top DEGs, wider)
     or ``"all"`` (over every gene). Coverage is over genes of one held-out unit (docs/uncertainty.md).
+    ``quantiles``: cell quantiles ``p`` (e.g. ``(0.1, 0.9)``) whose intervals to add: column ``q<p>`` (the
+    predicted cells' per-gene ``p`` quantile) and ``q<p>_lo_<level>`` / ``q<p>_hi_<level>`` around it
+    (ValueError naming the calibrated ``p`` when one is not). Calibrated for ``n_samples=1`` predictions.
     """
     calibration = load_calibration(pipeline)
+    by_p = [calibration.cell_quantile(p) for p in quantiles]                 # refuse an uncalibrated p up front
     predicted = pipeline.predict(adata, target=target, **predict_kwargs)
     x = predicted.X.toarray() if hasattr(predicted.X, "toarray") else np.asarray(predicted.X)
-    return interval_table(x.mean(axis=0), list(map(str, predicted.var_names)), calibration, levels, scope)
+    genes = list(map(str, predicted.var_names))
+    table = interval_table(x.mean(axis=0), genes, calibration, levels, scope)
+    if quantiles and x.shape[0]:
+        for p, values, cal in zip(quantiles, population_quantiles(x, quantiles), by_p):
+            part = interval_table(values, genes, cal, levels, scope)
+            tag = f"q{level_tag(float(p))}"
+            table[tag] = part.pop("mean")
+            table[[f"{tag}_{c}" for c in part.columns]] = part.to_numpy()
+    return table
 
 
 def add_conformal_columns(predicted: Any, metadata: Mapping[str, Any]) -> None:
     """With a calibration in ``metadata``: ``predicted.var["conformal_lo_<tag>"]`` / ``["conformal_hi_<tag>"]``
-    (default scope) around the mean over the predicted cells, per calibrated level; else nothing."""
+    (default scope) around the mean over the predicted cells, per calibrated level; else nothing. Columns of
+    another pipeline's calibration (an ensemble member's, copied with its ``var``) are dropped first.
+    Every pipeline kind's ``predict`` ends with this call (the one code path)."""
+    stale = [c for c in predicted.var.columns if str(c).startswith("conformal_")]
+    if stale:
+        predicted.var = predicted.var.drop(columns=stale)
     if CONFORMAL_KEY not in metadata or predicted.n_obs == 0:
         return
     x = predicted.X.toarray() if hasattr(predicted.X, "toarray") else np.asarray(predicted.X)

@@ -6,6 +6,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..component import Decoder, Encoder
@@ -35,6 +36,8 @@ class PCAEncoder(Encoder):
         return int(self.components.shape[0])
 
     def fit(self, x: torch.Tensor, features: Sequence[str], **kwargs: Any) -> "PCAEncoder":
+        """Principal axes of ``x`` [n, genes]: a tensor, or on-disk rows (``train.disk_loader.DiskRows``,
+        anything indexed ``x[rows] -> [len(rows), genes]``), which are read in two sequential passes."""
         if x.shape[1] != len(features):
             raise ValueError(f"x has {x.shape[1]} columns but {len(features)} feature names were given.")
         possible = min(x.shape)
@@ -43,8 +46,12 @@ class PCAEncoder(Encoder):
                           f"genes: at most {possible} principal components exist, so the representation has "
                           f"{possible} dimensions. Pass n_components<={possible} (CLI: --encoder-option "
                           f"n_components={possible}) to ask for what the data allows.", UserWarning, stacklevel=2)
-        self.mean, self.components, self.explained_variance = (
-            t.to(x.device) for t in fit_pca(x, self.config["n_components"], seed=kwargs.get("seed", 0)))
+        if isinstance(x, torch.Tensor):
+            fitted = fit_pca(x, self.config["n_components"], seed=kwargs.get("seed", 0))
+        else:
+            fitted = _fit_streaming(x, self.config["n_components"])
+        device = x.device if isinstance(x, torch.Tensor) else getattr(x, "device", "cpu")
+        self.mean, self.components, self.explained_variance = (t.to(device) for t in fitted)
         self.features = list(features)
         self.is_fitted = True
         return self
@@ -57,3 +64,24 @@ class PCAEncoder(Encoder):
         from ..instruments.decoders.pca import PCADecoder
 
         return PCADecoder.from_encoder(self)
+
+
+#: genes above which the streamed covariance [g, g] (float64) is refused: 16,384 genes = 2 GiB
+MAX_STREAMING_GENES = 16_384
+
+
+def _fit_streaming(rows: Any, n_components: int, chunk: int = 8192) -> tuple[torch.Tensor, ...]:
+    """``fit_pca``'s result from on-disk rows: exact streamed covariance, then a pass for the signs."""
+    from ..data.streaming import pca_in_passes
+
+    n, g = rows.shape
+    if g > MAX_STREAMING_GENES:
+        raise ValueError(f"A PCA fitted from disk holds the {g} x {g} gene covariance ({8 * g * g / 2**30:.1f} GiB); "
+                         f"at most {MAX_STREAMING_GENES} genes. Select genes first (preprocess n_top_genes=2000).")
+    if n < 2:
+        raise ValueError(f"PCAEncoder needs at least 2 cells; got {n}.")
+
+    def batches():
+        return (rows[np.arange(b, min(b + chunk, n))] for b in range(0, n, chunk))
+
+    return pca_in_passes(batches, n_components)

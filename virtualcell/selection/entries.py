@@ -67,6 +67,7 @@ def combined_entries(cv: InnerCV, folds: Sequence[Fold], labels: list[str], *, e
                                                  [[u.name for u in f.units] for f in folds], usable=usable)
         for label, by_unit in calibrated.items():
             cv.scores[label] = {u: score_prediction(by_unit[u], cv.truths[u]) for u in order}
+            cv.preds[label] = {u: np.asarray(p, dtype=np.float32) for u, p in by_unit.items()}   # conformal quantiles
     return out
 
 

@@ -1,10 +1,13 @@
-"""Shuffled minibatches from an on-disk AnnData matrix (h5ad or zarr; CSR or dense), never densified whole.
+"""Shuffled minibatches from an on-disk AnnData matrix (h5ad or zarr; CSR or dense; one store or many shards),
+never densified whole.
 
 :class:`DiskRows` reads any set of rows of ``X`` (or a layer) by sorting them and coalescing
 contiguous runs into slice reads, and applies a per-batch ``transform`` (the preprocessing recipe,
 e.g. :func:`virtualcell.data.streaming.batch_recipe`) that turns the raw rows [b, all genes] into
 dense float32 [b, genes]. It indexes like a tensor (``rows_source[idx] -> [len(idx), genes]``), so
-code written for ``x[rows]`` on a device-resident tensor runs unchanged from disk.
+code written for ``x[rows]`` on a device-resident tensor runs unchanged from disk. Several shards
+(a list of paths, or a folder of them: :mod:`.disk_shards`) are one matrix, rows concatenated in
+order; before each read the stores read from are checked unchanged since they were opened.
 
 :class:`DiskLoader` iterates an epoch in annbatch's way (``docs/scale.md``): the rows are cut into
 blocks of ``block_size`` consecutive cells, the blocks are shuffled (seeded by ``seed`` and the
@@ -17,51 +20,28 @@ batches ``r, r + w, ...`` cut from the rest of the epoch's order).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-__all__ = ["DiskRows", "DiskLoader", "Batch", "open_matrix", "epoch_order", "cut_batches", "loader_batches"]
+from .disk_shards import DiskDataError, Shard, check_same_genes, open_matrix, shard_paths
+
+__all__ = ["DiskRows", "DiskLoader", "Batch", "LoaderBatches", "open_matrix", "epoch_order", "cut_batches",
+           "loader_batches"]
 
 #: per-batch transform: raw rows (CSR or dense ndarray [b, all genes]) -> dense float32 [b, genes]
 Transform = Callable[[Any], np.ndarray]
-_INDPTR_IN_MEMORY = 20_000_000  # cells: up to this many, the CSR row pointer (8 bytes/cell) is cached
-
-
-def open_matrix(source: Any, layer: str | None = None) -> tuple[Any, Any]:
-    """``(root group, matrix element)`` of an h5ad/zarr path or a backed AnnData (h5py/zarr, read-only)."""
-    if hasattr(source, "isbacked"):
-        if not source.isbacked:
-            raise ValueError("DiskRows needs a path or a backed AnnData (anndata.read_h5ad(path, backed='r')); "
-                             "an in-memory AnnData is already in memory: use it directly.")
-        source = source.filename
-    path = Path(os.fspath(source))
-    if not path.exists():
-        raise FileNotFoundError(f"No AnnData store at {path}; pass the path of an .h5ad file or a .zarr folder.")
-    if path.is_dir():
-        import zarr
-
-        root = zarr.open_group(str(path), mode="r")
-    else:
-        import h5py
-
-        root = h5py.File(path, "r")
-    key = "X" if layer is None else f"layers/{layer}"
-    if key not in root:
-        raise KeyError(f"{path} has no {key!r}; pass layer=None for X or one of its layers.")
-    return root, root[key]
 
 
 class DiskRows:
     """Rows of an on-disk expression matrix: ``self[rows] -> torch.Tensor [len(rows), n_features]``.
 
     Args:
-        source: path of an ``.h5ad`` file or ``.zarr`` folder, or a backed AnnData.
+        source: path of an ``.h5ad`` file or ``.zarr`` folder, a backed AnnData, a list of such paths
+            (shards: rows concatenated in order, the same genes in each), or a folder of shards.
         layer: read ``layers[layer]`` instead of ``X``.
         transform: raw rows -> dense float32 [b, n_features] (default: densify, all genes).
         n_features: output columns of ``transform`` (default: the matrix's genes).
@@ -70,20 +50,12 @@ class DiskRows:
 
     def __init__(self, source: Any, *, layer: str | None = None, transform: Transform | None = None,
                  n_features: int | None = None, device: str | torch.device = "cpu") -> None:
-        self.root, element = open_matrix(source, layer)
-        encoding = str(element.attrs.get("encoding-type", "array"))
-        if encoding == "csc_matrix":
-            raise ValueError("The matrix is stored CSC (column-major): every row read would scan the whole file. "
-                             "Rewrite it as CSR: adata.X = scipy.sparse.csr_matrix(adata.X); adata.write_h5ad(path).")
-        self.sparse = encoding == "csr_matrix"
-        if self.sparse:
-            self.data, self.indices = element["data"], element["indices"]
-            self.shape_on_disk = tuple(int(s) for s in element.attrs["shape"])
-            ptr = element["indptr"]
-            self.indptr = ptr[:] if self.shape_on_disk[0] <= _INDPTR_IN_MEMORY else ptr
-        else:
-            self.dense = element
-            self.shape_on_disk = tuple(int(s) for s in element.shape)
+        self.shards = [Shard(path, layer) for path in shard_paths(source)]
+        if len(self.shards) > 1:
+            check_same_genes([str(s.path) for s in self.shards], [s.var_names() for s in self.shards])
+        self.offsets = np.cumsum([0] + [len(s) for s in self.shards])
+        self.sparse = any(s.sparse for s in self.shards)
+        self.shape_on_disk = (int(self.offsets[-1]), self.shards[0].shape[1])
         self.transform = transform
         self.n_features = int(n_features if n_features is not None else self.shape_on_disk[1])
         self.device = torch.device(device)
@@ -100,6 +72,21 @@ class DiskRows:
     def __len__(self) -> int:
         return self.shape_on_disk[0]
 
+    def identity(self) -> list[list[Any]]:
+        """``[[path, identity], ...]`` of the shards as opened (what a checkpoint records)."""
+        return [[str(s.path), s.identity] for s in self.shards]
+
+    def check_identity(self, saved: list[list[Any]] | None) -> None:
+        """Raise :class:`DiskDataError` unless ``saved`` (a checkpoint's :meth:`identity`) is these stores'."""
+        if saved is None or [i for _, i in saved] == [s.identity for s in self.shards]:
+            return
+        changed = [str(s.path) for s, (_, i) in zip(self.shards, saved) if s.identity != i]
+        what = (f"{changed[0]} changed since" if changed else
+                f"it was written on {len(saved)} shard(s), this run has {len(self.shards)}")
+        raise DiskDataError(f"The checkpoint cannot resume on this data: {what} (its size or modification time "
+                            "differs from when the checkpoint was written). Restore the files the run started on, "
+                            "or delete the checkpoint folder (or pick another one) to start over on the new data.")
+
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "DiskRows":
         """Returns self with batches put on ``device`` (float32 always), as ``Tensor.to`` would."""
         if device is not None:
@@ -113,9 +100,16 @@ class DiskRows:
             raise IndexError(f"row index out of range for {len(self)} cells.")
         order = np.argsort(rows, kind="stable")
         sorted_rows = rows[order]
-        breaks = np.flatnonzero(np.diff(sorted_rows) != 1) + 1
-        runs = np.split(sorted_rows, breaks) if sorted_rows.size else []
-        parts = [self._read_run(int(run[0]), int(run[-1]) + 1) for run in runs]
+        shard_of = np.searchsorted(self.offsets, sorted_rows, side="right") - 1
+        breaks = np.flatnonzero((np.diff(sorted_rows) != 1) | (np.diff(shard_of) != 0)) + 1
+        for index in np.unique(shard_of):
+            self.shards[index].check_unchanged()
+        parts = []
+        for run in (np.split(np.arange(sorted_rows.size), breaks) if sorted_rows.size else []):
+            shard, first, last = int(shard_of[run[0]]), int(sorted_rows[run[0]]), int(sorted_rows[run[-1]])
+            begin = first - int(self.offsets[shard])
+            part = self.shards[shard].read_run(begin, begin + last - first + 1)
+            parts.append(sp.csr_matrix(part) if self.sparse and not sp.issparse(part) else part)
         if self.sparse:
             block = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, self.shape_on_disk[1]))
         else:
@@ -124,15 +118,6 @@ class DiskRows:
         inverse = np.empty_like(order)
         inverse[order] = np.arange(order.size)
         return block[inverse]
-
-    def _read_run(self, begin: int, end: int) -> Any:
-        if not self.sparse:
-            return np.asarray(self.dense[begin:end], dtype=np.float32)
-        ptr = np.asarray(self.indptr[begin:end + 1], dtype=np.int64)
-        lo, hi = int(ptr[0]), int(ptr[-1])
-        data = np.asarray(self.data[lo:hi], dtype=np.float32)
-        indices = np.asarray(self.indices[lo:hi])
-        return sp.csr_matrix((data, indices, ptr - lo), shape=(end - begin, self.shape_on_disk[1]))
 
     def transformed(self, raw: Any) -> np.ndarray:
         """``transform(raw)`` (or the densified rows), checked finite: float32 [b, n_features]."""
@@ -248,14 +233,30 @@ class DiskLoader:
         return self.iterate(0)
 
 
-def loader_batches(x: Any, rows: torch.Tensor, batch_size: int, seed: int
-                   ) -> Callable[[int, int], Iterator[Batch]] | None:
+class LoaderBatches:
+    """``batches(epoch, start)`` of one process for :meth:`TrainingLoop.run`, with the identity of the stores
+    it reads: a checkpoint records :meth:`identity` and resuming calls :meth:`check_identity` with it."""
+
+    def __init__(self, loader: DiskLoader) -> None:
+        self.loader = loader
+
+    def __call__(self, epoch: int, start: int) -> Iterator[Batch]:
+        from .distributed import rank, world
+
+        return self.loader.iterate(epoch, start=start, rank=rank(), world=world())
+
+    def identity(self) -> list[list[Any]]:
+        return self.loader.source.identity()
+
+    def check_identity(self, saved: list[list[Any]] | None) -> None:
+        self.loader.source.check_identity(saved)
+
+
+def loader_batches(x: Any, rows: torch.Tensor, batch_size: int, seed: int) -> LoaderBatches | None:
     """For a model's ``fit``: ``batches(epoch, start)`` over the file rows ``rows`` of ``x`` for
     :meth:`TrainingLoop.run` (this process's shard when a process group runs), or None when ``x`` is a
     tensor or a :class:`DiskRows` without ``loader_options`` (then the model indexes rows as in memory)."""
     if not isinstance(x, DiskRows) or x.loader_options is None:
         return None
-    from .distributed import rank, world
-
-    loader = DiskLoader(x, batch_size=batch_size, indices=rows.cpu().numpy(), seed=seed, **x.loader_options)
-    return lambda epoch, start: loader.iterate(epoch, start=start, rank=rank(), world=world())
+    return LoaderBatches(DiskLoader(x, batch_size=batch_size, indices=rows.cpu().numpy(), seed=seed,
+                                    **x.loader_options))

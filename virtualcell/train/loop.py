@@ -105,10 +105,13 @@ class TrainingLoop:
         shuffle = torch.Generator().manual_seed(self.seed)
         generators = {"shuffle": shuffle, **dict(generators or {})}
         history, start, best_state, waited = History(monitor=self.monitor if validate is not None else ""), 0, None, 0
+        data = batches.identity() if hasattr(batches, "identity") else None   # the on-disk stores read (DiskRows)
         if self.checkpoint_dir is not None:
             restored = load_checkpoint(self.checkpoint_dir, modules=modules, optimizers=optimizers, generators=generators)
             if restored is not None:
                 loop, extra = restored
+                if data is not None:
+                    batches.check_identity(loop.get("data"))    # a file changed since the checkpoint: refused
                 history = History(**loop["history"])
                 start, waited = loop["epoch"] + 1, loop["waited"]
                 resume_at = loop.get("in_epoch")
@@ -116,7 +119,7 @@ class TrainingLoop:
                     best_state = _unprefix_best(extra)
         began = time.perf_counter() - history.seconds
         bar = progress_bar(range(start, self.max_epochs), total=self.max_epochs, initial=start, desc=self.desc,
-                           enabled=self.progress)
+                           enabled=self.progress and is_main())
         for epoch in bar:
             for module in modules.values():
                 module.train()
@@ -144,6 +147,7 @@ class TrainingLoop:
                         save_checkpoint(self.checkpoint_dir, modules=modules, optimizers=optimizers,
                                         generators=generators, extra_tensors=_prefix_best(best_state),
                                         loop={"epoch": epoch - 1, "waited": waited, "history": history.to_dict(),
+                                              "data": data,
                                               "in_epoch": {"epoch": epoch, "cells": done, "n_batches": n_batches,
                                                            "sums": {k: float(v) for k, v in sums.items()}}})
                     barrier()
@@ -173,7 +177,7 @@ class TrainingLoop:
             if self.checkpoint_dir is not None and ((epoch + 1) % self.checkpoint_every == 0 or stop) and is_main():
                 save_checkpoint(self.checkpoint_dir, modules=modules, optimizers=optimizers, generators=generators,
                                 extra_tensors=_prefix_best(best_state),
-                                loop={"epoch": epoch, "waited": waited, "history": history.to_dict()})
+                                loop={"epoch": epoch, "waited": waited, "history": history.to_dict(), "data": data})
             if stop:
                 history.stopped_early = True
                 break

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -108,44 +109,55 @@ class MLPDecoder(Decoder):
 
     def fit(self, z: torch.Tensor, x: torch.Tensor, features: Sequence[str], *, seed: int = 0, progress: bool = True,
             **kwargs: Any) -> "MLPDecoder":
-        """Learn ``z`` [n, d] -> ``x`` [n, genes] (log-normalised, or counts for ``"nb"``)."""
+        """Learn ``z`` [n, d] -> ``x`` [n, genes] (log-normalised, or counts for ``"nb"``).
+
+        ``x`` may be on-disk rows (``train.disk_loader.DiskRows``, row ``i`` paired with ``z[i]``): the data
+        statistics are then computed in one sequential pass and the minibatches are read from disk, in
+        the in-memory order (the same fit) or, with the rows' ``loader_options``, in shuffled blocks
+        (each process its shard under torchrun; gradients averaged by DistributedDataParallel).
+        """
         from ...train import TrainingLoop
+        from ...train.disk_loader import loader_batches
+        from ...train.distributed import wrap
 
         c = self.config
         if z.ndim != 2 or x.ndim != 2 or z.shape[0] != x.shape[0] or x.shape[1] != len(features):
             raise ValueError(f"fit expects z [n, d], x [n, genes] with one name per gene; got z {tuple(z.shape)}, "
                              f"x {tuple(x.shape)} and {len(features)} names.")
-        if not (torch.isfinite(z).all() and torch.isfinite(x).all()):
+        on_disk = not isinstance(x, torch.Tensor)   # else DiskRows: each batch is checked finite when read
+        if not (torch.isfinite(z).all() and (on_disk or torch.isfinite(x).all())):
             raise ValueError("z or x has NaN or infinite values; clean the data first.")
-        if c["likelihood"] == "nb" and float(x.min()) < 0:
-            raise ValueError("likelihood='nb' models non-negative counts but x has negative values; use 'gaussian'.")
         device = z.device if c["device"] is None else resolve_device(c["device"])
         z, x = z.to(device=device, dtype=torch.float32), x.to(device=device, dtype=torch.float32)
+        stats = _statistics(x, device) if on_disk else None
+        nb = c["likelihood"] == "nb"
+        if nb and float(stats["min"] if on_disk else x.min()) < 0:
+            raise ValueError("likelihood='nb' models non-negative counts but x has negative values; use 'gaussian'.")
         self._build(z.shape[1], x.shape[1], seed)
         self.to(device)
         self.standardize.fit(z)
-        nb = c["likelihood"] == "nb"
         with torch.no_grad():
             last = self.net[-1]
             last.weight.mul_(0.1)
             if nb:
-                share = x.sum(0) / x.sum().clamp_min(1e-8)
+                share = stats["share"] if on_disk else x.sum(0) / x.sum().clamp_min(1e-8)
                 last.bias.copy_(torch.log(share.clamp_min(1e-8)))
-                self.library_size = x.sum(1).mean().detach().clone()
+                self.library_size = (stats["library"].mean() if on_disk else x.sum(1).mean()).detach().clone()
             else:
-                last.bias.copy_(x.mean(0))
-        self.dispersion = torch.zeros(x.shape[1], device=device, requires_grad=True)
-        params = list(self.net.parameters()) + [self.dispersion]
+                last.bias.copy_(stats["mean"] if on_disk else x.mean(0))
+        head = _Likelihood(self.net, self.standardize, x.shape[1], nb).to(device)
+        params = list(self.net.parameters()) + [head.dispersion]
         optimizer = torch.optim.AdamW(params, lr=c["lr"], weight_decay=c["weight_decay"])
-        library = x.sum(1, keepdim=True)
+        library = stats["library"] if on_disk else x.sum(1, keepdim=True)
+        nll_of = wrap(head, device)     # DistributedDataParallel under torchrun, else head.forward
+        batches = loader_batches(x, torch.arange(x.shape[0]), c["batch_size"], seed)   # None: in-memory order
 
-        def step(rows: torch.Tensor) -> dict[str, torch.Tensor]:
-            out = self.net(self.standardize(z[rows]))
-            if nb:
-                mu = torch.softmax(out, -1) * library[rows]
-                nll = -negative_binomial_log_likelihood(x[rows], mu, torch.exp(self.dispersion)).sum(-1).mean()
+        def step(rows: Any) -> dict[str, torch.Tensor]:
+            if batches is None:
+                nll = nll_of(z[rows], x[rows], library[rows])
             else:
-                nll = -gaussian_log_likelihood(x[rows], out, torch.exp(self.dispersion)).sum(-1).mean()
+                index = torch.as_tensor(rows.rows, device=device)
+                nll = nll_of(z[index], rows.x.to(device), library[index])
             optimizer.zero_grad(set_to_none=True)
             nll.backward()
             optimizer.step()
@@ -154,8 +166,8 @@ class MLPDecoder(Decoder):
         loop = TrainingLoop(max_epochs=c["max_epochs"], batch_size=c["batch_size"], seed=seed, progress=progress,
                             desc="mlp-decoder")
         with seeded(seed):
-            history = loop.run(z.shape[0], step, device=device, modules={"net": self.net})
-        self.dispersion = self.dispersion.detach()
+            history = loop.run(z.shape[0], step, device=device, modules={"net": self.net}, batches=batches)
+        self.dispersion = head.dispersion.detach().clone()
         self.training_history = history.record()
         last_epoch = history.epochs[-1] if history.epochs else {}
         self.training_summary = {"epochs": len(history.epochs), "seconds": round(history.seconds, 2),
@@ -172,3 +184,35 @@ class MLPDecoder(Decoder):
         if self.config["likelihood"] == "nb":
             return torch.softmax(out, -1) * self.library_size.to(out.device)
         return out
+
+
+class _Likelihood(nn.Module):
+    """The training objective as one module (the net and the per-gene log dispersion [genes], a
+    parameter), so DistributedDataParallel averages the gradients of both: mean NLL of a batch."""
+
+    def __init__(self, net: nn.Module, standardize: nn.Module, n_genes: int, nb: bool) -> None:
+        super().__init__()
+        self.net, self.standardize, self.nb = net, standardize, nb
+        self.dispersion = nn.Parameter(torch.zeros(n_genes))
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor, library: torch.Tensor) -> torch.Tensor:
+        out = self.net(self.standardize(z))
+        if self.nb:
+            mu = torch.softmax(out, -1) * library
+            return -negative_binomial_log_likelihood(x, mu, torch.exp(self.dispersion)).sum(-1).mean()
+        return -gaussian_log_likelihood(x, out, torch.exp(self.dispersion)).sum(-1).mean()
+
+
+def _statistics(rows: Any, device: torch.device, chunk: int = 8192) -> dict[str, torch.Tensor]:
+    """One sequential pass over on-disk rows [n, genes]: per-gene ``mean`` and ``share`` of all counts,
+    per-cell ``library`` [n, 1] (row sums) and the ``min`` value; float64 sums, float32 results."""
+    n = rows.shape[0]
+    total = torch.zeros(rows.shape[1], dtype=torch.float64, device=device)
+    library, low = [], float("inf")
+    for begin in range(0, n, chunk):
+        x = rows[np.arange(begin, min(begin + chunk, n))].to(device)
+        total += x.double().sum(0)
+        library.append(x.sum(1, keepdim=True))
+        low = min(low, float(x.min())) if x.numel() else low
+    return {"mean": (total / max(n, 1)).float(), "share": (total / total.sum().clamp_min(1e-8)).float(),
+            "library": torch.cat(library), "min": torch.tensor(low)}

@@ -1,0 +1,107 @@
+"""Components fitted from disk (PCA encoder, mlp decoder), the small-file rule and the refusals:
+``vc.PerturbationPipeline(...).fit(path)`` against the same fit on the AnnData in memory."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import virtualcell as vc
+from virtualcell.data.checks import DataError
+from virtualcell.data.simulate_perturbation import simulate_perturbation
+from virtualcell.pipelines.fit_from_disk_components import reads_whole
+
+RECIPE = {"normalize_total": 1e4, "log1p": True, "n_top_genes": 24, "hvg_flavor": "seurat"}
+BLOCKS = {"exact": False, "block_size": 8, "pool_blocks": 2}      # the shuffled-block loader on a small file
+PCA = {"name": "pca", "n_components": 6}
+MLP = {"name": "mlp-decoder", "n_hidden": 16, "max_epochs": 3, "batch_size": 32}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """360 cells x 40 genes of simulated counts, CSR h5ad; and 30 control cells to predict from."""
+    adata = simulate_perturbation(60, 40, 3, counts=True, seed=0)
+    adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
+    path = tmp_path_factory.mktemp("disk") / "cells.h5ad"
+    adata.write_h5ad(path)
+    return adata, path, adata[adata.obs["condition"] == "control"][:30].copy()
+
+
+def _fit(data, *, decoder=None, disk=None, encoder=PCA, preprocess=RECIPE):
+    pipe = vc.PerturbationPipeline(encoder=dict(encoder), decoder=dict(decoder) if decoder else None,
+                                   preprocess=dict(preprocess) if isinstance(preprocess, dict) else preprocess)
+    return pipe.fit(data, context_key="cell_type", progress=False, seed=0, disk=disk)
+
+
+def _predict(pipe, control):
+    return np.asarray(pipe.predict(control, target="stimulated").X)
+
+
+def test_pca_encoder_from_disk_is_the_in_memory_pca(store):
+    adata, path, control = store
+    memory = _fit(adata)
+    for disk in ({"exact": True}, BLOCKS):
+        pipe = _fit(str(path), disk=disk)
+        assert pipe.metadata["training"]["from_disk"] and "read_whole" not in pipe.metadata["training"]
+        assert pipe.encoder.input_features == memory.encoder.input_features
+        np.testing.assert_allclose(pipe.encoder.components.numpy(), memory.encoder.components.numpy(), atol=1e-4)
+        np.testing.assert_allclose(pipe.encoder.explained_variance.numpy(),
+                                   memory.encoder.explained_variance.numpy(), rtol=1e-4)
+        np.testing.assert_allclose(_predict(pipe, control), _predict(memory, control), atol=1e-4)
+
+
+def test_mlp_decoder_from_disk_matches_memory_and_runs_on_blocks(store):
+    adata, path, control = store
+    memory = _fit(adata, decoder=MLP)
+    exact = _fit(str(path), decoder=MLP, disk={"exact": True})
+    np.testing.assert_allclose(_predict(exact, control), _predict(memory, control), atol=1e-4)
+    blocks = _fit(ad.read_h5ad(path, backed="r"), decoder=MLP, disk=BLOCKS)
+    record = blocks.decoder.training_history
+    assert record["n_epochs"] == 3 and record["cells_per_s"] > 0 and np.isfinite(record["epochs"][-1]["nll"])
+    assert np.isfinite(_predict(blocks, control)).all()
+
+
+def test_mlp_decoder_nb_from_disk(store):
+    adata, path, control = store
+    counts = {"raw_counts": True}
+    nb = dict(MLP, likelihood="nb")
+    memory = _fit(adata, decoder=nb, preprocess=counts)
+    exact = _fit(str(path), decoder=nb, preprocess=counts, disk={"exact": True})
+    np.testing.assert_allclose(_predict(exact, control), _predict(memory, control), rtol=1e-4, atol=1e-4)
+
+
+def test_small_file_rule_is_a_priori_and_gives_the_in_memory_fit(store):
+    adata, path, control = store
+    assert reads_whole({}, 4096) and not reads_whole({}, 4097)
+    assert reads_whole({"block_size": 8, "pool_blocks": 45}, 360)
+    assert not reads_whole({"block_size": 8, "pool_blocks": 2}, 360)
+    assert not reads_whole({"exact": False}, 10) and not reads_whole({"exact": True}, 10)
+    vae = {"name": "vae", "n_hidden": 16, "n_latent": 4, "max_epochs": 2, "batch_size": 32}
+    memory = _fit(adata, encoder=vae)
+    default = _fit(str(path), encoder=vae)                      # 360 cells <= 4,096: read whole
+    assert default.metadata["training"]["read_whole"] and default.metadata["training"]["from_disk"]
+    np.testing.assert_array_equal(_predict(default, control), _predict(memory, control))
+    assert default.metadata["training"]["data_fingerprint"] == memory.metadata["training"]["data_fingerprint"]
+    loader = _fit(str(path), encoder=vae, disk={"block_size": 8, "pool_blocks": 2})   # 16 < 360: the loader
+    assert "read_whole" not in loader.metadata["training"]
+
+
+def test_refusals_name_the_fix(store):
+    _, path, _ = store
+    transformer = {"name": "transformer", "hidden_size": 16, "num_layers": 1, "num_heads": 2, "max_epochs": 1}
+    with pytest.raises(DataError, match="encoder='vae' or encoder='pca'.*pass it fitted"):
+        _fit(str(path), encoder=transformer, disk={"exact": True})
+    with pytest.raises(DataError, match="decoder='mlp-decoder'"):
+        _fit(str(path), decoder={"name": "label-decoder"}, disk={"exact": True})
+
+
+def test_fitted_transformer_encodes_from_disk_and_its_mlp_decoder_trains_there(store):
+    adata, path, control = store
+    transformer = {"name": "transformer", "hidden_size": 16, "num_layers": 1, "num_heads": 2, "max_epochs": 1}
+    pretrained = _fit(adata, encoder=transformer, decoder=MLP, preprocess="log1p").encoder   # pretrained in memory
+    pipe = vc.PerturbationPipeline(encoder=pretrained, preprocess="log1p")
+    pipe.fit(str(path), context_key="cell_type", progress=False, disk=BLOCKS)    # no paired decoder: mlp from disk
+    assert type(pipe.decoder).__name__ == "MLPDecoder" and pipe.decoder.training_history["cells_per_s"] > 0
+    assert np.isfinite(_predict(pipe, control)).all()

@@ -1,0 +1,92 @@
+"""Which components train from disk, how, and the small-file rule (used by ``fit_from_disk``).
+
+Encoders: ``vae`` (minibatches from the loader) and ``pca`` (exact streamed covariance, two sequential
+passes) train from :class:`~virtualcell.train.disk_loader.DiskRows`; a fitted encoder of any kind
+only encodes. Decoders: the encoder's paired one, or an ``mlp-decoder`` trained on (latent code of the
+row, the row read from disk) pairs; the identity decoder only names its genes. Anything else is
+refused with the fix. Small files (every cell fits in one loader pool) are read whole and fitted as in
+memory: :func:`reads_whole`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import torch
+
+from ..data.checks import DataError
+from ..train.disk_loader import DiskRows
+
+__all__ = ["reads_whole", "read_whole", "fit_encoder_from_disk", "fit_decoder_from_disk", "DEFAULT_BLOCKS"]
+
+#: the loader's default ``(block_size, pool_blocks)``: one pool is 64 x 64 = 4,096 cells
+DEFAULT_BLOCKS = (64, 64)
+
+
+def reads_whole(disk: dict[str, Any], n_cells: int) -> bool:
+    """The small-file rule, decided before any read: True when ``disk`` leaves ``"exact"`` unset, one
+    process runs, and one shuffle pool (``block_size * pool_blocks`` cells, 4,096 by default) holds
+    every cell of the file. Then the block shuffle gains nothing (the loader would hold all the rows
+    at once anyway), so the file is read whole (no more memory than one pool) and fitted as in memory:
+    the same numbers as ``fit`` on the AnnData. ``disk={"exact": False}`` forces the block loader."""
+    from ..train.distributed import world
+
+    if disk.get("exact") is not None or world() > 1:
+        return False
+    block = int(disk.get("block_size", DEFAULT_BLOCKS[0]))
+    pool = int(disk.get("pool_blocks", DEFAULT_BLOCKS[1]))
+    return block * pool >= n_cells
+
+
+def read_whole(source: Any, annotations: ad.AnnData, layer: str | None) -> ad.AnnData:
+    """The store as an in-memory AnnData (``obs``, ``var`` and the matrix, sparse stays sparse)."""
+    rows = DiskRows(source, layer=layer)
+    matrix = rows.read(np.arange(len(rows)))
+    adata = ad.AnnData(obs=annotations.obs, var=annotations.var)
+    if layer is None:
+        adata.X = matrix
+    else:
+        adata.layers[layer] = matrix
+    return adata
+
+
+def fit_encoder_from_disk(pipe: Any, rows: DiskRows, genes: list[str], *, seed: int, progress: bool) -> None:
+    """Train ``pipe.encoder`` from the on-disk rows (a fitted one is kept): VAE and PCA; else refused."""
+    from ..representations.pca import PCAEncoder
+    from ..representations.vae import VAEEncoder
+
+    encoder = pipe.encoder
+    if encoder.is_fitted:
+        return
+    if not isinstance(encoder, (VAEEncoder, PCAEncoder)):
+        raise DataError(
+            f"{type(encoder).__name__} trains in memory only, so it cannot be fitted from disk. Either use "
+            "encoder='vae' or encoder='pca' (both train from disk), or fit this encoder on an in-memory AnnData "
+            "(a subsample is enough to pretrain it) and pass it fitted: from disk it then only encodes, and an "
+            "mlp-decoder trains from disk when it has no paired decoder.")
+    encoder.fit(rows, genes, seed=seed, progress=progress)
+
+
+def fit_decoder_from_disk(pipe: Any, z: torch.Tensor, rows: DiskRows, genes: list[str], *, seed: int,
+                          progress: bool) -> None:
+    """Set ``pipe.decoder``: the encoder's paired decoder, or an ``mlp-decoder`` trained on ``(z[i], row i)``
+    (``z`` [n_cells, d] in file order); a decoder passed unfitted trains likewise (mlp, identity) or is refused."""
+    from ..instruments.decoders.identity import IdentityDecoder
+    from ..instruments.decoders.mlp import MLPDecoder
+
+    decoder = pipe.decoder
+    if decoder is None:
+        decoder = pipe.encoder.paired_decoder()
+        if decoder is None:   # no inverse (e.g. a transformer): learn one, as the in-memory fit does
+            likelihood = "nb" if pipe.preprocessing.raw_counts else "gaussian"
+            decoder = MLPDecoder(likelihood=likelihood).to(pipe.device)
+            decoder.fit(z, rows, genes, seed=seed, progress=progress)
+        pipe.components["decoder"] = decoder
+    elif not decoder.is_fitted:
+        if not isinstance(decoder, (MLPDecoder, IdentityDecoder)):
+            raise DataError(f"{type(decoder).__name__} trains in memory only, so it cannot be fitted from disk. Use "
+                            "decoder='mlp-decoder' (trains from disk) or None (the encoder's own), or pass it fitted.")
+        decoder.to(pipe.device).fit(z, rows, genes, seed=seed, progress=progress)
+    pipe.decoder.to(pipe.device)

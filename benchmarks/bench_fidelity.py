@@ -99,7 +99,14 @@ def datasets() -> dict[str, Spec]:
             "kang-valid": Spec(_h5ad("kang_pbmc_scgen_valid.h5ad")),
             # --preprocess kang-full --context-key cell_type_coarse --exclude-contexts Megakaryocyte,Erythrocyte
             "kang-full": Spec(_h5ad("kang_ifnb_full.h5ad"), context_key="cell_type_coarse", preprocess="kang-full",
-                              exclude_contexts=("Megakaryocyte", "Erythrocyte")),
+                              exclude_contexts=("Megakaryocyte", "Erythrocyte"), vae_epochs=12,
+                              budget_note=("VAE max_epochs=12 in the inner and final fits alike, chosen from timing "
+                                           "only: one 40-epoch fit on the first outer training set (13,229 cells) "
+                                           "took 219 s (1 thread, 2 shared cores) and the run needs 42 distinct "
+                                           "VAE fits (2.6 h at 40 epochs) against about 5,300 s of one CPU slot; "
+                                           "N = floor(40 x 5300 x 0.7 (fit share) x 0.8 (contention) / 42 / 219). "
+                                           "12 epochs of 13k cells are about 1,240 steps of 128 cells, more than "
+                                           "the 40 epochs of Kang valid's 2k cells")),
             # pert --preprocess log1p: train on rep_1 and rep_2, predict each target of rep_3 (>= 100 cells)
             "papalexi-pert": Spec(_h5ad("papalexi2021_crispr_thp1.h5ad"), protocol="pert", preprocess="log1p")}
 

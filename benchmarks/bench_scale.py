@@ -136,7 +136,7 @@ def bench_memory(n_cells: int, epochs: int, threads: int = 1) -> dict:
     code = f"""
 import time
 clock = [time.perf_counter()]
-import json, resource
+import json
 import torch
 torch.set_num_threads({threads})
 import virtualcell as vc
@@ -146,8 +146,9 @@ def rss():
     fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
     return round(int(fields["VmRSS"].split()[0]) / 1024, 1)
 
-def peak():
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+def peak():   # VmHWM: this process's own high-water mark (ru_maxrss would include the forking parent's)
+    fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    return round(int(fields["VmHWM"].split()[0]) / 1024, 1)
 
 phases = []
 def mark(name):
@@ -163,9 +164,9 @@ def timed(name, fn):
         return out
     return wrapped
 
+mark("import")
 pipe = vc.PerturbationPipeline(encoder={{"name": "vae", "n_hidden": 128, "n_latent": 10, "max_epochs": {epochs},
                                          "batch_size": 512, "validation_fraction": 0.02}}, preprocess="log1p")
-mark("import + build")
 names = {{"before annotations": "build", "before train_vae": "genes_and_recipe", "before manipulator": "codes_and_means"}}
 ffd.read_annotations = timed("annotations", ffd.read_annotations)
 pipe.encoder.fit = timed("train_vae", pipe.encoder.fit)
@@ -216,7 +217,7 @@ def bench_ddp(n_cells: int) -> dict:
     return out
 
 
-KANG_DISK = {"disk_exact": {"exact": True}, "disk_blocks": {"block_size": 64, "pool_blocks": 64}}
+KANG_DISK = {"disk_exact": {"exact": True}, "disk_blocks": {"exact": False, "block_size": 64, "pool_blocks": 64}}
 
 
 def bench_kang(max_epochs: int, units: tuple[str, ...] = ("CD4T", "B"), seeds: tuple[int, ...] = (0, 1, 2),
@@ -224,7 +225,8 @@ def bench_kang(max_epochs: int, units: tuple[str, ...] = ("CD4T", "B"), seeds: t
     """Kang valid, each unit's stimulated cells held out: VAE + latent arithmetic in memory vs from the h5ad.
 
     Per unit and seed: in memory, from disk in the in-memory order (``disk_exact``) and from disk in
-    shuffled blocks (``disk_blocks``, the atlas setting, passed explicitly). Per unit: the largest
+    shuffled blocks (``disk_blocks``, the atlas setting, passed explicitly; ``"exact": False`` keeps the
+    block loader even though this small file fits in one pool, which would otherwise be read whole). Per unit: the largest
     |disk - memory| over seeds (same seed) and the in-memory fit's seed-to-seed range (max - min).
     """
     import anndata as ad
@@ -278,13 +280,25 @@ H100_ASSUMED_FRACTION = 0.05
 
 
 def _memory_model(memory: list[dict]) -> dict:
-    """Least-squares ``peak RSS = fixed + slope * cells`` over the memory runs (MB, MB per million cells)."""
+    """Least-squares lines ``MB = fixed + slope * cells`` over the memory runs (MB, MB per million cells).
+
+    ``peak``: the whole fit's peak RSS; the others split the per-cell growth by phase (RSS at the end of
+    a phase minus at the end of the previous one): ``obs`` (annotations read), ``labels`` (per-cell
+    labels, row pointer), ``codes_and_ids`` (latent codes, condition/context ids), and ``training_peak``.
+    """
     if len(memory) < 2:
         return {}
     cells = np.array([m["cells"] for m in memory], dtype=float) / 1e6
-    out = {"runs_cells": [m["cells"] for m in memory]}
+
+    def grown(m: dict, phase: str, before: str) -> float | None:
+        end, start = _phase(m, phase, "rss_mb"), _phase(m, before, "rss_mb")
+        return None if end is None or start is None else end - start
+
+    out: dict = {"runs_cells": [m["cells"] for m in memory]}
     for key, values in (("peak", [m["peak_rss_mb"] for m in memory]),
-                        ("after_annotations", [_phase(m, "annotations", "rss_mb") for m in memory]),
+                        ("obs", [grown(m, "annotations", "build") for m in memory]),
+                        ("labels", [grown(m, "genes_and_recipe", "annotations") for m in memory]),
+                        ("codes_and_ids", [grown(m, "codes_and_means", "train_vae") for m in memory]),
                         ("training_peak", [_phase(m, "train_vae", "peak_rss_mb") for m in memory])):
         if None in values:
             continue
@@ -342,14 +356,20 @@ def bench_plan(threads: int = 1) -> dict:
                      f"1_h100_{readers}_readers_estimate": epoch(1, readers, gpu_rate),
                      "8_h100_1_reader_each_estimate": epoch(n_gpus, 1, gpu_rate),
                      f"8_h100_{readers}_readers_each_estimate": epoch(n_gpus, readers, gpu_rate)}}
+    if memory and _phase(memory[-1], "codes_and_means", "seconds") is not None:
+        per_cell = _phase(memory[-1], "codes_and_means", "seconds") / memory[-1]["cells"]
+        out["measured"]["codes_and_means_s_per_cell_cpu"] = per_cell
+        out["codes_and_means_passes_hours_at_100M_cpu"] = round(per_cell * cells / 3600, 2)
+        out["codes_and_means_passes_s_at_100M_read_bound"] = round(2 * cells / read_rate, 1)
     if model.get("peak"):
         fixed, slope = model["peak"]["fixed_mb"], model["peak"]["mb_per_million_cells"]
-        codes_mb_per_million = {n: n * 4 for n in (10, 100)}       # float32 codes [cells, n_latent], MB per 1M cells
+        millions = cells / 1e6
         out["memory_per_process_mb"] = {
-            "measured_line_at_100M": round(fixed + slope * cells / 1e6),
-            "codes_at_100M_n_latent_10": codes_mb_per_million[10] * cells // 10**6,
-            "codes_at_100M_n_latent_100": codes_mb_per_million[100] * cells // 10**6,
-            "line_without_codes_at_100M_n_latent_10": round(fixed + (slope - codes_mb_per_million[10]) * cells / 1e6)}
+            "measured_line_at_100M": round(fixed + slope * millions),
+            **{f"{term}_at_100M": round(model[term]["mb_per_million_cells"] * millions)
+               for term in ("obs", "labels", "codes_and_ids") if term in model},
+            "codes_float32_at_100M_n_latent_10": 10 * 4 * cells // 2**20,
+            "codes_float32_at_100M_n_latent_100": 100 * 4 * cells // 2**20}
     return out
 
 

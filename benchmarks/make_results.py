@@ -22,7 +22,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
 #: sections in this order; any other report_<topic>.py follows alphabetically
-ORDER = ("overview", "harness", "selection", "fidelity", "coverage", "represent", "spatial", "pert_unseen", "store")
+ORDER = ("overview", "harness", "selection", "fidelity", "coverage", "represent", "spatial", "pert_unseen", "store",
+         "scale")
 
 HEADER = """# virtualcell benchmark results
 

@@ -19,6 +19,8 @@ from markdown import markdown_table  # noqa: E402
 
 FOLDER = Path(__file__).resolve().parent / "results" / "coverage"
 LEVELS = ("80", "90", "95")
+#: calibrated cell quantiles (per-gene 10% / 90% of the cells; runs made before them show "-")
+QUANTILES = ("10", "90")
 #: the issue's goal: coverage90 within this band on >= 80% of held-out units
 BAND = (0.85, 0.95)
 
@@ -32,6 +34,8 @@ finite-sample quantile, then the finite-sample median over units (docs/uncertain
 `conformal_coverage90` is the fraction of the held-out unit's top-100 DEGs whose real mean lies
 inside the 90% interval, the protocol's `coverage90`. Goal: within 0.85-0.95 on >= 80% of units.
 `pooled` is the alternative rule (one quantile of all inner scores), reported for comparison only.
+`q10` / `q90`: the same construction for each gene's 10% / 90% quantile over cells (the real cells'
+quantile inside the interval around the predicted cells'), scored on the same top-100 DEGs.
 """
 
 
@@ -62,6 +66,7 @@ def _summary(report: dict) -> list[list[str]]:
                      _median(u.get("conformal_coverage90_all") for u in units),
                      _in_band(u.get("conformal_pooled_coverage90") for u in units),
                      _median(u.get("coverage90") for u in units),
+                     *(_median(u.get(f"conformal_q{p}_coverage90") for u in units) for p in QUANTILES),
                      "/".join(sorted({str(u["conformal_units"]) for u in units if "conformal_units" in u})) or "-",
                      _median(u.get("seconds_conformal") for u in units)])
     return rows
@@ -72,10 +77,14 @@ def _per_unit(report: dict) -> tuple[list[str], list[list[str]]]:
               if any("conformal_coverage90" in row for row in per.values())]
     rows = []
     for unit in report["contexts"]:
-        cells = [f"{report['results'][lb][unit]['conformal_coverage90']:.2f}"
-                 if "conformal_coverage90" in report["results"][lb].get(unit, {}) else "-" for lb in labels]
+        cells = [" / ".join(_cell(report["results"][lb].get(unit, {}).get(f"conformal_coverage{lv}")) for lv in LEVELS)
+                 for lb in labels]
         rows.append([unit, *cells])
-    return ["unit (coverage90)", *labels], rows
+    return ["unit (coverage " + " / ".join(LEVELS) + ")", *labels], rows
+
+
+def _cell(value) -> str:
+    return f"{value:.2f}" if _finite([value]) else "-"
 
 
 def render() -> str:
@@ -84,7 +93,8 @@ def render() -> str:
     if not runs:
         return INTRO + "\nNo run yet: `benchmarks/run_coverage.sh` writes them.\n"
     header = ["method", "cov90 in band", "median cov80", "median cov90", "median cov95", "median width90",
-              "median cov90 (all genes)", "pooled: cov90 in band", "sampled coverage90", "inner units K",
+              "median cov90 (all genes)", "pooled: cov90 in band", "sampled coverage90",
+              *(f"q{p}: median cov90" for p in QUANTILES), "inner units K",
               "s calibration"]
     for path in runs:
         report = json.loads(path.read_text())

@@ -57,6 +57,9 @@ def summarise(run: dict) -> dict:
     per_unit_rho = [spearman([inner[e][i] for e in entries], [held[e][i] for e in entries]) for i in range(len(names))]
     best_pd = max(cands, key=lambda e: pd_[e].mean())
     best_e = min(cands, key=lambda e: np.nanmean(ratio[e]))
+    # E(P, S) relative to the unit's best: only where E(C, S) > 0 (elsewhere the energy distance is noise, and a
+    # negative unbiased estimate makes the ratio meaningless)
+    positive = np.array([units[u]["heldout"]["mean-shift"]["edistance_control"] > 0 for u in names])
     rules = {}
     for rule in RULES:
         picked = [units[u]["chosen"][rule] for u in names]
@@ -70,13 +73,19 @@ def summarise(run: dict) -> dict:
             "picked": picked, "pd": float(a_pd.mean()), "ratio": float(np.nanmean(a_ratio)),
             "regret_pd": float(pd_[best_pd].mean() - a_pd.mean()),
             "regret_e": float(np.nanmean(a_ratio) / np.nanmean(ratio[best_e]) - 1),
-            "unit_regret_pd": (oracle_pd - a_pd).tolist(), "unit_regret_e": (a_ep / oracle_ep - 1).tolist(),
+            "unit_regret_pd": (oracle_pd - a_pd).tolist(), "unit_regret_e": np.where(
+                (positive & (oracle_ep > 0)), a_ep / np.where(oracle_ep > 0, oracle_ep, 1) - 1, np.nan).tolist(),
             "wins": int(((a_pd > ms_pd) & (a_ep < ms_ep))[counted].sum()), "counted": int(counted.sum())}
     return {"names": names, "entries": entries, "inner": inner, "held": held, "pd": pd_, "ratio": ratio,
             "rho_units": per_unit_rho, "rho_means": spearman([inner[e].mean() for e in entries],
                                                              [held[e].mean() for e in entries]),
             "rho_candidates": spearman([inner[e].mean() for e in cands], [held[e].mean() for e in cands]),
             "best_pd": best_pd, "best_e": best_e, "rules": rules, "stats": run.get("stats", {})}
+
+
+def _percent(value: float) -> str:
+    """A relative excess as ``+12.3%``; ``–`` where undefined (E(C, S) <= 0)."""
+    return f"{100 * value:+.1f}%" if np.isfinite(value) else "– (E(C,S) ≤ 0)"
 
 
 def _choices(picked: list[str]) -> str:
@@ -101,7 +110,7 @@ def _dataset(name: str, run: dict) -> str:
                                 rule_rows)
     r = s["rules"]["one-se"]
     unit_rows = [[u, r["picked"][i], s["pd"][r["picked"][i]][i], r["unit_regret_pd"][i],
-                  f"{100 * r['unit_regret_e'][i]:+.1f}%", s["rho_units"][i]] for i, u in enumerate(s["names"])]
+                  _percent(r["unit_regret_e"][i]), s["rho_units"][i]] for i, u in enumerate(s["names"])]
     unit_table = markdown_table(["held-out unit", "select chose", "pearson_delta", "regret pΔ vs the unit's best candidate",
                                  "E(P,S) vs the unit's best candidate", "Spearman inner vs held-out (entries)"],
                                 unit_rows)

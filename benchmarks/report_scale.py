@@ -61,8 +61,9 @@ def _loader(run: dict) -> str:
 
 def _memory(runs: list[dict], plan: dict | None) -> str:
     runs = sorted(runs, key=lambda r: r["cells"])
-    rows = [[f"{r['cells']:,}", r["file_mb"], r["seconds"], f"{r['cells_per_s']:,}" if "cells_per_s" in r else "–",
-             r["train_cells_per_s"], r["peak_rss_mb"], r.get("threads", "–"), r.get("command", "–")] for r in runs]
+    rows = [[f"{r['cells']:,}", f"{r['file_mb']:,}", f"{r['seconds']:.1f}", f"{r['cells_per_s']:,}" if "cells_per_s" in r
+             else "–", f"{r['train_cells_per_s']:,.0f}", f"{r['peak_rss_mb']:,.0f}", r.get("threads", "–"),
+             f"`{r['command']}`" if "command" in r else "–"] for r in runs]
     largest, smallest = runs[-1], runs[0]
     below = all(r["peak_rss_mb"] <= RSS_GOAL_MB for r in runs)
     growth = largest["peak_rss_mb"] - smallest["peak_rss_mb"]
@@ -80,6 +81,10 @@ def _memory(runs: list[dict], plan: dict | None) -> str:
                      f"cells): {_verdict(flat)} (+{growth:.0f} MB)." + (
                          f" Least-squares line over the runs: {model['peak']['fixed_mb']:,} MB + "
                          f"{model['peak']['mb_per_million_cells']} MB per million cells." if model.get("peak") else ""))
+    terms = [f"{term} {model[term]['mb_per_million_cells']}" for term in ("obs", "labels", "codes_and_ids") if term in model]
+    if terms:
+        lines.append("- the growth by phase, MB per million cells: " + ", ".join(terms) + " (RSS at the end of the "
+                     "phase minus the previous one; what each holds: docs/scale.md).")
     phase_names = [p["phase"] for p in largest.get("phases", [])]
     if phase_names:
         lines += ["", "Per phase (seconds / RSS at its end / peak so far, MB):", "",
@@ -112,16 +117,20 @@ def _kang(run: dict) -> str:
     for unit, res in run["units"].items():
         for label in ("memory", "disk_exact", "disk_blocks"):
             for r in res[label]:
-                rows.append([unit, label, r["seed"], r["r2"], r["pearson_delta"], r["seconds"]])
+                rows.append([unit, label, r["seed"], f"{r['r2']:.4f}", f"{r['pearson_delta']:.4f}", f"{r['seconds']:.1f}"])
         spread = res["memory_seed_range"]
         for label in ("disk_exact", "disk_blocks"):
             diff = res[f"{label}_max_abs_diff"]
             ok = max(diff.values()) <= KANG_GOAL
-            verdicts.append([unit, label, diff["r2"], diff["pearson_delta"], spread["r2"], spread["pearson_delta"],
-                             _verdict(ok).strip("*")])
+            signed = {metric: sum(d[metric] - m[metric] for d, m in zip(res[label], res["memory"])) / len(res["memory"])
+                      for metric in ("r2", "pearson_delta")}
+            verdicts.append([unit, label, f"{diff['r2']:.4f}", f"{diff['pearson_delta']:.4f}",
+                             f"{signed['r2']:+.4f} / {signed['pearson_delta']:+.4f}",
+                             f"{spread['r2']:.4f}", f"{spread['pearson_delta']:.4f}", _verdict(ok).strip("*")])
     lines += [markdown_table(["held out", "fit", "seed", "R² (means)", "pearson_delta", "seconds"], rows), "",
-              markdown_table(["held out", "from disk", "max |ΔR²| over seeds", "max |Δpearson_delta|",
-                              "in-memory seed range R²", "in-memory seed range pearson_delta", "goal"], verdicts), "",
+              markdown_table(["held out", "from disk", "largest ΔR² (abs, same seed)", "largest Δpearson_delta (abs)",
+                              "mean Δ R² / pearson_delta (disk - memory)", "in-memory seed range R²",
+                              "in-memory seed range pearson_delta", "goal"], verdicts), "",
               "`disk_exact` reads each minibatch's rows in the in-memory order; `disk_blocks` is the atlas setting "
               "(shuffled blocks): another order of the same cells, so another SGD path; compare its difference "
               "with the in-memory fit's own seed-to-seed range.", ""]
@@ -132,8 +141,8 @@ def _plan(run: dict) -> str:
     if "measured" not in run:
         return "### Costed plan for Tahoe-100M\n\nThe plan.json predates the costed plan; rerun it.\n"
     m, h = run["measured"], run["h100_estimate"]
-    rows = [[name.replace("_", " "), e["read_s"], e["compute_s"], e["epoch_s"], round(e["epoch_s"] / 60, 1),
-             e["bound"], e["storage_gb_per_s"]] for name, e in run["epoch"].items()]
+    rows = [[name.replace("_", " "), f"{e['read_s']:,.0f}", f"{e['compute_s']:,.0f}", f"{e['epoch_s']:,.0f}",
+             f"{e['epoch_s'] / 60:,.1f}", e["bound"], f"{e['storage_gb_per_s']:.2f}"] for name, e in run["epoch"].items()]
     lines = ["### Costed plan for Tahoe-100M", "",
              f"`{run['command']}`: {run['cells']:,} cells x {run['genes']:,} HVGs, the default VAE "
              f"({run['vae']}, {run['parameters']:,} parameters, {run['macs_per_cell_forward']:,} multiply-adds per "
@@ -146,16 +155,25 @@ def _plan(run: dict) -> str:
              f"dense bf16 peak ({h['peak_tflops']['bf16_dense']:,} TFLOP/s) = {h['assumed_sustained_tflops']} TFLOP/s "
              f"sustained -> {h['cells_per_s_estimate']:,} cells/s per GPU. One reader process keeps up with the GPU "
              f"only below {h['break_even_tflops_for_one_reader']} TFLOP/s sustained, so the epoch is read-bound "
-             f"unless each GPU gets {h['readers_per_gpu_to_feed_it']} reader processes.", "",
+             f"unless each GPU gets {h['readers_per_gpu_to_feed_it']} reader processes (not built: `DiskLoader` reads in the "
+             "training process, one reader per GPU today).", "",
              markdown_table(["configuration", "read s", "compute s", "epoch s", "epoch min", "bound",
                              "storage GB/s needed"], rows), ""]
-    mem = run.get("memory_per_process_mb")
+    mem, model = run.get("memory_per_process_mb"), m.get("rss_model", {})
     if mem:
-        lines += [f"Memory per process at 100M cells from the measured line (fixed + per cell): "
-                  f"{mem['measured_line_at_100M']:,} MB; of the per-cell term the latent codes are "
-                  f"{mem['codes_at_100M_n_latent_10']:,} MB at 10 latents ({mem['codes_at_100M_n_latent_100']:,} MB "
-                  f"at the default 100), held by the process that fits the manipulator; without them "
-                  f"{mem['line_without_codes_at_100M_n_latent_10']:,} MB.", ""]
+        terms = [[term, f"{model[term]['mb_per_million_cells']:.0f}", f"{mem[f'{term}_at_100M']:,}"]
+                 for term in ("obs", "labels", "codes_and_ids") if f"{term}_at_100M" in mem]
+        lines += [f"Memory per process at 100M cells, the measured line extended (fixed + per cell, from the "
+                  f"runs at {', '.join(f'{c:,}' for c in model['runs_cells'])} cells): "
+                  f"**{mem['measured_line_at_100M']:,} MB**. The per-cell terms, measured by phase:", "",
+                  markdown_table(["term", "MB per million cells", "MB at 100M"], terms), "",
+                  f"The latent codes alone (float32 [cells, n_latent]) are {mem['codes_float32_at_100M_n_latent_10']:,} MiB "
+                  f"at 10 latents and {mem['codes_float32_at_100M_n_latent_100']:,} MiB at the default 100.", ""]
+    if "codes_and_means_passes_hours_at_100M_cpu" in run:
+        lines += [f"After training, the fit makes two sequential passes over every cell (latent codes, response "
+                  f"means): {run['codes_and_means_passes_hours_at_100M_cpu']} h at 100M cells at this CPU's "
+                  f"measured rate, >= {run['codes_and_means_passes_s_at_100M_read_bound']:,} s at the loader's "
+                  "read rate; every data-parallel process makes them in full today.", ""]
     return "\n".join(lines)
 
 

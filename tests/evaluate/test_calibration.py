@@ -145,3 +145,4 @@ def test_benchmark_conformal_option_from_the_command_line(tmp_path):
         assert row["conformal_units"] == 3                              # the 3 training contexts of each unit
         assert 0.0 <= row["conformal_coverage90"] <= 1.0 and row["conformal_width95"] >= row["conformal_width90"]
         assert "conformal_pooled_coverage90" in row and "conformal_coverage90_all" in row
+        assert 0.0 <= row["conformal_q10_coverage90"] <= 1.0 and "conformal_q90_width95" in row   # cell quantiles

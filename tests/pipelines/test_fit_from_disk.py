@@ -3,10 +3,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 
 import virtualcell as vc
 from virtualcell.data.checks import DataError
@@ -97,11 +103,51 @@ def test_refusals_name_the_fix(store):
         _fit(str(path), decoder={"name": "label-decoder"}, disk={"exact": True})
 
 
-def test_fitted_transformer_encodes_from_disk_and_its_mlp_decoder_trains_there(store):
-    adata, path, control = store
+def test_fitted_transformer_encodes_from_disk_and_its_mlp_decoder_trains_there(tmp_path):
+    adata = simulate_perturbation(15, 40, 3, counts=True, seed=1)      # 90 cells: the default mlp trains 50 epochs
+    adata.write_h5ad(tmp_path / "small.h5ad")
     transformer = {"name": "transformer", "hidden_size": 16, "num_layers": 1, "num_heads": 2, "max_epochs": 1}
     pretrained = _fit(adata, encoder=transformer, decoder=MLP, preprocess="log1p").encoder   # pretrained in memory
     pipe = vc.PerturbationPipeline(encoder=pretrained, preprocess="log1p")
-    pipe.fit(str(path), context_key="cell_type", progress=False, disk=BLOCKS)    # no paired decoder: mlp from disk
+    pipe.fit(str(tmp_path / "small.h5ad"), context_key="cell_type", progress=False, disk=BLOCKS)
     assert type(pipe.decoder).__name__ == "MLPDecoder" and pipe.decoder.training_history["cells_per_s"] > 0
+    assert "read_whole" not in pipe.metadata["training"]               # encoded and decoded from disk
+    control = adata[adata.obs["condition"] == "control"][:10].copy()
     assert np.isfinite(_predict(pipe, control)).all()
+
+
+DDP_WORKER = textwrap.dedent("""
+    import sys
+    import numpy as np, torch
+    from virtualcell.instruments.decoders.mlp import MLPDecoder
+    from virtualcell.train import distributed
+    from virtualcell.train.disk_loader import DiskRows
+
+    path, out = sys.argv[1:3]
+    context = distributed.init_from_env("cpu")
+    torch.set_num_threads(1)
+    rows = DiskRows(path)
+    rows.loader_options = {"block_size": 16, "pool_blocks": 2}
+    z = torch.from_numpy(np.random.default_rng(0).normal(size=(len(rows), 3)).astype(np.float32))
+    decoder = MLPDecoder(n_hidden=16, max_epochs=2, batch_size=16)
+    decoder.fit(z, rows, [f"g{i}" for i in range(rows.shape[1])], seed=0, progress=False)
+    torch.save(decoder.state_dict(), f"{out}.{context.rank}.pt")
+    distributed.shutdown()
+""")
+
+
+def test_mlp_decoder_from_disk_trains_data_parallel(tmp_path):
+    """2 gloo processes, each reading its shard: DDP averages the gradients of the net and the per-gene
+    dispersion, so both processes end with the same decoder."""
+    x = np.log1p(np.random.default_rng(0).poisson(2.0, size=(256, 12))).astype(np.float32)
+    ad.AnnData(X=sp.csr_matrix(x)).write_h5ad(tmp_path / "cells.h5ad")
+    (tmp_path / "worker.py").write_text(DDP_WORKER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "VIRTUALCELL_PROGRESS": "0"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                           str(tmp_path / "worker.py"), str(tmp_path / "cells.h5ad"), str(tmp_path / "decoder")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"decoder.{r}.pt") for r in range(2)]
+    assert ranks[0]["dispersion"].abs().sum() > 0
+    for key, value in ranks[0].items():
+        torch.testing.assert_close(value, ranks[1][key], msg=key)

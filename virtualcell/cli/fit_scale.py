@@ -23,7 +23,8 @@ from typing import Any
 import typer
 
 __all__ = ["check_disk_fit", "in_worker", "launch_processes", "worker_device", "read_disk_source",
-           "leave_unless_main", "checkpoint_options", "CheckpointOption", "CheckpointEveryOption", "ErrorsOnly"]
+           "leave_unless_main", "checkpoint_options", "CheckpointOption", "CheckpointEveryOption", "ErrorsOnly",
+           "quiet_process"]
 
 #: set in the environment of the processes ``--nproc`` launches
 WORKER_ENV = "VIRTUALCELL_FIT_WORKER"
@@ -46,6 +47,9 @@ def in_worker() -> bool:
 def check_disk_fit(specs: dict, data: Path, *, nproc: int | None, exclude: list[str], device: str) -> None:
     """Refuse what cannot be fitted from disk before anything is read or launched."""
     from ..pipelines import PerturbationPipeline
+
+    if in_worker() and os.environ.get("RANK", "0") != "0":
+        quiet_process()      # one voice: rank 0 prints notes, warnings and progress; the others their errors
 
     if nproc is not None and nproc < 1:
         raise ValueError(f"--nproc {nproc}: the number of processes must be >= 1 (e.g. --nproc 2).")
@@ -128,8 +132,8 @@ def launch_processes(nproc: int, out: Path, checkpoint: Path | None = None) -> N
         elastic_launch(config, sys.executable)("-m", "virtualcell.cli", *args)
     except ChildFailedError as error:
         rank, failure = error.get_first_failure()
-        kept = (f" The last checkpoint in {checkpoint} is kept: rerun the same command (with any --nproc) to "
-                "resume from it." if checkpoint is not None and (Path(checkpoint) / "checkpoint.json").exists() else "")
+        kept = (f" The last checkpoint in {checkpoint} is kept: rerun the same command (with any --nproc, or "
+                "--from-disk alone for one process) to resume from it." if checkpoint is not None and (Path(checkpoint) / "checkpoint.json").exists() else "")
         why = (f"was killed by signal {-failure.exitcode}" if failure.exitcode < 0 else
                f"exited with code {failure.exitcode} (its `error:` line above says why)")
         raise RuntimeError(f"the {nproc}-process fit failed: process {rank} {why}; the others were stopped. "
@@ -149,10 +153,16 @@ def worker_device(device: str) -> str:
     from ..train.distributed import init_from_env
 
     context = init_from_env("cuda" if device.startswith("cuda") else "cpu")
-    if context.rank != 0:       # one voice: rank 0 prints notes, warnings and progress; the others their errors
-        os.environ["VIRTUALCELL_PROGRESS"] = "0"
-        sys.stderr = ErrorsOnly(sys.stderr)
+    if context.rank != 0:
+        quiet_process()
     return str(context.device)
+
+
+def quiet_process() -> None:
+    """This process prints no progress, notes or warnings on stderr, only its error (idempotent)."""
+    os.environ["VIRTUALCELL_PROGRESS"] = "0"
+    if not isinstance(sys.stderr, ErrorsOnly):
+        sys.stderr = ErrorsOnly(sys.stderr)
 
 
 class ErrorsOnly(io.TextIOBase):

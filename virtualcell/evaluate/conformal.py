@@ -9,6 +9,8 @@ interval ``mean(P)_g +- q sigma_g`` is scored against the unit's real mean (docs
   level-``L`` interval (scope ``"degs"``, the protocol's ``coverage90``), ``conformal_width<L>`` its mean
   width there; ``..._all``: the same over every gene with the ``"all"`` calibration;
 - ``conformal_pooled_coverage<L>``: the same DEGs with the pooled (not per-unit) quantile, for comparison;
+- ``conformal_q<p>_coverage<L>``: the same DEGs' real per-gene ``p`` cell quantile inside the interval
+  of the calibrated cell quantiles (``p`` = 0.1, 0.9) around the predicted cells' quantile;
 - ``conformal_units`` (K) and ``seconds_conformal``.
 
 ``auto`` (``select``) already carries a calibration from its own inner CV: it is used as it is.
@@ -22,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics.conformal import LEVELS, Calibration, level_tag
+from ..metrics.conformal import LEVELS, Calibration, level_tag, population_quantiles
 from ..pipelines.holdout import UnitResult, mask_key
 
 __all__ = ["unit_coverage", "ConformalScorer"]
@@ -98,6 +100,9 @@ class ConformalScorer:
         out: dict[str, Any] = unit_coverage(unit, pred_mean, true_mean, degs, self.levels)
         if pooled is not None:
             out.update(unit_coverage(pooled, pred_mean, true_mean, degs, self.levels, "conformal_pooled_", False))
+        for p, cells in unit.cell_quantiles.items():     # conformal_q10_coverage90: the real cells' 10% quantile
+            pred_q, true_q = (population_quantiles(a, (p,))[0] for a in (result.pred, truth.stim))
+            out.update(unit_coverage(cells, pred_q, true_q, degs, self.levels, f"conformal_q{level_tag(p)}_", False))
         out["conformal_units"] = unit.n_units
         out["seconds_conformal"] = seconds
         return out

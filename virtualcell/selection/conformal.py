@@ -184,12 +184,14 @@ def attach_selected_calibration(pipeline: Any, cv: Any, folds: Sequence[Fold], e
     from .spread import SUFFIX
 
     units = [u.name for f in folds for u in f.units]
-    residuals = cv_residuals(cv.preds.get(entry.removesuffix(SUFFIX), {}), cv.truths, units, n_top)
+    base = entry.removesuffix(SUFFIX)
+    residuals = cv_residuals(cv.preds.get(base, {}), cv.truths, units, n_top, cell_quantiles if base == entry else ())
     if residuals is None:
         return None
-    cells = cv_residuals(cv.preds.get(entry, {}), cv.truths, units, n_top, cell_quantiles)
-    if cells is not None and cells.units == residuals.units:
-        residuals.cell_quantiles = cells.cell_quantiles
+    if base != entry:
+        cells = cv_residuals(cv.preds.get(entry, {}), cv.truths, units, n_top, cell_quantiles)
+        if cells is not None and cells.units == residuals.units:
+            residuals.cell_quantiles = cells.cell_quantiles
     calibration = residuals.calibration()
     attach_calibration(pipeline, calibration)
     return calibration

@@ -52,6 +52,18 @@ def test_fit_from_disk_saves_a_loadable_pipeline(cells, tmp_path):
     assert pipeline.metadata["conditions"] == ["control", "stimulated"]
 
 
+def test_fit_from_disk_trains_pca_and_an_mlp_decoder(cells, tmp_path):
+    out = tmp_path / "pipe"
+    done = _cli("fit", "--data", str(cells), "--out", str(out), "--from-disk", "--encoder", "pca",
+                "--encoder-option", "n_components=5", "--decoder", "mlp-decoder", "--decoder-option", "max_epochs=2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    import virtualcell as vc
+
+    pipeline = vc.load_pipeline(out)
+    assert pipeline.metadata["training"]["from_disk"] is True
+    assert type(pipeline.decoder).__name__ == "MLPDecoder"
+
+
 def test_nproc_2_trains_in_two_processes_and_saves_once(cells, tmp_path):
     out = tmp_path / "pipe"
     done = _cli("fit", "--data", str(cells), "--out", str(out), "--nproc", "2", *VAE)
@@ -68,7 +80,8 @@ def test_nproc_2_trains_in_two_processes_and_saves_once(cells, tmp_path):
 
 @pytest.mark.parametrize("args, says", [
     (["--nproc", "0", *VAE], "--nproc 0"),
-    (["--from-disk", "--encoder", "pca"], "'vae' encoder"),
+    (["--from-disk", "--encoder", "transformer"], "--encoder vae or --encoder pca"),
+    (["--from-disk", "--decoder", "label-decoder"], "--decoder mlp-decoder"),
 ])
 def test_bad_combinations_are_clear_errors(cells, tmp_path, args, says):
     done = _cli("fit", "--data", str(cells), "--out", str(tmp_path / "pipe"), *args)

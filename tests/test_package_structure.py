@@ -32,7 +32,7 @@ HEAVY = ("diffusers", "transformers", "torch_geometric", "dask", "ot", "scanpy",
 #: floor, and the areas of its own floor named in SAME_FLOOR. ``__init__`` is ``virtualcell/__init__.py``
 #: (the lazy public facade) and ``__main__`` is ``python -m virtualcell``.
 FLOORS: list[set[str]] = [
-    {"config", "execution", "io", "nn"},                                           # 0: ground, pure
+    {"config", "errors", "execution", "io", "nn"},                                 # 0: ground, pure
     {"registry"},                                                                  # 1: entry points, formats
     {"component"},                                                                 # 1: the component contract
     {"data", "train", "metrics", "store", "instruments", "representations"},      # 2
@@ -46,13 +46,13 @@ FLOORS: list[set[str]] = [
 ]
 #: which areas of its own floor an area may import (anything not named is forbidden)
 SAME_FLOOR: dict[str, set[str]] = {
-    "config": {"execution", "io", "nn"}, "execution": {"config", "io", "nn"},
-    "io": {"config", "execution", "nn"}, "nn": {"config", "execution", "io"},
+    "config": {"errors", "execution", "io", "nn"}, "execution": {"config", "errors", "io", "nn"},
+    "io": {"config", "errors", "execution", "nn"}, "nn": {"config", "errors", "execution", "io"}, "errors": set(),
     "metrics": {"data"}, "store": {"data"}, "instruments": {"data", "train"},
     "representations": {"data", "train", "store", "instruments"},
 }
 #: areas further restricted to a subset of the lower floors
-ONLY: dict[str, set[str]] = {"train": {"nn", "config", "execution", "io"}}
+ONLY: dict[str, set[str]] = {"train": {"nn", "config", "errors", "execution", "io"}}
 
 
 def _allowed(area: str) -> set[str]:

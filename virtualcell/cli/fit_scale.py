@@ -65,12 +65,17 @@ def check_disk_fit(specs: dict, data: Path, *, nproc: int | None, exclude: list[
             raise ValueError(f"--nproc {nproc} on --device cuda needs {nproc} GPUs, this machine has "
                              f"{torch.cuda.device_count()}; lower --nproc or use --device cpu.")
     pipe = PerturbationPipeline(specs["--encoder-option"], specs["--manipulator-option"], specs.get("--decoder-option"))
-    if not pipe.encoder.is_fitted and type(pipe.encoder).__name__ != "VAEEncoder":
-        raise ValueError(f"--from-disk / --nproc train the 'vae' encoder only; {specs['--encoder-option']['name']!r} "
-                         "trains in memory. Use --encoder vae, or drop --from-disk / --nproc to read the data into memory.")
-    if pipe.decoder is not None and not pipe.decoder.is_fitted:
+    from ..pipelines.fit_from_disk_components import disk_refusal
+
+    refusal = disk_refusal(pipe)
+    if refusal and refusal[0] == "encoder":
+        raise ValueError(f"--from-disk / --nproc train the encoders 'vae' and 'pca' only; "
+                         f"{specs['--encoder-option']['name']!r} trains in memory. Use --encoder vae or --encoder pca, "
+                         "or drop --from-disk / --nproc to read the data into memory.")
+    if refusal:
         raise ValueError(f"--from-disk / --nproc cannot train the decoder {specs['--decoder-option']['name']!r} "
-                         "(it trains in memory only); drop --decoder (the VAE decodes itself) or drop --from-disk.")
+                         "(it trains in memory only); use --decoder mlp-decoder, drop --decoder (the encoder's own "
+                         "decoder), or drop --from-disk.")
 
 
 def checkpoint_options(specs: dict, checkpoint: Path | None, every: int, *, from_disk: bool) -> dict[str, Any]:
@@ -81,8 +86,9 @@ def checkpoint_options(specs: dict, checkpoint: Path | None, every: int, *, from
     if not from_disk:
         raise ValueError("--checkpoint resumes a fit from disk: add --from-disk (or --nproc N).")
     if specs["--encoder-option"]["name"] != "vae":
-        raise ValueError(f"--checkpoint resumes the training of the 'vae' encoder; {specs['--encoder-option']['name']!r} "
-                         "is not trained in epochs. Use --encoder vae, or drop --checkpoint.")
+        name = specs["--encoder-option"]["name"]
+        raise ValueError(f"--checkpoint resumes the training of the 'vae' encoder; {name!r} is not trained in "
+                         "epochs. Use --encoder vae, or drop --checkpoint.")
     if checkpoint.exists() and not checkpoint.is_dir():
         raise NotADirectoryError(f"--checkpoint {checkpoint} is a file; pass a folder (it is created if missing).")
     specs["--encoder-option"]["checkpoint_dir"] = str(checkpoint)
@@ -132,8 +138,10 @@ def launch_processes(nproc: int, out: Path, checkpoint: Path | None = None) -> N
         elastic_launch(config, sys.executable)("-m", "virtualcell.cli", *args)
     except ChildFailedError as error:
         rank, failure = error.get_first_failure()
-        kept = (f" The last checkpoint in {checkpoint} is kept: rerun the same command (with any --nproc, or "
-                "--from-disk alone for one process) to resume from it." if checkpoint is not None and (Path(checkpoint) / "checkpoint.json").exists() else "")
+        kept = ""
+        if checkpoint is not None and (Path(checkpoint) / "checkpoint.json").exists():
+            kept = (f" The last checkpoint in {checkpoint} is kept: rerun the same command (with any --nproc, or "
+                    "--from-disk alone for one process) to resume from it.")
         why = (f"was killed by signal {-failure.exitcode}" if failure.exitcode < 0 else
                f"exited with code {failure.exitcode} (its `error:` line above says why)")
         raise RuntimeError(f"the {nproc}-process fit failed: process {rank} {why}; the others were stopped. "

@@ -23,16 +23,14 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from ..errors import DataError
+
 __all__ = ["DataError", "MAX_EXPRESSION", "MAX_LOG_EXPRESSION", "looks_like_counts", "check_expression"]
 
 #: the largest expression value accepted (float32's exact-integer limit; see the module docstring)
 MAX_EXPRESSION = float(2**24)
 #: the largest value accepted in log-normalised data (see the module docstring)
 MAX_LOG_EXPRESSION = 30.0
-
-
-class DataError(ValueError):
-    """Input data that cannot be used as given; the message says how to fix it."""
 
 
 def _values(x) -> np.ndarray:

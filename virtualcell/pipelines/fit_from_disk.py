@@ -24,7 +24,7 @@ from ..data.checks import DataError
 from ..data.fields import covariate_tensors, make_condition
 from ..execution import batched_apply
 from ..data.streaming import StreamingGroupMeans, StreamingMoments, batch_recipe, hvg_seurat
-from ..train.disk_loader import DiskRows, open_matrix
+from ..train.disk_loader import DiskRows
 from .fit_from_disk_components import (DEFAULT_BLOCKS, fit_decoder_from_disk, fit_encoder_from_disk, read_whole,
                                        reads_whole)
 from .fit_labels import extend_conditions, training_labels
@@ -113,12 +113,14 @@ def fit_from_disk(pipe: Any, source: Any, *, condition_key: str = "condition", c
     pipe.encoder.to(pipe.device)
     fit_encoder_from_disk(pipe, rows, genes, seed=seed, progress=progress)
 
-    z_parts, sample = [], None
-    for _, x in _passes(rows):
+    z, sample = None, None   # codes written into one preallocated [n_cells, d]: no list of parts to fragment the heap
+    for index, x in _passes(rows):
         xt = torch.from_numpy(x).to(pipe.device)
-        z_parts.append(batched_apply(pipe.encoder.encode, xt, batch_size=pipe.batch_size).cpu())
-        sample = xt if sample is None else sample
-    z = torch.cat(z_parts).to(pipe.device)
+        codes = batched_apply(pipe.encoder.encode, xt, batch_size=pipe.batch_size).cpu()
+        if z is None:
+            z, sample = torch.empty((len(rows), codes.shape[1]), dtype=codes.dtype), xt
+        z[int(index[0]):int(index[-1]) + 1] = codes
+    z = z.to(pipe.device)
     from .compatibility import check_combination
 
     check_combination(pipe.encoder, pipe.manipulator, pipe.decoder, sample, z[:sample.shape[0]])

@@ -19,7 +19,7 @@ import torch
 from ..data.checks import DataError
 from ..train.disk_loader import DiskRows
 
-__all__ = ["reads_whole", "read_whole", "fit_encoder_from_disk", "fit_decoder_from_disk", "DEFAULT_BLOCKS"]
+__all__ = ["reads_whole", "read_whole", "fit_encoder_from_disk", "fit_decoder_from_disk", "disk_refusal", "DEFAULT_BLOCKS"]
 
 #: the loader's default ``(block_size, pool_blocks)``: one pool is 64 x 64 = 4,096 cells
 DEFAULT_BLOCKS = (64, 64)
@@ -52,28 +52,39 @@ def read_whole(source: Any, annotations: ad.AnnData, layer: str | None) -> ad.An
     return adata
 
 
-def fit_encoder_from_disk(pipe: Any, rows: DiskRows, genes: list[str], *, seed: int, progress: bool) -> None:
-    """Train ``pipe.encoder`` from the on-disk rows (a fitted one is kept): VAE and PCA; else refused."""
+def disk_refusal(pipe: Any) -> tuple[str, str] | None:
+    """``("encoder" | "decoder", why)`` when ``pipe`` cannot be fitted from disk (a part that trains in memory
+    only), else None."""
+    from ..instruments.decoders.identity import IdentityDecoder
+    from ..instruments.decoders.mlp import MLPDecoder
     from ..representations.pca import PCAEncoder
     from ..representations.vae import VAEEncoder
 
-    encoder = pipe.encoder
-    if encoder.is_fitted:
-        return
-    if not isinstance(encoder, (VAEEncoder, PCAEncoder)):
-        raise DataError(
-            f"{type(encoder).__name__} trains in memory only, so it cannot be fitted from disk. Either use "
-            "encoder='vae' or encoder='pca' (both train from disk), or fit this encoder on an in-memory AnnData "
-            "(a subsample is enough to pretrain it) and pass it fitted: from disk it then only encodes, and an "
-            "mlp-decoder trains from disk when it has no paired decoder.")
-    encoder.fit(rows, genes, seed=seed, progress=progress)
+    encoder, decoder = pipe.encoder, pipe.decoder
+    if not encoder.is_fitted and not isinstance(encoder, (VAEEncoder, PCAEncoder)):
+        return "encoder", (f"{type(encoder).__name__} trains in memory only, so it cannot be fitted from disk. Either use "
+                "encoder='vae' or encoder='pca' (both train from disk), or fit this encoder on an in-memory AnnData "
+                "(a subsample is enough to pretrain it) and pass it fitted: from disk it then only encodes, and an "
+                "mlp-decoder trains from disk when it has no paired decoder.")
+    if decoder is not None and not decoder.is_fitted and not isinstance(decoder, (MLPDecoder, IdentityDecoder)):
+        return "decoder", (f"{type(decoder).__name__} trains in memory only, so it cannot be fitted from disk. Use "
+                "decoder='mlp-decoder' (trains from disk) or None (the encoder's own), or pass it fitted.")
+    return None
+
+
+def fit_encoder_from_disk(pipe: Any, rows: DiskRows, genes: list[str], *, seed: int, progress: bool) -> None:
+    """Train ``pipe.encoder`` from the on-disk rows (a fitted one is kept): VAE and PCA; else refused."""
+    refusal = disk_refusal(pipe)
+    if refusal:
+        raise DataError(refusal[1])
+    if not pipe.encoder.is_fitted:
+        pipe.encoder.fit(rows, genes, seed=seed, progress=progress)
 
 
 def fit_decoder_from_disk(pipe: Any, z: torch.Tensor, rows: DiskRows, genes: list[str], *, seed: int,
                           progress: bool) -> None:
     """Set ``pipe.decoder``: the encoder's paired decoder, or an ``mlp-decoder`` trained on ``(z[i], row i)``
     (``z`` [n_cells, d] in file order); a decoder passed unfitted trains likewise (mlp, identity) or is refused."""
-    from ..instruments.decoders.identity import IdentityDecoder
     from ..instruments.decoders.mlp import MLPDecoder
 
     decoder = pipe.decoder
@@ -85,8 +96,8 @@ def fit_decoder_from_disk(pipe: Any, z: torch.Tensor, rows: DiskRows, genes: lis
             decoder.fit(z, rows, genes, seed=seed, progress=progress)
         pipe.components["decoder"] = decoder
     elif not decoder.is_fitted:
-        if not isinstance(decoder, (MLPDecoder, IdentityDecoder)):
-            raise DataError(f"{type(decoder).__name__} trains in memory only, so it cannot be fitted from disk. Use "
-                            "decoder='mlp-decoder' (trains from disk) or None (the encoder's own), or pass it fitted.")
+        refusal = disk_refusal(pipe)
+        if refusal:
+            raise DataError(refusal[1])
         decoder.to(pipe.device).fit(z, rows, genes, seed=seed, progress=progress)
     pipe.decoder.to(pipe.device)

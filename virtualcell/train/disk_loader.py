@@ -104,10 +104,12 @@ class DiskRows:
         breaks = np.flatnonzero((np.diff(sorted_rows) != 1) | (np.diff(shard_of) != 0)) + 1
         for index in np.unique(shard_of):
             self.shards[index].check_unchanged()
-        parts = []
-        for run in (np.split(np.arange(sorted_rows.size), breaks) if sorted_rows.size else []):
-            shard, first, last = int(shard_of[run[0]]), int(sorted_rows[run[0]]), int(sorted_rows[run[-1]])
-            begin = first - int(self.offsets[shard])
+        starts = np.concatenate([[0], breaks]).astype(np.int64) if sorted_rows.size else np.zeros(0, np.int64)
+        lasts = np.append(breaks, sorted_rows.size).astype(np.int64) - 1 if sorted_rows.size else starts
+        parts, offsets = [], self.offsets.tolist()
+        runs = zip(shard_of[starts].tolist(), sorted_rows[starts].tolist(), sorted_rows[lasts].tolist())
+        for shard, first, last in runs:
+            begin = first - offsets[shard]
             part = self.shards[shard].read_run(begin, begin + last - first + 1)
             parts.append(sp.csr_matrix(part) if self.sparse and not sp.issparse(part) else part)
         if self.sparse:

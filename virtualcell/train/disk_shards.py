@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ..errors import DataError
+
 __all__ = ["DiskDataError", "Shard", "shard_paths", "open_matrix", "store_identity", "read_annotations",
            "check_same_genes", "is_zarr_store"]
 
@@ -32,7 +34,7 @@ _ZARR_METADATA = (".zarray", ".zattrs", ".zgroup", "zarr.json")
 _SHOWN = 5                      # genes named in a mismatch message
 
 
-class DiskDataError(ValueError):
+class DiskDataError(DataError):
     """An on-disk store that cannot be trained on as it is (changed while training, shards that disagree);
     the message names the file and the fix."""
 
@@ -122,8 +124,9 @@ class Shard:
         self.root, element = open_matrix(path, layer)
         encoding = str(element.attrs.get("encoding-type", "array"))
         if encoding == "csc_matrix":
-            raise ValueError(f"{path}: the matrix is stored CSC (column-major): every row read would scan the whole "
-                             "file. Rewrite it as CSR: adata.X = scipy.sparse.csr_matrix(adata.X); adata.write_h5ad(path).")
+            raise ValueError(f"{path}: the matrix is stored CSC (column-major): every row read would scan the "
+                             "whole file. Rewrite it as CSR: adata.X = scipy.sparse.csr_matrix(adata.X); "
+                             "adata.write_h5ad(path).")
         self.sparse = encoding == "csr_matrix"
         if self.sparse:
             self.data, self.indices = element["data"], element["indices"]

@@ -89,10 +89,10 @@ def _percent(value: float) -> str:
 
 
 def _choices(picked: list[str]) -> str:
-    """The rule's choices per unit, run-length encoded when a choice repeats (PERT: one choice for all targets)."""
-    if len(set(picked)) == 1 and len(picked) > 1:
-        return f"{picked[0]} (all {len(picked)})"
-    return ", ".join(picked)
+    """The rule's choices per unit; counted (``entry ×k``) when a choice repeats (PERT: one choice for all)."""
+    if len(set(picked)) == len(picked):
+        return ", ".join(picked)
+    return ", ".join(f"{e} ×{picked.count(e)}" for e in dict.fromkeys(picked))
 
 
 def _dataset(name: str, run: dict) -> str:

@@ -10,6 +10,7 @@ import textwrap
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
@@ -151,3 +152,85 @@ def test_mlp_decoder_from_disk_trains_data_parallel(tmp_path):
     assert ranks[0]["dispersion"].abs().sum() > 0
     for key, value in ranks[0].items():
         torch.testing.assert_close(value, ranks[1][key], msg=key)
+
+
+
+def test_annotations_hold_the_needed_columns_without_cell_names(store):
+    """Millions of cell names cost ~60 bytes a cell as strings: the fit reads its columns (categoricals stay
+    categorical) on a positional index and only the first names, which the data fingerprint hashes."""
+    from virtualcell.pipelines.fit_from_disk import read_annotations
+
+    adata, path, _ = store
+    annotations = read_annotations(str(path), ["condition", "cell_type"])
+    assert isinstance(annotations.obs.index, pd.RangeIndex) and list(annotations.obs.columns) == ["condition", "cell_type"]
+    assert isinstance(annotations.obs["condition"].dtype, pd.CategoricalDtype)
+    assert annotations.shape == adata.shape and list(annotations.var_names) == list(adata.var_names)
+    assert annotations.head_names == list(adata.obs_names[:1000])
+    assert list(read_annotations(str(path), ["condition", "plate"]).obs.columns) == list(adata.obs.columns)
+    pipe = vc.PerturbationPipeline(encoder=dict(PCA), preprocess="log1p")
+    with pytest.raises(DataError, match="'plate' is not a column of adata.obs; available columns: .*cell_type"):
+        pipe.fit(str(path), context_key="plate", progress=False, disk={"exact": True})
+    fitted = _fit(str(path), disk={"exact": True})
+    assert fitted.metadata["training"]["data_fingerprint"] == _fit(adata).metadata["training"]["data_fingerprint"]
+
+
+def test_lean_annotations_give_the_model_of_the_whole_obs_with_string_labels(store, monkeypatch):
+    """The fit on the lean annotations (positional index, categorical labels) is the very model fitted on the
+    whole obs with every cell name and one string label per cell (how it was read before): bit for bit."""
+    import virtualcell.pipelines.fit_from_disk as ffd
+    from virtualcell.pipelines.fit_labels import training_labels
+
+    adata, path, control = store
+    vae = {"name": "vae", "n_hidden": 16, "n_latent": 4, "max_epochs": 2, "batch_size": 32}
+    lean = [_fit(str(path), encoder=vae, disk=disk) for disk in ({"exact": True}, BLOCKS)]
+    read = ffd.read_annotations
+    monkeypatch.setattr(ffd, "read_annotations", lambda source, columns=None, names=False: read(source, names=True))
+    monkeypatch.setattr(ffd, "training_labels", lambda *a, **k: training_labels(*a, **{**k, "categorical": False}))
+    whole = [_fit(str(path), encoder=vae, disk=disk) for disk in ({"exact": True}, BLOCKS)]
+    for a, b in zip(lean, whole):
+        np.testing.assert_array_equal(_predict(a, control), _predict(b, control))
+        assert a.metadata["conditions"] == b.metadata["conditions"] and a.metadata["contexts"] == b.metadata["contexts"]
+        assert a.metadata["training"]["data_fingerprint"] == b.metadata["training"]["data_fingerprint"]
+
+
+def test_shards_annotations_are_anndata_concat_without_names(tmp_path):
+    """Shards with other categories, in other orders, and a column one shard lacks: the lean obs is
+    ``anndata.concat(join="outer")``'s obs on a positional index (categories unified in natural order)."""
+    from virtualcell.pipelines.fit_from_disk import read_annotations
+
+    adata = simulate_perturbation(20, 8, 3, counts=True, seed=2)
+    adata.obs["cell_type"] = adata.obs["cell_type"].astype(str).str.replace("_", "")
+    parts = [adata[:50].copy(), adata[50:].copy()]
+    parts[0].obs["cell_type"] = pd.Categorical(parts[0].obs["cell_type"].replace({"type0": "type10"}))
+    parts[1].obs["dose"] = 1.0
+    for i, part in enumerate(parts):
+        part.write_h5ad(tmp_path / f"p{i}.h5ad")
+    paths = [tmp_path / "p0.h5ad", tmp_path / "p1.h5ad"]
+    lean, joined = read_annotations(paths), read_annotations(paths, names=True)
+    assert isinstance(lean.obs.index, pd.RangeIndex) and list(joined.obs.index) == list(adata.obs_names)
+    pd.testing.assert_frame_equal(lean.obs, joined.obs.reset_index(drop=True), check_like=True)
+    assert lean.head_names == joined.head_names == list(adata.obs_names)
+    assert list(lean.obs["cell_type"].cat.categories) == ["type1", "type2", "type10"]   # not sorted()
+
+
+def test_categorical_labels_give_the_ids_of_string_labels():
+    """``training_labels(categorical=True)``: one code per cell instead of one string, the same vocabularies,
+    ids and warnings; a category without cells and non-string categories change nothing."""
+    from virtualcell.pipelines.fit_labels import FewCellsWarning, encode_labels, training_labels
+
+    adata = simulate_perturbation(10, 8, 3, seed=3)
+    adata.obs["condition"] = adata.obs["condition"].cat.add_categories(["unused", "rare"])
+    adata.obs["plate"] = pd.Categorical(np.arange(adata.n_obs) % 3)          # integer categories
+    adata.obs.loc[adata.obs_names[:2], "condition"] = "rare"
+    results = []
+    for categorical in (False, True):
+        with pytest.warns(FewCellsWarning, match=r"\{'rare': 2\}"):
+            labels, conditions, contexts = training_labels(adata, condition_key="condition", control="control",
+                                                           context_key="plate", categorical=categorical)
+        assert isinstance(labels, pd.Categorical) == categorical
+        results.append((conditions.labels, contexts.labels, encode_labels(conditions, labels),
+                        encode_labels(contexts, adata.obs["plate"])))
+    assert results[0][:2] == results[1][:2]
+    for a, b in zip(results[0][2:], results[1][2:]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(results[1][3], np.arange(adata.n_obs) % 3)

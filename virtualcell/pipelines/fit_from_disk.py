@@ -1,6 +1,7 @@
 """Fit a PerturbationPipeline from an AnnData on disk (h5ad or zarr path, or a backed AnnData).
 
-The expression matrix is never read whole: ``obs``/``var`` are read into memory (small), the
+The expression matrix is never read whole: ``var`` and the ``obs`` columns the fit needs are read into
+memory without the cell names (``train.disk_annotations``; conditions stay categorical), the
 preprocessing recipe (and its HVGs), the per-(context, condition) means and the latent codes are
 computed in streaming passes (``virtualcell.data.streaming``), and the encoder (VAE, PCA) and a learned
 decoder (mlp) train from :class:`~virtualcell.train.disk_loader.DiskRows` (``fit_from_disk_components``;
@@ -16,18 +17,16 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-import anndata as ad
 import numpy as np
 import torch
 
 from ..data.checks import DataError
-from ..data.fields import covariate_tensors, make_condition
 from ..execution import batched_apply
 from ..data.streaming import StreamingGroupMeans, StreamingMoments, batch_recipe, hvg_seurat
 from ..train.disk_loader import DiskRows
 from .fit_from_disk_components import (DEFAULT_BLOCKS, fit_decoder_from_disk, fit_encoder_from_disk, read_whole,
                                        reads_whole)
-from .fit_labels import extend_conditions, training_labels
+from .fit_labels import fit_targets, training_labels
 
 __all__ = ["fit_from_disk", "read_annotations", "is_on_disk", "DiskOptions"]
 
@@ -44,12 +43,13 @@ def is_on_disk(data: Any) -> bool:
     return isinstance(data, (str, os.PathLike)) or bool(getattr(data, "isbacked", False))
 
 
-def read_annotations(source: Any) -> ad.AnnData:
-    """An AnnData with the stores' ``obs`` (shards concatenated in order) and ``var`` and no ``X`` (reads only
-    the annotations; shards whose genes disagree are refused: ``train.disk_shards``)."""
-    from ..train.disk_shards import read_annotations as read_shard_annotations
+def read_annotations(source: Any, columns: Sequence[str] | None = None, *, names: bool = False) -> Any:
+    """The stores' ``obs`` (shards concatenated in order; the ``columns`` asked for, all when None; indexed by
+    position unless ``names``) and ``var``, without ``X``: an ``Annotations`` (``train.disk_annotations``;
+    shards whose genes disagree are refused)."""
+    from ..train.disk_annotations import read_annotations as read_store_annotations
 
-    return read_shard_annotations(source)
+    return read_store_annotations(source, columns, names=names)
 
 
 def _passes(rows: DiskRows, transform: Any = None):
@@ -91,15 +91,17 @@ def fit_from_disk(pipe: Any, source: Any, *, condition_key: str = "condition", c
     disk = dict(disk or {})
     if pipe.manipulator.requires_context and not context_key:
         raise DataError(f"{type(pipe.manipulator).__name__} needs context_key (e.g. 'cell_type').")
-    annotations = read_annotations(source)
+    keys = [condition_key, context_key, *covariate_keys] if context_key else None   # None: all (context hint)
+    annotations = read_annotations(source, keys)
     if reads_whole(disk, annotations.n_obs):   # small file: one pool holds it all, so read it and fit in memory
-        pipe.fit(read_whole(source, annotations, layer), condition_key=condition_key, control=control,
+        pipe.fit(read_whole(source, read_annotations(source, names=True), layer), condition_key=condition_key, control=control,
                  context_key=context_key, covariate_keys=covariate_keys, layer=layer, seed=seed, progress=progress,
                  extra_conditions=extra_conditions)
         pipe.metadata["training"].update(from_disk=True, read_whole=True)
         return pipe
     labels, conditions, contexts = training_labels(annotations, condition_key=condition_key, control=control,
-                                                   context_key=context_key, covariate_keys=covariate_keys)
+                                                   context_key=context_key, covariate_keys=covariate_keys,
+                                                   categorical=True)
     var_names = [str(v) for v in annotations.var_names]
     rows = DiskRows(source, layer=layer, device=pipe.device)
     genes = _choose_genes(pipe, rows, var_names)
@@ -121,15 +123,9 @@ def fit_from_disk(pipe: Any, source: Any, *, condition_key: str = "condition", c
             z, sample = torch.empty((len(rows), codes.shape[1]), dtype=codes.dtype), xt
         z[int(index[0]):int(index[-1]) + 1] = codes
     z = z.to(pipe.device)
-    from .compatibility import check_combination
-
-    check_combination(pipe.encoder, pipe.manipulator, pipe.decoder, sample, z[:sample.shape[0]])
-    conditions = extend_conditions(conditions, labels, pipe.manipulator, extra_conditions, x=sample,
-                                   z=z[:sample.shape[0]], genes=genes)
-    condition_ids = conditions.encode(labels)
-    context_ids = contexts.encode(annotations.obs[context_key]) if contexts else None
-    target = make_condition(condition_ids, context_ids=context_ids,
-                            covariates=covariate_tensors(annotations, covariate_keys)).to(pipe.device)
+    conditions, condition_ids, context_ids, target = fit_targets(
+        pipe, labels, conditions, contexts, annotations, context_key=context_key, covariate_keys=covariate_keys,
+        extra=extra_conditions, x=sample, z=z[:sample.shape[0]], genes=genes)
     pipe.response_means = None
     if context_ids is not None:
         means = StreamingGroupMeans(len(conditions), len(contexts), len(genes))
@@ -151,10 +147,10 @@ def fit_from_disk(pipe: Any, source: Any, *, condition_key: str = "condition", c
     return pipe
 
 
-def _fingerprint(annotations: ad.AnnData) -> str:
+def _fingerprint(annotations: Any) -> str:
     """The in-memory fit's data fingerprint (shape, first 1,000 cell names, gene names) of the store."""
     digest = hashlib.sha256()
-    for part in (str(annotations.shape), "\n".join(map(str, annotations.obs_names[:1000])),
+    for part in (str(annotations.shape), "\n".join(map(str, annotations.head_names[:1000])),
                  "\n".join(map(str, annotations.var_names))):
         digest.update(part.encode())
     return digest.hexdigest()

@@ -3,9 +3,9 @@
 Atlases come as many files (Tahoe-100M: one per plate). :func:`shard_paths` turns what the user
 passed (a path, a backed AnnData, a list of paths, or a folder holding ``*.h5ad`` / ``*.zarr`` shards,
 taken in name order) into the list of stores; :class:`Shard` reads one store's matrix (h5ad or zarr,
-CSR or dense) by row ranges; :func:`read_annotations` concatenates the shards' ``obs`` in order and
-checks that every shard has the same genes in the same order (else a :class:`DiskDataError` naming the
-shard, its missing genes and the anndata lines that fix it).
+CSR or dense) by row ranges; :func:`check_same_genes` checks that every shard has the same genes in the
+same order (else a :class:`DiskDataError` naming the shard, its missing genes and the anndata lines that
+fix it). The shards' annotations are read by :mod:`.disk_annotations`.
 
 A store's *identity* (:func:`store_identity`) is cheap to take and changes when the file does: the
 size and modification time of an ``.h5ad`` file, or of a zarr matrix's metadata files and folders. A
@@ -26,8 +26,8 @@ import scipy.sparse as sp
 
 from ..errors import DataError
 
-__all__ = ["DiskDataError", "Shard", "shard_paths", "open_matrix", "store_identity", "read_annotations",
-           "check_same_genes", "is_zarr_store"]
+__all__ = ["DiskDataError", "Shard", "shard_paths", "open_matrix", "store_identity", "check_same_genes",
+           "is_zarr_store"]
 
 _INDPTR_IN_MEMORY = 20_000_000  # cells: up to this many, the CSR row pointer (8 bytes/cell) is cached
 _ZARR_METADATA = (".zarray", ".zattrs", ".zgroup", "zarr.json")
@@ -196,21 +196,3 @@ def check_same_genes(names: Sequence[str], var_lists: Sequence[Sequence[str]]) -
 def _some(genes: list[str]) -> str:
     shown = ", ".join(genes[:_SHOWN])
     return shown + (", ..." if len(genes) > _SHOWN else "")
-
-
-def read_annotations(source: Any) -> Any:
-    """An AnnData with the stores' ``obs`` (concatenated in order) and ``var`` (the shards' common one),
-    and no ``X``: reads only the annotations; shards whose genes disagree are refused."""
-    import anndata as ad
-
-    paths = shard_paths(source)
-    parts = []
-    for path in paths:
-        root, _ = open_matrix(path)
-        parts.append(ad.AnnData(obs=ad.io.read_elem(root["obs"]), var=ad.io.read_elem(root["var"])))
-    if len(parts) == 1:
-        return parts[0]
-    check_same_genes([str(p) for p in paths], [[str(v) for v in part.var_names] for part in parts])
-    joined = ad.concat(parts, join="outer", merge="first")
-    joined.var = parts[0].var.copy()
-    return joined

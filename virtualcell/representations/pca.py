@@ -6,7 +6,6 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..component import Decoder, Encoder
@@ -82,6 +81,6 @@ def _fit_streaming(rows: Any, n_components: int, chunk: int = 8192) -> tuple[tor
         raise ValueError(f"PCAEncoder needs at least 2 cells; got {n}.")
 
     def batches():
-        return (rows[np.arange(b, min(b + chunk, n))] for b in range(0, n, chunk))
+        return (x for _, x in rows.chunks(chunk))
 
     return pca_in_passes(batches, n_components)

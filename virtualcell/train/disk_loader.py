@@ -134,6 +134,12 @@ class DiskRows:
             raise ValueError("The on-disk matrix has NaN or infinite values in the rows just read; clean the file.")
         return x
 
+    def chunks(self, size: int = 8192) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """One sequential pass: ``(row indices, self[row indices])`` for consecutive runs of ``size`` rows."""
+        for begin in range(0, len(self), size):
+            index = np.arange(begin, min(begin + size, len(self)))
+            yield index, self[index]
+
     def __getitem__(self, rows: Any) -> torch.Tensor:
         """Rows ``rows`` (index tensor/array, in that order) after ``transform``, float32 on ``self.device``."""
         if isinstance(rows, torch.Tensor):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -209,8 +208,8 @@ def _statistics(rows: Any, device: torch.device, chunk: int = 8192) -> dict[str,
     n = rows.shape[0]
     total = torch.zeros(rows.shape[1], dtype=torch.float64, device=device)
     library, low = [], float("inf")
-    for begin in range(0, n, chunk):
-        x = rows[np.arange(begin, min(begin + chunk, n))].to(device)
+    for _, x in rows.chunks(chunk):
+        x = x.to(device)
         total += x.double().sum(0)
         library.append(x.sum(1, keepdim=True))
         low = min(low, float(x.min())) if x.numel() else low

@@ -159,6 +159,8 @@ def build_index(reader: ChunkReader, *, library: str | None = None, metric: str 
     """Build an HNSW index over ``reader``'s committed rows and tune ``ef`` to ``target_recall`` (see :func:`save_index`).
 
     The recall@``k`` is measured on ``n_check`` stored cells (seeded sample) against exact search.
+    ``threads`` other than 1 insert concurrently (0: all cores), so the graph, and its recall, can differ
+    from run to run; ``threads=1`` builds the same index every time.
     """
     from tqdm.auto import tqdm
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from markdown import markdown_table  # noqa: E402
+from scale_harness_table import harness_section  # noqa: E402
 
 FOLDER = Path(__file__).resolve().parent / "results" / "scale"
 #: the issue's goals
@@ -167,13 +168,16 @@ def _plan(run: dict) -> str:
                   f"runs at {', '.join(f'{c:,}' for c in model['runs_cells'])} cells): "
                   f"**{mem['measured_line_at_100M']:,} MB**. The per-cell terms, measured by phase:", "",
                   markdown_table(["term", "MB per million cells", "MB at 100M"], terms), "",
-                  f"The latent codes alone (float32 [cells, n_latent]) are {mem['codes_float32_at_100M_n_latent_10']:,} MiB "
-                  f"at 10 latents and {mem['codes_float32_at_100M_n_latent_100']:,} MiB at the default 100.", ""]
+                  f"Latent arithmetic (and control, mean-shift, mean-perturbation) never holds the latent codes: it is "
+                  f"fitted on their per-group sums, streamed. A manipulator that needs every code (or an mlp-decoder "
+                  f"trained from disk) holds them, float32 [cells, n_latent]: "
+                  f"{mem['codes_float32_at_100M_n_latent_10']:,} MiB at 10 latents and "
+                  f"{mem['codes_float32_at_100M_n_latent_100']:,} MiB at the default 100.", ""]
     if "codes_and_means_passes_hours_at_100M_cpu" in run:
-        lines += [f"After training, the fit makes two sequential passes over every cell (latent codes, response "
+        lines += [f"After training, the fit makes one sequential pass over every cell (latent codes, response "
                   f"means): {run['codes_and_means_passes_hours_at_100M_cpu']} h at 100M cells at this CPU's "
                   f"measured rate, >= {run['codes_and_means_passes_s_at_100M_read_bound']:,} s at the loader's "
-                  "read rate; every data-parallel process makes them in full today.", ""]
+                  "read rate; every data-parallel process makes it in full today.", ""]
     return "\n".join(lines)
 
 
@@ -189,6 +193,9 @@ def render() -> str:
         parts.append(_ddp(ddp))
     if kang:
         parts.append(_kang(kang))
+    harness = harness_section()
+    if harness:
+        parts.append(harness)
     if plan:
         parts.append(_plan(plan))
     return "\n".join(parts)

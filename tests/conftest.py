@@ -109,6 +109,38 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope="session")
+def counts_store(tmp_path_factory):
+    """``(adata, path)``: 360 simulated cells (3 cell types x control / stimulated) x 40 genes of counts, written
+    as a CSR h5ad; shared by the fit-from-disk tests (read only: copy before changing it)."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from virtualcell.data.simulate_perturbation import simulate_perturbation
+
+    adata = simulate_perturbation(60, 40, 3, counts=True, seed=0)
+    adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
+    path = tmp_path_factory.mktemp("counts_store") / "cells.h5ad"
+    adata.write_h5ad(path)
+    return adata, path
+
+
+@pytest.fixture
+def kill_reads_after():
+    """``kill(rows, n)``: make a ``DiskRows`` raise KeyboardInterrupt (a killed process) after ``n`` batch reads."""
+    def kill(rows, n: int):
+        original, seen = rows.transformed, []
+
+        def dying(raw):
+            seen.append(1)
+            if len(seen) > n:
+                raise KeyboardInterrupt("killed")
+            return original(raw)
+        rows.transformed = dying
+        return rows
+    return kill
+
+
+@pytest.fixture(scope="session")
 def s3_server():
     """A real S3 server (moto's server mode) on a free loopback port for the whole session; yields its URL."""
     import logging

@@ -78,9 +78,24 @@ def test_nproc_2_trains_in_two_processes_and_saves_once(cells, tmp_path):
     assert vc.load_pipeline(out).metadata["training"]["from_disk"] is True
 
 
+def test_fit_from_disk_excludes_cells_without_reading_them(cells, tmp_path):
+    """``--exclude`` from disk selects the kept rows (a DiskCells) and fits them as the same subset in memory."""
+    import virtualcell as vc
+
+    pca = ["--encoder", "pca", "--encoder-option", "n_components=5", "--context-key", "cell_type",
+           "--exclude", "cell_type=b&condition=stimulated"]
+    disk, memory = tmp_path / "disk", tmp_path / "memory"
+    done = _cli("fit", "--data", str(cells), "--out", str(disk), "--from-disk", *pca)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _cli("fit", "--data", str(cells), "--out", str(memory), *pca).returncode == 0
+    fitted, reference = vc.load_pipeline(disk), vc.load_pipeline(memory)
+    assert fitted.metadata["training"]["n_cells"] == reference.metadata["training"]["n_cells"] == 180
+    np.testing.assert_allclose(fitted.encoder.components.numpy(), reference.encoder.components.numpy(), atol=1e-5)
+
+
 @pytest.mark.parametrize("args, says", [
     (["--nproc", "0", *VAE], "--nproc 0"),
-    (["--from-disk", "--encoder", "transformer"], "--encoder vae or --encoder pca"),
+    (["--from-disk", "--encoder", "graph"], "--encoder vae, pca or transformer"),
     (["--from-disk", "--decoder", "label-decoder"], "--decoder mlp-decoder"),
 ])
 def test_bad_combinations_are_clear_errors(cells, tmp_path, args, says):

@@ -16,7 +16,8 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - running from a sour
 __all__ = [
     "Component", "Condition", "Configurable", "DataError", "Decoder", "Encoder", "Manipulator",
     "NotFittedError", "PerturbationPipeline", "Pipeline", "create", "load_component", "load_pipeline",
-    "registry", "datasets", "evaluate", "embed", "EmbeddingStore", "publish", "pull", "select", "__version__",
+    "registry", "datasets", "evaluate", "embed", "EmbeddingStore", "publish", "pull", "select", "DiskCells",
+    "__version__",
 ]
 
 
@@ -34,6 +35,7 @@ _LAZY = {
     "datasets": (".datasets", None),
     "evaluate": (".evaluate", None),
     "select": (".selection", "select"),
+    "DiskCells": (".train.disk_cells", "DiskCells"),
 }
 
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .config import Configurable
+from .nn.group_means import GroupPlan
 
 __all__ = ["Component", "Encoder", "Manipulator", "Decoder", "Condition", "NotFittedError", "KINDS"]
 
@@ -231,18 +232,27 @@ class Manipulator(Component):
         """Learn from ``z`` [n, d] in conditions ``labels.target`` [n] (ids < ``n_conditions``)."""
         if z.ndim != 2 or z.shape[0] != len(labels):
             raise ValueError(f"fit expects z [n, d] with one label per row; got z {tuple(z.shape)} and {len(labels)} labels.")
-        if not torch.isfinite(z).all():
+        self._record(z, labels, n_conditions, n_contexts, features)
+        self._fit(z, labels, seed=seed, progress=progress, **kwargs)
+        self.is_fitted = True
+        return self
+
+    def group_plan(self, labels: Condition, *, n_conditions: int, n_contexts: int, seed: int = 0) -> GroupPlan | None:
+        """Hook: which group each cell's code adds to when ``fit`` needs only per-group sums of the codes; None
+        (default): every code. ``GroupSumsManipulator`` subclasses return one and fit from the sums (``fit_sums``)."""
+        return None
+
+    def _record(self, values: torch.Tensor, labels: Condition, n_conditions: int | None, n_contexts: int | None,
+                features: Sequence[str] | None) -> None:   # fit's checks and sizes; values: the codes or their sums
+        if not torch.isfinite(values).all():
             raise ValueError("fit got non-finite values (NaN or inf) in z; clean the input data first.")
         if self.requires_context and labels.context is None:
             raise ValueError(f"{type(self).__name__} needs the context (cell type) of each cell; pass context_key.")
         self.n_conditions = int(n_conditions if n_conditions is not None else int(labels.target.max()) + 1)
         self.n_contexts = int(n_contexts if n_contexts is not None else
                               (int(labels.context.max()) + 1 if labels.context is not None else 0))
-        self.n_features = int(z.shape[1])
-        self.features = list(features) if features is not None else [f"latent_{i}" for i in range(z.shape[1])]
-        self._fit(z, labels, seed=seed, progress=progress, **kwargs)
-        self.is_fitted = True
-        return self
+        self.n_features = int(values.shape[1])
+        self.features = list(features) if features is not None else [f"latent_{i}" for i in range(self.n_features)]
 
     def prepare_conditions(self, labels: Sequence[str], *, x: torch.Tensor, z: torch.Tensor, genes: Sequence[str],
                            condition_ids: torch.Tensor) -> list[str]:

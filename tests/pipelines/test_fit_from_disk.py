@@ -27,12 +27,9 @@ MLP = {"name": "mlp-decoder", "n_hidden": 16, "max_epochs": 3, "batch_size": 32}
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(counts_store):
     """360 cells x 40 genes of simulated counts, CSR h5ad; and 30 control cells to predict from."""
-    adata = simulate_perturbation(60, 40, 3, counts=True, seed=0)
-    adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
-    path = tmp_path_factory.mktemp("disk") / "cells.h5ad"
-    adata.write_h5ad(path)
+    adata, path = counts_store
     return adata, path, adata[adata.obs["condition"] == "control"][:30].copy()
 
 
@@ -97,9 +94,8 @@ def test_small_file_rule_is_a_priori_and_gives_the_in_memory_fit(store):
 
 def test_refusals_name_the_fix(store):
     _, path, _ = store
-    transformer = {"name": "transformer", "hidden_size": 16, "num_layers": 1, "num_heads": 2, "max_epochs": 1}
     with pytest.raises(DataError, match="encoder='vae' or encoder='pca'.*pass it fitted"):
-        _fit(str(path), encoder=transformer, disk={"exact": True})
+        _fit(str(path), encoder={"name": "graph", "n_latent": 4, "max_steps": 1}, disk={"exact": True})
     with pytest.raises(DataError, match="decoder='mlp-decoder'"):
         _fit(str(path), decoder={"name": "label-decoder"}, disk={"exact": True})
 

@@ -143,7 +143,7 @@ def test_fit_from_a_path_is_the_in_memory_fit(stores):
     assert record["cells_per_s"] > 0 and record["peak_memory_mb"] > 0
 
 
-def test_loader_training_resumes_mid_epoch(stores, tmp_path):
+def test_loader_training_resumes_mid_epoch(stores, tmp_path, kill_reads_after):
     from virtualcell.representations.vae import VAEEncoder
 
     adata, folder = stores
@@ -152,14 +152,7 @@ def test_loader_training_resumes_mid_epoch(stores, tmp_path):
         rows = DiskRows(folder / "csr.h5ad")
         rows.loader_options, rows.checkpoint_every_steps = {"block_size": 8, "pool_blocks": 2}, 2
         if stop_after is not None:   # a process killed mid-epoch: the loader dies after `stop_after` batches
-            original, seen = rows.transformed, []
-
-            def dying(raw):
-                seen.append(1)
-                if len(seen) > stop_after:
-                    raise KeyboardInterrupt("killed")
-                return original(raw)
-            rows.transformed = dying
+            kill_reads_after(rows, stop_after)
         encoder = VAEEncoder(n_hidden=16, n_latent=4, max_epochs=2, batch_size=32, checkpoint_dir=str(checkpoint_dir))
         return encoder.fit(rows, list(adata.var_names), seed=0, progress=False)
 

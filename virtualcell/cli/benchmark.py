@@ -17,7 +17,8 @@ from typing import Annotated, Any, Optional
 import click
 import typer
 
-from .benchmark_app import (ConditionKey, Conformal, Control, CountsPreprocess, Data, DecoderName, DecoderOptions,
+from .benchmark_app import (ConditionKey, Conformal, Control, CountsPreprocess, Data,
+                            FromDisk, DecoderName, DecoderOptions,
                             Device, DropConditions, EncoderName, EncoderOptions, ManipulatorName, ManipulatorOptions,
                             NoBaselines, NoPlots, NSamples, NTop, Out, Overwrite, Quiet, Seed, Threads, benchmark_app,
                             command_line, parse_list, parse_names)
@@ -43,7 +44,8 @@ _HEAD = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annot
                    manipulator_option=(ManipulatorOptions, None), decoder_option=(DecoderOptions, None))]
 _TAIL = _options(seed=(Seed, 0), no_baselines=(NoBaselines, False), n_top=(NTop, 100), device=(Device, "cpu"),
                  threads=(Threads, None), no_plots=(NoPlots, False), quiet=(Quiet, False),
-                 overwrite=(Overwrite, False), n_samples=(NSamples, 1), conformal=(Conformal, False))
+                 overwrite=(Overwrite, False), n_samples=(NSamples, 1), conformal=(Conformal, False),
+                 from_disk=(FromDisk, False))
 
 _CSV = "Comma-separated"
 #: the options of the OOS / OOD split (held-out contexts)
@@ -99,7 +101,7 @@ def _run(ctx: click.Context, protocol: str, o: dict[str, Any]) -> None:
         control=o["control"], min_cells=o["min_cells"], **_split_kwargs(protocol, o),
         preprocess=None if o["preprocess"].lower() == "none" else o["preprocess"], seed=o["seed"],
         baselines=not o["no_baselines"], n_top=o["n_top"], device=o["device"], plots=not o["no_plots"],
-        overwrite=o["overwrite"], n_samples=o["n_samples"], conformal=o["conformal"])
+        overwrite=o["overwrite"], n_samples=o["n_samples"], conformal=o["conformal"], from_disk=o["from_disk"])
     try:
         with torch_threads(o["threads"]):
             report = run_benchmark(progress=not o["quiet"], command=command_line(ctx), **kwargs)

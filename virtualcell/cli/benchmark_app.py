@@ -19,7 +19,8 @@ benchmark_app = typer.Typer(help="Benchmark a method against the baselines and t
                             no_args_is_help=True, add_completion=False)
 
 # -- shared options --------------------------------------------------------------------------------
-Data = Annotated[Path, typer.Option("--data", help="The .h5ad dataset.", exists=True, dir_okay=False, readable=True)]
+Data = Annotated[Path, typer.Option("--data", help="The .h5ad dataset (with --from-disk also a .zarr store or a folder "
+                                                    "of .h5ad/.zarr shards).", exists=True, readable=True)]
 Out = Annotated[Path, typer.Option("--out", help="Output folder (results.json, results.md, predictions/, plots/).")]
 EncoderName = Annotated[str, typer.Option("--encoder", help="Registered encoder name, e.g. pca, vae.")]
 ManipulatorName = Annotated[str, typer.Option(
@@ -48,6 +49,9 @@ CountsPreprocess = Annotated[str, typer.Option("--preprocess", help="log1p (coun
 Conformal = Annotated[bool, typer.Option(
     "--conformal", help="Also calibrate split-conformal intervals of each method's predicted mean on inner folds of "
     "the training cells (K extra fits) and report conformal_coverage80/90/95 (docs/uncertainty.md).")]
+FromDisk = Annotated[bool, typer.Option(
+    "--from-disk", help="Never read --data whole: fit each method from disk on its training cells, read only each "
+    "unit's cells (X must be log-normalised: --preprocess none; docs/scale.md).")]
 NSamples = Annotated[int, typer.Option(
     "--n-samples", help="With N >= 2, also predict N populations per unit and report coverage90 and interval width.")]
 

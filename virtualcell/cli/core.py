@@ -108,8 +108,9 @@ def fit(
         check_disk_fit(specs, data, nproc=nproc, exclude=exclude or [], device=device)
         if nproc is not None and not in_worker():
             return launch_processes(nproc, out, checkpoint)
-        obs, probe = read_disk_source(data, layer)
-        adata, n_cells, n_fitted, device = str(data), len(obs), len(obs), worker_device(device)
+        cells, probe = read_disk_source(data, layer)
+        adata = apply_excludes(cells, exclude or [], condition_key=condition_key)   # a DiskCells: nothing read
+        obs, n_cells, n_fitted, device = adata.obs, cells.n_obs, adata.n_obs, worker_device(device)
     else:
         adata = read_h5ad(data)
         n_cells = adata.n_obs

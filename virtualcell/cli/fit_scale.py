@@ -55,9 +55,6 @@ def check_disk_fit(specs: dict, data: Path, *, nproc: int | None, exclude: list[
         raise ValueError(f"--nproc {nproc}: the number of processes must be >= 1 (e.g. --nproc 2).")
     if not Path(data).exists():
         raise FileNotFoundError(f"--data {data} does not exist; check the path.")
-    if exclude:
-        raise ValueError("--exclude needs the cells in memory; with --from-disk / --nproc write the subset to its "
-                         "own .h5ad first (or drop --from-disk).")
     if nproc and device.startswith("cuda") and not in_worker():
         import torch
 
@@ -69,13 +66,17 @@ def check_disk_fit(specs: dict, data: Path, *, nproc: int | None, exclude: list[
 
     refusal = disk_refusal(pipe)
     if refusal and refusal[0] == "encoder":
-        raise ValueError(f"--from-disk / --nproc train the encoders 'vae' and 'pca' only; "
-                         f"{specs['--encoder-option']['name']!r} trains in memory. Use --encoder vae or --encoder pca, "
+        raise ValueError(f"--from-disk / --nproc train the encoders 'vae', 'pca' and 'transformer' only; "
+                         f"{specs['--encoder-option']['name']!r} trains in memory. Use --encoder vae, pca or transformer, "
                          "or drop --from-disk / --nproc to read the data into memory.")
     if refusal:
         raise ValueError(f"--from-disk / --nproc cannot train the decoder {specs['--decoder-option']['name']!r} "
                          "(it trains in memory only); use --decoder mlp-decoder, drop --decoder (the encoder's own "
                          "decoder), or drop --from-disk.")
+
+
+#: encoders whose training ``--checkpoint`` resumes (trained in epochs from the loader, with ``checkpoint_dir``)
+CHECKPOINTED = ("vae", "transformer")
 
 
 def checkpoint_options(specs: dict, checkpoint: Path | None, every: int, *, from_disk: bool) -> dict[str, Any]:
@@ -85,10 +86,10 @@ def checkpoint_options(specs: dict, checkpoint: Path | None, every: int, *, from
         return {}
     if not from_disk:
         raise ValueError("--checkpoint resumes a fit from disk: add --from-disk (or --nproc N).")
-    if specs["--encoder-option"]["name"] != "vae":
+    if specs["--encoder-option"]["name"] not in CHECKPOINTED:
         name = specs["--encoder-option"]["name"]
-        raise ValueError(f"--checkpoint resumes the training of the 'vae' encoder; {name!r} is not trained in "
-                         "epochs. Use --encoder vae, or drop --checkpoint.")
+        raise ValueError(f"--checkpoint resumes the training of the encoders {list(CHECKPOINTED)}; {name!r} is not "
+                         "trained in epochs. Use --encoder vae (or transformer), or drop --checkpoint.")
     if checkpoint.exists() and not checkpoint.is_dir():
         raise NotADirectoryError(f"--checkpoint {checkpoint} is a file; pass a folder (it is created if missing).")
     specs["--encoder-option"]["checkpoint_dir"] = str(checkpoint)
@@ -204,18 +205,17 @@ def leave_unless_main() -> None:
 
 
 def read_disk_source(data: Path, layer: str | None) -> tuple[Any, Any]:
-    """``(obs of the file, a small AnnData of its first rows)``: the annotations without the matrix, and
-    the rows that ``--preprocess auto`` inspects (the matrix under ``layer`` too when one is named)."""
+    """``(the cells of the file on disk, a small AnnData of its first rows)``: the annotations without the matrix
+    (a ``DiskCells``), and the rows that ``--preprocess auto`` inspects (the matrix under ``layer`` too when one
+    is named)."""
     import anndata as ad
     import numpy as np
 
-    from ..pipelines.fit_from_disk import read_annotations
-    from ..train.disk_loader import DiskRows
+    from ..train.disk_cells import DiskCells
 
-    annotations = read_annotations(str(data))
-    rows = DiskRows(str(data), layer=layer)
-    raw = rows.read(np.arange(min(len(rows), _PROBE_ROWS)))
+    cells = DiskCells.open(str(data), layer=layer)
+    raw = cells.read(np.arange(min(cells.n_obs, _PROBE_ROWS)))
     probe = ad.AnnData(X=raw)
     if layer:
         probe.layers[layer] = raw
-    return annotations.obs, probe
+    return cells, probe

@@ -74,6 +74,9 @@ def select(
                                                       "error of the best), min, or rank."),
     n_jobs: int = typer.Option(1, "--n-jobs", min=1, help="Worker processes for the inner fits (1 thread each)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads of this process."),
+    from_disk: bool = typer.Option(False, "--from-disk", help="Never read --data whole (an .h5ad, a .zarr or a folder of "
+                                   "shards): every inner and final fit trains from disk, only each inner unit's cells "
+                                   "are read (X log-normalised: --preprocess none; docs/scale.md)."),
     seed: SeedOption = 0,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
@@ -97,7 +100,7 @@ def select(
     specs = [s for item in candidates for s in split_specs(item)] if candidates else None
     if specs is not None:
         parse_candidates(specs)      # unknown names fail here, before the data is read
-    adata = read_h5ad(data)
+    adata = str(data) if from_disk else read_h5ad(data)
     with torch_threads(threads):
         selection = select_pipeline(adata, candidates=specs, condition_key=condition_key, control=control,
                                     context_key=context_key, replicate_key=replicate_key,

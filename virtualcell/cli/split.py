@@ -56,7 +56,8 @@ def checked_mask(obs, rule: str, option: str = "--exclude") -> np.ndarray:
 
 
 def apply_excludes(adata, rules: Sequence[str], *, condition_key: str = "condition", option: str = "--exclude"):
-    """``adata`` without the cells of every rule (a copy when any is dropped); an empty result is an error."""
+    """``adata`` without the cells of every rule (a copy when any is dropped; a ``DiskCells`` selects them
+    without reading); an empty result is an error."""
     if not rules:
         return adata
     drop = np.zeros(adata.n_obs, dtype=bool)
@@ -64,7 +65,8 @@ def apply_excludes(adata, rules: Sequence[str], *, condition_key: str = "conditi
         drop |= checked_mask(adata.obs, rule, option)
     if drop.all():
         raise ValueError(f"No cells left to fit on: {option} {list(rules)} removed all {adata.n_obs} of them.")
-    return adata[~drop].copy()
+    kept = adata[~drop]
+    return kept.copy() if hasattr(kept, "copy") else kept
 
 
 def context_key_warning(obs, rules: Sequence[str], *, context_key: str | None, condition_key: str) -> str | None:

@@ -31,12 +31,13 @@ def _dense64(x: Any) -> np.ndarray:
 
 
 def batch_recipe(preprocessing: Any, var_names: Sequence[str], genes: Sequence[str] | None = None, *,
-                 log_space: bool = True) -> Callable[[Any], np.ndarray]:
+                 log_space: bool = True, dense: bool = True) -> Callable[[Any], Any]:
     """A per-batch transform: raw rows [b, len(var_names)] (CSR or dense) -> float32 [b, len(genes)].
 
     Applies ``preprocessing``'s ``normalize_total`` (over all genes of the row, as scanpy) and
     ``log1p``, then picks ``genes`` (default ``preprocessing.genes``, else all) in that order. With
     ``log_space=False`` the log1p step is skipped (raw-scale rows, e.g. for HVG statistics).
+    ``dense=False`` keeps CSR rows sparse (a batch over tens of thousands of genes is never densified).
     A gene missing from ``var_names`` is an error naming it.
     """
     names = [str(v) for v in var_names]
@@ -67,6 +68,8 @@ def batch_recipe(preprocessing: Any, var_names: Sequence[str], genes: Sequence[s
             x = x.log1p() if sp.issparse(x) else np.log1p(x)
         if not identity:
             x = x[:, columns]
+        if sp.issparse(x) and not dense:
+            return x.astype(np.float32).tocsr()
         return np.ascontiguousarray(x.toarray() if sp.issparse(x) else x, dtype=np.float32)
 
     return transform
@@ -79,11 +82,18 @@ class StreamingMoments:
         self.n, self.mean, self.m2 = 0, None, None
 
     def update(self, x: Any) -> "StreamingMoments":
-        x = _dense64(x)
+        """Add the rows ``x`` [b, g] (dense, tensor, or CSR: summed sparse, as scanpy's ``_get_mean_var``)."""
         if x.shape[0] == 0:
             return self
-        b, mean_b = x.shape[0], x.mean(0)
-        m2_b = ((x - mean_b) ** 2).sum(0)
+        b = x.shape[0]
+        if sp.issparse(x):   # sum and sum of squares in float64, never densified
+            x = sp.csr_matrix(x, dtype=np.float64)
+            mean_b = np.asarray(x.sum(0)).ravel() / b
+            m2_b = np.maximum(np.asarray(x.multiply(x).sum(0)).ravel() - b * mean_b**2, 0.0)
+        else:
+            x = _dense64(x)
+            mean_b = x.mean(0)
+            m2_b = ((x - mean_b) ** 2).sum(0)
         if self.mean is None:
             self.n, self.mean, self.m2 = b, mean_b, m2_b
             return self

@@ -26,8 +26,9 @@ class Vocabulary:
     def from_values(cls, values: Sequence, *, first: Sequence[str] = (), what: str = "label") -> "Vocabulary":
         """Labels in category order (or sorted), with ``first`` moved to the front."""
         series = pd.Series(values)
-        if isinstance(series.dtype, pd.CategoricalDtype):
-            seen = set(series.astype(str).unique())
+        if isinstance(series.dtype, pd.CategoricalDtype):   # the categories present, from the codes: no string a cell
+            present = np.unique(series.cat.codes.to_numpy())
+            seen = {str(series.cat.categories[c]) for c in present[present >= 0]}
             labels = [str(c) for c in series.cat.categories if str(c) in seen]
         else:
             labels = sorted(series.astype(str).unique())

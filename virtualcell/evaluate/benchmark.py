@@ -31,6 +31,7 @@ from typing import Any
 
 import anndata as ad
 
+from ..errors import DataError
 from ..metrics.ceiling import NOISE_CEILING
 from ..metrics.conformal import LEVELS
 from ..metrics.discrimination import discrimination
@@ -38,7 +39,7 @@ from ..pipelines.holdout import run_holdout
 from ..pipelines.splits import PROTOCOLS, oos_tasks, pert_tasks
 from .benchmark_report import SUMMARY_METRICS, complete_report, new_report
 from .benchmark_run import BenchmarkRun
-from .cells import prepare_cells
+from .cells import disk_cells, prepare_cells
 from .conformal import ConformalScorer
 from .methods import load_dataset, make_method
 from .outputs import clear_outputs
@@ -64,6 +65,7 @@ def run_benchmark(
     preprocess: Any = None, out: str | Path | None = None, baselines: bool = True, n_top: int = 100,
     device: str = "cpu", plots: bool = True, progress: bool = True, overwrite: bool = False,
     command: str | None = None, n_samples: int = 1, n_pcs: int = 50, conformal: bool = False,
+    from_disk: bool = False,
 ) -> dict[str, Any]:
     """Run one protocol of docs/evaluation.md for a method (+ baselines); returns the ``results.json`` content.
 
@@ -96,6 +98,11 @@ def run_benchmark(
             training set; :mod:`.conformal`), and report ``conformal_coverage80/90/95`` and widths.
         n_pcs: components of the PCA (seed ``seed``) fitted on each unit's reference cells (outside it)
             in which ``edistance_ratio`` and ``mmd_ratio`` are computed.
+        from_disk: ``data`` is a store (h5ad / zarr path, folder or list of shards) never read whole: each
+            method is fitted from disk on its training cells (``PerturbationPipeline.fit`` of a ``DiskCells``),
+            only a unit's cells are read into memory, the reference PCA from a streamed covariance. ``X`` is used as
+            stored with ``preprocess`` None; a recipe is applied in one streamed pass that writes a CSR copy
+            into a temporary folder in ``out`` (deleted at the end); ``conformal`` is refused (docs/scale.md).
     """
     protocol = protocol.lower()
     if protocol not in PROTOCOLS:
@@ -106,9 +113,18 @@ def run_benchmark(
     if out_dir is not None and (out_dir / "results.json").exists() and not overwrite:
         raise FileExistsError(f"{out_dir / 'results.json'} exists; pass overwrite=True (--overwrite) or another out folder.")
 
-    adata, dataset = load_dataset(data)
-    x, genes, recipe = prepare_cells(adata, preprocess)
-    obs = adata.obs
+    if from_disk:
+        if conformal:
+            raise DataError("conformal=True (--conformal) needs the cells in memory (its inner folds refit every "
+                            "method on in-memory cells); run it without from_disk (--from-disk).")
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        x, obs, genes, recipe, dataset = disk_cells(data, preprocess, out_dir, progress)
+    else:
+        adata, dataset = load_dataset(data)
+        x, genes, recipe = prepare_cells(adata, preprocess)
+        obs = adata.obs
+        del adata
     if protocol == "pert":
         tasks = pert_tasks(obs, condition_key=condition_key, control=control, replicate_key=replicate_key,
                            holdout=holdout, train_replicates=train_replicates, drop_conditions=drop_conditions,
@@ -122,7 +138,6 @@ def run_benchmark(
         method_context = context_key if protocol == "oos" else None
         baseline_context = context_key
         split = {"context_key": context_key, "target": target, "exclude_contexts": list(exclude_contexts)}
-    del adata
 
     method = make_method(encoder, manipulator, decoder,
                          {"encoder": encoder_kwargs, "manipulator": manipulator_kwargs, "decoder": decoder_kwargs},
@@ -138,6 +153,8 @@ def run_benchmark(
                "baselines_see_context": baseline_context is not None},
         method=method, labels=[m.label for m in methods], contexts=[t.name for t in tasks], n_pcs=n_pcs,
         n_samples=n_samples, seed=seed, n_top=n_top, device=device, command=command)
+    if from_disk:
+        report["metrics"]["pca"] += "; from disk: the same SVD computed from the covariance of one streamed pass"
     if conformal:
         report["conformal"] = {"levels": list(LEVELS), "method": "unit", "unit_level": 0.5, "min_cells": 10,
                                "folds": "leave one training replicate out" if protocol == "pert" else

@@ -63,7 +63,7 @@ class BenchmarkRun:
         columns, context = self._columns(method)
 
         def fit(task: Task) -> Any:
-            train = subset_cells(self.x, self.obs, self.genes, task.train, columns)
+            train = subset_cells(self.x, self.obs, self.genes, task.train, columns, for_fit=True)
             pipeline = self.fit_cells(method, train, context, self.progress)
             if is_auto(method.manipulator):   # what the inner CV chose on this task's training cells
                 chosen = pipeline.metadata["selection"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import anndata as ad
@@ -9,8 +10,11 @@ import numpy as np
 import pandas as pd
 
 from ..data.preprocess import Preprocessing
+from ..pipelines.disk_matrix import DiskMatrix, disk_cells_for
+from ..pipelines.method_cells import method_cells as subset_cells
+from ..train.disk_shards import shard_paths
 
-__all__ = ["prepare_cells", "subset_cells", "aligned_cells"]
+__all__ = ["prepare_cells", "disk_cells", "subset_cells", "aligned_cells"]
 
 
 def prepare_cells(adata: ad.AnnData, preprocess: Any) -> tuple[np.ndarray, list[str], dict[str, Any]]:
@@ -20,12 +24,19 @@ def prepare_cells(adata: ad.AnnData, preprocess: Any) -> tuple[np.ndarray, list[
     return x, list(recipe.genes), recipe.to_dict()
 
 
-def subset_cells(x: np.ndarray, obs: pd.DataFrame, genes: list[str], mask: np.ndarray, columns: list[str]) -> ad.AnnData:
-    """An AnnData of the ``mask`` cells holding only ``columns`` of ``obs`` (what a method may see)."""
-    sub_obs = obs.loc[mask, columns].copy()
-    for column in columns:
-        sub_obs[column] = sub_obs[column].astype(str).astype("category")
-    return ad.AnnData(X=x[mask], obs=sub_obs, var=pd.DataFrame(index=pd.Index(genes, dtype=str)))
+def disk_cells(data: Any, preprocess: Any, workdir: Path | None = None, progress: bool = True
+               ) -> tuple[DiskMatrix, pd.DataFrame, list[str], dict[str, Any], dict[str, Any]]:
+    """A benchmark's cells on disk (``data``: a store, a folder or list of shards): the :class:`DiskMatrix` (with a
+    recipe: of a preprocessed copy written in ``workdir``, :func:`~virtualcell.pipelines.disk_matrix.disk_cells_for`),
+    every ``obs`` column (by position), the genes, the recipe's dict and the dataset record."""
+    from ..registry.hashing import sha256_file
+
+    cells, recipe = disk_cells_for(data, preprocess=preprocess, workdir=workdir, progress=progress)
+    paths = [Path(p) for p in shard_paths(data)]
+    single = paths[0] if len(paths) == 1 and paths[0].is_file() else None
+    dataset = {"path": str(paths[0].resolve()) if len(paths) == 1 else [str(p.resolve()) for p in paths],
+               "sha256": sha256_file(single) if single is not None else None, "from_disk": True}
+    return DiskMatrix(cells), cells.obs, list(recipe.genes), recipe.to_dict(), dataset
 
 
 def aligned_cells(predicted: ad.AnnData, genes: list[str]) -> np.ndarray:

@@ -12,6 +12,7 @@ from typing import Any
 import anndata as ad
 
 from ..component import Component
+from ..errors import DataError
 from ..execution import seed_everything
 from . import report as reporting
 
@@ -93,6 +94,9 @@ def load_dataset(data: ad.AnnData | str | Path) -> tuple[ad.AnnData, dict[str, A
     path = Path(data).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"No dataset at {path}; pass the path of an .h5ad file.")
+    if path.is_dir():
+        raise DataError(f"{path} is a folder (a .zarr store or shards): benchmark it from disk (from_disk=True, "
+                        "--from-disk), or pass an .h5ad file.")
     return ad.read_h5ad(path), {"path": str(path.resolve()), "sha256": reporting.sha256_file(path)}
 
 

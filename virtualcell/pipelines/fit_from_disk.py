@@ -5,8 +5,9 @@ memory without the cell names (``train.disk_annotations``; conditions stay categ
 preprocessing recipe (and its HVGs), the per-(context, condition) means and the latent codes are
 computed in streaming passes (``virtualcell.data.streaming``), and the encoder (VAE, PCA) and a learned
 decoder (mlp) train from :class:`~virtualcell.train.disk_loader.DiskRows` (``fit_from_disk_components``;
-``docs/scale.md``). Memory is bounded by the batch, the model and the latent codes [n_cells, n_latent]
-the manipulator is fitted on. A file no larger than one loader pool is read whole (``reads_whole``).
+``docs/scale.md``). Memory is bounded by the batch, the model and, unless the manipulator is fitted on group
+sums of the codes (``fit_from_disk_codes``: they are streamed), the latent codes [n_cells, n_latent]. A file
+no larger than one loader pool is read whole (``reads_whole``).
 """
 
 from __future__ import annotations
@@ -15,29 +16,32 @@ import datetime
 import hashlib
 import os
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..data.checks import DataError
-from ..execution import batched_apply
-from ..data.streaming import StreamingGroupMeans, StreamingMoments, batch_recipe, hvg_seurat
+from ..data.streaming import batch_recipe
+from ..train.disk_cells import DiskCells
 from ..train.disk_loader import DiskRows
+from .fit_from_disk_codes import CodesPass, int32_labels
 from .fit_from_disk_components import (DEFAULT_BLOCKS, fit_decoder_from_disk, fit_encoder_from_disk, read_whole,
-                                       reads_whole)
+                                       reads_whole, streams_codes)
 from .fit_labels import fit_targets, training_labels
+from .preprocess_on_disk import recipe_genes
 
 __all__ = ["fit_from_disk", "read_annotations", "is_on_disk", "DiskOptions"]
 
-#: loader settings: ``block_size``/``pool_blocks`` of DiskLoader (None: exact in-memory order), rows per pass
+#: loader settings: ``block_size``/``pool_blocks`` of DiskLoader (None: exact in-memory order)
 DiskOptions = dict[str, Any]
-_PASS_ROWS = 8192
 
 
 def is_on_disk(data: Any) -> bool:
-    """True for a path (str / PathLike: a store or a folder of shards), a list of paths (shards), or a backed
-    AnnData: what ``fit`` hands to :func:`fit_from_disk`."""
+    """True for a path (str / PathLike: a store or a folder of shards), a list of paths (shards), a backed
+    AnnData or :class:`~virtualcell.train.disk_cells.DiskCells`: what ``fit`` hands to :func:`fit_from_disk`."""
+    if isinstance(data, DiskCells):
+        return True
     if isinstance(data, (list, tuple)) and data:
         return all(isinstance(part, (str, os.PathLike)) for part in data)
     return isinstance(data, (str, os.PathLike)) or bool(getattr(data, "isbacked", False))
@@ -52,27 +56,11 @@ def read_annotations(source: Any, columns: Sequence[str] | None = None, *, names
     return read_store_annotations(source, columns, names=names)
 
 
-def _passes(rows: DiskRows, transform: Any = None):
-    """Sequential chunks ``(row indices, transformed float32 [b, g])`` over all cells of the file."""
-    for begin in range(0, len(rows), _PASS_ROWS):
-        index = np.arange(begin, min(begin + _PASS_ROWS, len(rows)))
-        raw = rows.read(index)
-        yield index, (rows.transformed(raw) if transform is None else transform(raw))
-
-
 def _choose_genes(pipe: Any, rows: DiskRows, var_names: list[str]) -> list[str]:
-    prep = pipe.preprocessing
+    """A fitted encoder's genes, else the recipe's (its HVGs by a streamed pass)."""
     if pipe.encoder.is_fitted:
         return list(pipe.encoder.input_features)
-    if not prep.n_top_genes or prep.n_top_genes >= len(var_names):
-        return var_names
-    if prep.hvg_flavor != "seurat":
-        raise DataError(f"Fitting from disk computes HVGs with flavor='seurat' only; got {prep.hvg_flavor!r}.")
-    moments = StreamingMoments()   # of expm1(log-normalised) = the normalised counts, as scanpy's seurat flavour
-    normalised = batch_recipe(prep, var_names, var_names, log_space=False)
-    for _, x in _passes(rows, normalised):
-        moments.update(x)
-    return hvg_seurat(moments.mean, moments.var, var_names, prep.n_top_genes)
+    return recipe_genes(pipe.preprocessing, rows, var_names)
 
 
 def fit_from_disk(pipe: Any, source: Any, *, condition_key: str = "condition", control: str = "control",
@@ -92,10 +80,13 @@ def fit_from_disk(pipe: Any, source: Any, *, condition_key: str = "condition", c
     if pipe.manipulator.requires_context and not context_key:
         raise DataError(f"{type(pipe.manipulator).__name__} needs context_key (e.g. 'cell_type').")
     keys = [condition_key, context_key, *covariate_keys] if context_key else None   # None: all (context hint)
-    annotations = read_annotations(source, keys)
+    cells = source if isinstance(source, DiskCells) else DiskCells.open(source, keys, layer=layer)
+    annotations, layer = cells.annotations, cells.layer
     if reads_whole(disk, annotations.n_obs):   # small file: one pool holds it all, so read it and fit in memory
-        pipe.fit(read_whole(source, read_annotations(source, names=True), layer), condition_key=condition_key, control=control,
-                 context_key=context_key, covariate_keys=covariate_keys, layer=layer, seed=seed, progress=progress,
+        whole = cells.to_memory() if isinstance(source, DiskCells) else read_whole(
+            source, read_annotations(source, names=True), layer)
+        pipe.fit(whole, condition_key=condition_key, control=control, context_key=context_key,
+                 covariate_keys=covariate_keys, layer=layer, seed=seed, progress=progress,
                  extra_conditions=extra_conditions)
         pipe.metadata["training"].update(from_disk=True, read_whole=True)
         return pipe
@@ -103,7 +94,7 @@ def fit_from_disk(pipe: Any, source: Any, *, condition_key: str = "condition", c
                                                    context_key=context_key, covariate_keys=covariate_keys,
                                                    categorical=True)
     var_names = [str(v) for v in annotations.var_names]
-    rows = DiskRows(source, layer=layer, device=pipe.device)
+    rows = cells.reader(device=pipe.device)
     genes = _choose_genes(pipe, rows, var_names)
     pipe.preprocessing.genes = genes
     rows.transform, rows.n_features = batch_recipe(pipe.preprocessing, var_names, genes), len(genes)
@@ -114,43 +105,35 @@ def fit_from_disk(pipe: Any, source: Any, *, condition_key: str = "condition", c
 
     pipe.encoder.to(pipe.device)
     fit_encoder_from_disk(pipe, rows, genes, seed=seed, progress=progress)
-
-    z, sample = None, None   # codes written into one preallocated [n_cells, d]: no list of parts to fragment the heap
-    for index, x in _passes(rows):
-        xt = torch.from_numpy(x).to(pipe.device)
-        codes = batched_apply(pipe.encoder.encode, xt, batch_size=pipe.batch_size).cpu()
-        if z is None:
-            z, sample = torch.empty((len(rows), codes.shape[1]), dtype=codes.dtype), xt
-        z[int(index[0]):int(index[-1]) + 1] = codes
-    z = z.to(pipe.device)
-    conditions, condition_ids, context_ids, target = fit_targets(
+    stream = streams_codes(pipe)
+    encoded = CodesPass(pipe, rows)   # the first chunk read and encoded: the sample the parts are checked on
+    conditions, target = itemgetter(0, 3)(fit_targets(
         pipe, labels, conditions, contexts, annotations, context_key=context_key, covariate_keys=covariate_keys,
-        extra=extra_conditions, x=sample, z=z[:sample.shape[0]], genes=genes)
-    pipe.response_means = None
-    if context_ids is not None:
-        means = StreamingGroupMeans(len(conditions), len(contexts), len(genes))
-        for index, x in _passes(rows):
-            means.update(x, np.asarray(condition_ids)[index], np.asarray(context_ids)[index])
-        pipe.response_means = means.result()
-    pipe.manipulator.to(pipe.device)
-    pipe.manipulator.fit(z, target, n_conditions=len(conditions), n_contexts=len(contexts) if contexts else 0,
-                         seed=seed, progress=progress)
+        extra=extra_conditions, x=encoded.x, z=encoded.z, genes=genes))
+    target = int32_labels(target) if stream else target   # streamed: int32 ids, the int64 ones let go
+    z = encoded.fit(target, n_conditions=len(conditions), n_contexts=len(contexts) if contexts else 0, stream=stream,
+                    seed=seed, progress=progress)
+    del target, encoded
     fit_decoder_from_disk(pipe, z, rows, genes, seed=seed, progress=progress)
     pipe.metadata = {
         "condition_key": condition_key, "control": control, "conditions": conditions.labels,
         "context_key": context_key, "contexts": contexts.labels if contexts else None,
         "covariate_keys": list(covariate_keys), "layer": layer, "preprocessing": pipe.preprocessing.to_dict(),
         "training": {"n_cells": int(annotations.n_obs), "n_genes": int(annotations.n_vars), "seed": seed,
-                     "data_fingerprint": _fingerprint(annotations), "from_disk": True,
+                     "data_fingerprint": _fingerprint(cells), "from_disk": True,
                      "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
     }
     return pipe
 
 
-def _fingerprint(annotations: Any) -> str:
-    """The in-memory fit's data fingerprint (shape, first 1,000 cell names, gene names) of the store."""
+def _fingerprint(cells: DiskCells) -> str:
+    """The in-memory fit's data fingerprint (shape, first 1,000 cell names, gene names) of the store; for a
+    selection of its rows, also the rows selected."""
+    annotations = cells.annotations
     digest = hashlib.sha256()
     for part in (str(annotations.shape), "\n".join(map(str, annotations.head_names[:1000])),
                  "\n".join(map(str, annotations.var_names))):
         digest.update(part.encode())
+    if cells.rows is not None:
+        digest.update(np.ascontiguousarray(cells.rows, dtype=np.int64).tobytes())
     return digest.hexdigest()

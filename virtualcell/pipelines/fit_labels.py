@@ -65,7 +65,7 @@ def training_labels(adata: ad.AnnData, *, condition_key: str, control: str, cont
                       "noise. Drop them, or measure more cells.", FewCellsWarning, stacklevel=3)
     contexts = context_vocabulary(adata, context_key) if context_key else None
     if contexts is not None:
-        has_control = set(adata.obs.loc[labels == control, context_key].astype(str).unique())
+        has_control = _present(adata.obs[context_key], np.asarray(labels == control))
         orphans = [c for c in contexts.labels if c not in has_control]
         if orphans:
             raise DataError(f"{context_key} value(s) {orphans} have no {control!r} cells, so their response cannot "
@@ -74,6 +74,15 @@ def training_labels(adata: ad.AnnData, *, condition_key: str, control: str, cont
         warn_missing_context(adata, np.asarray(labels), control=control, condition_key=condition_key,
                              covariate_keys=covariate_keys, stacklevel=4)
     return labels, conditions, contexts
+
+
+def _present(values: pd.Series, mask: np.ndarray) -> set[str]:
+    """The labels of ``values`` [n] at the cells ``mask`` [n], as strings (categorical: from the codes, no
+    string a cell)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = np.unique(values.cat.codes.to_numpy()[mask])
+        return {str(values.cat.categories[c]) for c in codes[codes >= 0]}
+    return set(values[mask].astype(str).unique())
 
 
 def _counts(labels: np.ndarray | pd.Categorical) -> tuple[np.ndarray, np.ndarray]:

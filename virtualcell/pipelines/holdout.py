@@ -29,6 +29,7 @@ import numpy as np
 from ..execution import progress_bar
 from ..metrics.distribution import PCASpace, fit_pca_space
 from ..metrics.score import HeldOutTruth, held_out_truth, score_prediction
+from .disk_matrix import DiskMatrix
 from .splits import Task
 
 __all__ = ["HoldoutMethod", "UnitResult", "run_holdout", "unit_truth", "mask_key"]
@@ -84,10 +85,14 @@ def mask_key(mask: np.ndarray) -> bytes:
 
 def unit_truth(x: np.ndarray, genes: Sequence[str], task: Task, *, n_top: int = 100, n_pcs: int = 50, seed: int = 0,
                pca_float64: bool = False, space: PCASpace | None = None) -> HeldOutTruth:
-    """S = ``x[task.truth]``, C = ``x[task.source]`` (x [n, g]), their DEGs and, unless ``space`` is given, a PCA
-    (``n_pcs``, ``seed``) of ``x[task.reference]`` (``task.train`` if None), in float64 with ``pca_float64``."""
-    if space is None:
-        reference = x[task.reference if task.reference is not None else task.train]
+    """S = ``x[task.truth]``, C = ``x[task.source]`` (x [n, g], or a :class:`.disk_matrix.DiskMatrix`), their DEGs
+    and, unless ``space`` is given, a PCA (``n_pcs``, ``seed``) of ``x[task.reference]`` (``task.train`` if None),
+    in float64 with ``pca_float64`` (from disk: the same PCA, from the covariance of one streamed pass)."""
+    reference_mask = task.reference if task.reference is not None else task.train
+    if space is None and isinstance(x, DiskMatrix):   # on disk: the same PCA from one streamed pass
+        space = x.pca_space(reference_mask, n_pcs, seed, float64=pca_float64)
+    elif space is None:
+        reference = x[reference_mask]
         space = fit_pca_space(reference.astype(np.float64) if pca_float64 else reference, n_pcs, seed)
     return held_out_truth(x[task.truth], x[task.source], genes, n_top=n_top, space=space, seed=seed)
 

@@ -66,8 +66,10 @@ class PerturbationPipeline(Pipeline):
             disk: Mapping[str, Any] | None = None) -> "PerturbationPipeline":
         """Fit encoder (unless already fitted), manipulator and decoder on ``adata``.
 
-        ``adata`` may be a path (h5ad / zarr) or a backed AnnData: then the pipeline trains from disk
-        with bounded memory (``virtualcell.pipelines.fit_from_disk``, loader options ``disk``; docs/scale.md).
+        ``adata`` may be a path (h5ad / zarr; a folder or list of shards), a backed AnnData or a
+        :class:`~virtualcell.train.disk_cells.DiskCells` (a selection of a store's cells, e.g. a training
+        split): then the pipeline trains from disk with bounded memory (``virtualcell.pipelines.fit_from_disk``,
+        loader options ``disk``; docs/scale.md).
 
         Args:
             condition_key: obs column with each cell's condition.

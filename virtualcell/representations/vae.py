@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from ..component import Decoder, Encoder
@@ -156,12 +157,15 @@ class VAEEncoder(Encoder):
         c = self.config
         device = x.device if c["device"] is None else resolve_device(c["device"])
         x = x.to(device=device, dtype=torch.float32)
+        on_disk = not isinstance(x, torch.Tensor) and x.shape[0] < 2**31   # int32 rows: 4 bytes a cell, same draws
         train_rows, val_rows = (r.to(device) for r in split_validation(
-            x.shape[0], c["validation_fraction"], torch.Generator().manual_seed(seed)))
+            x.shape[0], c["validation_fraction"], torch.Generator().manual_seed(seed),
+            dtype=torch.int32 if on_disk else torch.int64))
         vae = self._build(x.shape[1], seed).to(device)
+        if getattr(x, "loader_options", None) is not None:   # the loader reads sorted rows: fewer disk reads
+            train_rows, val_rows = _sorted(train_rows), _sorted(val_rows)   # the shuffled order let go
         batches = loader_batches(x, train_rows, c["batch_size"], seed)   # None: rows indexed as in memory
-        pass_rows = train_rows if batches is None else train_rows.sort().values  # sorted: fewer disk reads
-        val_rows = val_rows if batches is None else val_rows.sort().values
+        pass_rows = train_rows
         vae.decoder.initialize_output(x, pass_rows)
         if vae.counts:  # the library decode() uses: mean counts per training cell
             library = sum(float(x[part].sum()) for part in pass_rows.split(4096)) / train_rows.numel()
@@ -237,6 +241,11 @@ class VAEEncoder(Encoder):
         from ..instruments.decoders.vae import VAEDecoder
 
         return VAEDecoder.from_encoder(self)
+
+
+def _sorted(rows: torch.Tensor) -> torch.Tensor:
+    """``rows`` [n] sorted; on the CPU by numpy, which keeps no int64 index array beside them (torch's sort does)."""
+    return torch.from_numpy(np.sort(rows.numpy())) if rows.device.type == "cpu" else rows.sort().values
 
 
 def _adam(vae: VAEModule, c: Mapping[str, Any], device: torch.device) -> torch.optim.Adam:

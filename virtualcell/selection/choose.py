@@ -40,7 +40,10 @@ import numpy as np
 import pandas as pd
 
 from ..data.checks import DataError
+from ..pipelines.disk_matrix import DiskMatrix, disk_cells_for
+from ..pipelines.fit_from_disk import is_on_disk
 from ..pipelines.pipeline import Pipeline
+from ..train.disk_cells import DiskCells
 from .candidates import Candidate, capped, parse_candidates
 from .conformal import attach_selected_calibration
 from .cv import CVData, fold_tasks, run_inner_cv
@@ -131,6 +134,11 @@ def select_pipeline(adata: ad.AnnData, *, candidates: Sequence[Any] | str | None
                     rule: str = "one-se", n_jobs: int = 1, seed: int = 0, progress: bool = True) -> Selection:
     """Choose among ``candidates`` by inner cross-validation on ``adata``, then fit the winner on all of it.
 
+    ``adata`` may be on disk (a store path, shards, a backed AnnData or a ``vc.DiskCells``): every inner and
+    final fit then trains from disk and only each inner unit's cells are read; with ``preprocess`` the inner
+    CV runs on a preprocessed copy written in one streamed pass to a temporary folder (docs/scale.md,
+    "Benchmark and select from disk").
+
     Args:
         candidates: specs (``"pca+latent-arithmetic"``, ``"vae(max_epochs=20)+latent-arithmetic"``,
             ``"mean-shift"``; see :mod:`.candidates`), simplest first; None: ``DEFAULT_CANDIDATES``.
@@ -157,13 +165,20 @@ def select_pipeline(adata: ad.AnnData, *, candidates: Sequence[Any] | str | None
     if rule not in ("one-se", "min", "rank"):
         raise ValueError(f"Unknown selection rule {rule!r}; use 'one-se' (default), 'min' or 'rank'.")
     max_cells, max_epochs, budget = _budget(quick, max_cells, max_epochs)
+    on_disk = is_on_disk(adata)
+    if on_disk and not isinstance(adata, DiskCells):
+        adata = DiskCells.open(adata, layer=layer)
     keep, obs, columns, folds = _folds(adata, condition_key=condition_key, control=control, context_key=context_key,
                                        replicate_key=replicate_key, max_cells=max_cells, min_cells=min_cells,
                                        seed=seed)
     mode = "replicate" if replicate_key else "context"
     fold_key = replicate_key or context_key
-    recipe = Preprocessing.from_spec(preprocess).fit(adata, layer=layer)
-    x = recipe.transform(adata[keep], layer=layer).astype(np.float32)
+    if on_disk:   # the inner CV runs on the log-normalised cells (with a recipe: a preprocessed copy)
+        space, recipe = disk_cells_for(adata, preprocess=preprocess, progress=progress)
+        x = DiskMatrix(space[keep])
+    else:
+        recipe = Preprocessing.from_spec(preprocess).fit(adata, layer=layer)
+        x = recipe.transform(adata[keep], layer=layer).astype(np.float32)
     genes = list(recipe.genes)
     fold_values = obs[fold_key].astype(str).to_numpy()
     tasks = fold_tasks(folds, (lambda f: fold_values != f.name) if mode == "context" else (lambda f: f.train))
@@ -199,7 +214,7 @@ def select_pipeline(adata: ad.AnnData, *, candidates: Sequence[Any] | str | None
         "rule": rule, "order": order, "budget": budget, "max_epochs": max_epochs,
         "folds": [{"name": f.name, "units": [u.name for u in f.units], "n_train": int(f.train.sum())} for f in folds],
         "n_cells_inner": int(len(keep)), "max_cells": max_cells, "min_cells": min_cells, "n_top": n_top,
-        "seed": seed, "n_jobs": n_jobs, "winner": winner, "table": table.to_dict(orient="records"),
+        "seed": seed, "n_jobs": n_jobs, "from_disk": on_disk, "winner": winner, "table": table.to_dict(orient="records"),
         "scores": cv.scores, "ranks": ranks.to_dict(orient="index"), "losses": losses.to_dict(orient="index"),
         "ensemble_weights": combined.weights, "ensemble_base": combined.base,
         "ensemble_weights_per_fold": {k: v[0] for k, v in (combined.per_fold or {}).items()} or None,

@@ -23,7 +23,9 @@ import numpy as np
 import pandas as pd
 
 from ..metrics.score import HeldOutTruth
+from ..pipelines.disk_matrix import DiskMatrix
 from ..pipelines.holdout import HoldoutMethod, UnitResult, mask_key, run_holdout
+from ..pipelines.method_cells import method_cells
 from ..pipelines.splits import Task
 from .candidates import Candidate
 from .folds import Fold
@@ -35,18 +37,14 @@ __all__ = ["CVData", "InnerCV", "fit_candidate", "fold_tasks", "run_inner_cv"]
 class CVData:
     """The inner CV's cells: expression ``x`` [n, g] (preprocessed), the candidates' ``obs`` columns, ``genes``."""
 
-    x: np.ndarray
+    x: np.ndarray | DiskMatrix
     obs: pd.DataFrame
     genes: list[str]
 
-    def anndata(self, mask: np.ndarray):
-        """The cells ``mask`` [n] as an AnnData (obs columns as categories)."""
-        import anndata as ad
-
-        obs = self.obs.loc[mask].copy()
-        for column in obs.columns:
-            obs[column] = obs[column].astype(str).astype("category")
-        return ad.AnnData(X=self.x[mask], obs=obs, var=pd.DataFrame(index=pd.Index(self.genes, dtype=str)))
+    def anndata(self, mask: np.ndarray, *, for_fit: bool = False):
+        """The cells ``mask`` [n] as an AnnData (obs columns as categories); with ``for_fit`` and ``x`` on disk
+        (a :class:`~virtualcell.pipelines.disk_matrix.DiskMatrix`), their ``DiskCells`` (read by the fit)."""
+        return method_cells(self.x, self.obs, self.genes, mask, list(self.obs.columns), for_fit=for_fit)
 
 
 @dataclasses.dataclass
@@ -89,7 +87,7 @@ def _predict(pipeline, data: CVData, source: np.ndarray, target: str, seed: int)
 def _method(candidate: Candidate, data: CVData, options: dict[str, Any]) -> HoldoutMethod:
     """``candidate`` fitted in this process: the model is ``(pipeline, fit seconds)``."""
     def fit(task: Task):
-        return fit_candidate(candidate, data.anndata(task.train), **options)
+        return fit_candidate(candidate, data.anndata(task.train, for_fit=True), **options)
 
     return HoldoutMethod(candidate.label, fit,
                          lambda model, task: _predict(model[0], data, task.source, task.target, options["seed"]))
@@ -114,7 +112,7 @@ def _init_worker(data: CVData) -> None:
 def _job(tasks: list[Task], candidate: Candidate, options: dict[str, Any]):
     """Fit ``candidate`` on the tasks' shared training mask and predict each task (in a worker)."""
     data = _DATA["data"]
-    pipeline, seconds = fit_candidate(candidate, data.anndata(tasks[0].train), **options)
+    pipeline, seconds = fit_candidate(candidate, data.anndata(tasks[0].train, for_fit=True), **options)
     preds = {t.name: _predict(pipeline, data, t.source, t.target, options["seed"]) for t in tasks}
     return candidate.label, mask_key(tasks[0].train), preds, seconds
 

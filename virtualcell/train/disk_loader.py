@@ -29,8 +29,8 @@ import torch
 
 from .disk_shards import DiskDataError, Shard, check_same_genes, open_matrix, shard_paths
 
-__all__ = ["DiskRows", "DiskLoader", "Batch", "LoaderBatches", "open_matrix", "epoch_order", "cut_batches",
-           "loader_batches"]
+__all__ = ["DiskRows", "DiskLoader", "Batch", "LoaderBatches", "open_matrix", "epoch_order", "sorted_indices",
+           "cut_batches", "loader_batches"]
 
 #: per-batch transform: raw rows (CSR or dense ndarray [b, all genes]) -> dense float32 [b, genes]
 Transform = Callable[[Any], np.ndarray]
@@ -43,19 +43,24 @@ class DiskRows:
         source: path of an ``.h5ad`` file or ``.zarr`` folder, a backed AnnData, a list of such paths
             (shards: rows concatenated in order, the same genes in each), or a folder of shards.
         layer: read ``layers[layer]`` instead of ``X``.
+        rows: the rows of the stores this reads (sorted file rows; default all): row ``i`` here is file row
+            ``rows[i]``, e.g. the training cells of a held-out split (:class:`~.disk_cells.DiskCells`).
         transform: raw rows -> dense float32 [b, n_features] (default: densify, all genes).
         n_features: output columns of ``transform`` (default: the matrix's genes).
         device: where returned tensors live.
     """
 
-    def __init__(self, source: Any, *, layer: str | None = None, transform: Transform | None = None,
-                 n_features: int | None = None, device: str | torch.device = "cpu") -> None:
+    def __init__(self, source: Any, *, layer: str | None = None, rows: Sequence[int] | None = None,
+                 transform: Transform | None = None, n_features: int | None = None,
+                 device: str | torch.device = "cpu") -> None:
         self.shards = [Shard(path, layer) for path in shard_paths(source)]
         if len(self.shards) > 1:
             check_same_genes([str(s.path) for s in self.shards], [s.var_names() for s in self.shards])
         self.offsets = np.cumsum([0] + [len(s) for s in self.shards])
         self.sparse = any(s.sparse for s in self.shards)
-        self.shape_on_disk = (int(self.offsets[-1]), self.shards[0].shape[1])
+        self.selection = None if rows is None else _sorted_rows(rows, int(self.offsets[-1]))
+        n_rows = int(self.offsets[-1]) if self.selection is None else int(self.selection.size)
+        self.shape_on_disk = (n_rows, self.shards[0].shape[1])
         self.transform = transform
         self.n_features = int(n_features if n_features is not None else self.shape_on_disk[1])
         self.device = torch.device(device)
@@ -98,6 +103,8 @@ class DiskRows:
         rows = np.asarray(rows, dtype=np.int64)
         if rows.size and (rows.min() < 0 or rows.max() >= len(self)):
             raise IndexError(f"row index out of range for {len(self)} cells.")
+        if self.selection is not None:
+            rows = self.selection[rows]
         order = np.argsort(rows, kind="stable")
         sorted_rows = rows[order]
         shard_of = np.searchsorted(self.offsets, sorted_rows, side="right") - 1
@@ -134,11 +141,16 @@ class DiskRows:
             raise ValueError("The on-disk matrix has NaN or infinite values in the rows just read; clean the file.")
         return x
 
-    def chunks(self, size: int = 8192) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-        """One sequential pass: ``(row indices, self[row indices])`` for consecutive runs of ``size`` rows."""
+    def raw_chunks(self, size: int = 8192) -> Iterator[tuple[np.ndarray, Any]]:
+        """One sequential pass: ``(row indices, raw rows)`` (``read``: CSR or dense) of consecutive runs of ``size`` rows."""
         for begin in range(0, len(self), size):
             index = np.arange(begin, min(begin + size, len(self)))
-            yield index, self[index]
+            yield index, self.read(index)
+
+    def chunks(self, size: int = 8192) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """One sequential pass: ``(row indices, self[row indices])`` for consecutive runs of ``size`` rows."""
+        for index, raw in self.raw_chunks(size):
+            yield index, torch.from_numpy(self.transformed(raw)).to(self.device)
 
     def __getitem__(self, rows: Any) -> torch.Tensor:
         """Rows ``rows`` (index tensor/array, in that order) after ``transform``, float32 on ``self.device``."""
@@ -149,6 +161,23 @@ class DiskRows:
         return torch.from_numpy(self.transformed(self.read(np.asarray(rows)))).to(self.device)
 
 
+def _sorted_rows(rows: Sequence[int], n_rows: int) -> np.ndarray:
+    """``rows`` as sorted, distinct int64 file rows, each in ``[0, n_rows)`` (else IndexError / ValueError)."""
+    rows = np.asarray(rows, dtype=np.int64).ravel()
+    if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
+        raise IndexError(f"row index out of range for {n_rows} cells.")
+    if rows.size > 1 and not (np.diff(rows) > 0).all():
+        raise ValueError("rows must be sorted and distinct (the file rows to read, in file order).")
+    return rows
+
+
+def sorted_indices(indices: Sequence[int] | None, n_rows: int) -> np.ndarray:
+    """``indices`` (default all ``n_rows``) sorted, int32 below 2**31 rows (4 bytes a cell); sorted ones: no copy."""
+    dtype = np.int32 if n_rows < 2**31 else np.int64
+    rows = np.arange(n_rows, dtype=dtype) if indices is None else np.asarray(indices, dtype=dtype)
+    return rows if rows.size < 2 or bool((rows[1:] >= rows[:-1]).all()) else np.sort(rows)
+
+
 def epoch_order(indices: np.ndarray, *, block_size: int, pool_blocks: int, seed: int, epoch: int,
                 shuffle: bool = True) -> np.ndarray:
     """The order of one epoch over ``indices`` (sorted file rows): blocks of consecutive rows, shuffled,
@@ -156,13 +185,13 @@ def epoch_order(indices: np.ndarray, *, block_size: int, pool_blocks: int, seed:
     if not shuffle or indices.size == 0:
         return indices
     rng = np.random.default_rng([seed, epoch])
-    blocks = [indices[b:b + block_size] for b in range(0, indices.size, block_size)]
-    picked = rng.permutation(len(blocks))
-    pools = []
-    for begin in range(0, len(blocks), pool_blocks):
-        pool = np.concatenate([blocks[i] for i in picked[begin:begin + pool_blocks]])
-        pools.append(pool[rng.permutation(pool.size)])
-    return np.concatenate(pools)
+    starts, order, at = np.arange(0, indices.size, block_size), np.empty_like(indices), 0   # filled pool by pool
+    picked = rng.permutation(starts.size)
+    for begin in range(0, starts.size, pool_blocks):
+        pool = np.concatenate([indices[b:b + block_size] for b in starts[picked[begin:begin + pool_blocks]]])
+        order[at:at + pool.size] = pool[rng.permutation(pool.size)]
+        at += pool.size
+    return order
 
 
 def cut_batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
@@ -202,7 +231,7 @@ class DiskLoader:
         if batch_size < 1 or block_size < 1 or pool_blocks < 1:
             raise ValueError("batch_size, block_size and pool_blocks must be >= 1.")
         self.source = rows_source
-        self.indices = np.sort(np.asarray(indices if indices is not None else np.arange(len(rows_source)), np.int64))
+        self.indices = sorted_indices(indices, len(rows_source))
         self.batch_size, self.block_size, self.pool_blocks = batch_size, block_size, pool_blocks
         self.seed, self.shuffle = seed, shuffle
 

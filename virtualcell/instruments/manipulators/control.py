@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from ...component import Condition, Manipulator
-from ...nn.group_means import repeat_samples
+from ...component import Condition
+from ...nn.group_means import GroupPlan, repeat_samples
+from .group_sums import GroupSumsManipulator
 
 __all__ = ["ControlManipulator"]
 
 
-class ControlManipulator(Manipulator):
+class ControlManipulator(GroupSumsManipulator):
     """Predicts that the target condition looks exactly like the source: the floor every method must beat."""
 
     def __init__(self) -> None:
         super().__init__()
 
-    def _fit(self, z: torch.Tensor, labels: Condition, **kwargs: Any) -> None:
+    def group_plan(self, labels: Condition, *, n_conditions: int, n_contexts: int, seed: int = 0) -> GroupPlan:
+        return GroupPlan(None, 0)   # needs nothing of the codes
+
+    def _fit_sums(self, sums: torch.Tensor, totals: torch.Tensor, labels: Condition) -> None:
         pass
 
     def _manipulate(self, z, condition, *, n_samples, generator):

@@ -8,42 +8,55 @@ direction of the shift. scGen's own balancing is unseeded; here it takes ``seed`
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from ...component import Condition, Manipulator
-from ...nn.group_means import repeat_samples
+from ...component import Condition
+from ...nn.group_means import GroupPlan, repeat_samples
+from .group_sums import GroupSumsManipulator
 
-__all__ = ["LatentArithmeticManipulator", "balanced_means", "plain_means"]
+__all__ = ["LatentArithmeticManipulator", "balanced_means", "balanced_weights", "plain_means"]
+
+
+def balanced_weights(condition: torch.Tensor, context: torch.Tensor | None, n_conditions: int,
+                     generator: torch.Generator) -> torch.Tensor:
+    """How often scGen's balanced resampling picks each cell, [n] int32: within each condition, every context
+    is resampled with replacement to the size of the largest one (one ``randint`` per context, in order)."""
+    weight = torch.zeros(condition.shape[0], dtype=torch.int32, device=condition.device)
+    for c in range(n_conditions):
+        rows = torch.nonzero(condition == c).flatten().to(condition.dtype)   # int32 ids: int32 rows
+        if rows.numel() == 0:
+            continue
+        if context is None:
+            groups = [rows]
+        else:
+            of_rows = context[rows]
+            groups = [rows[of_rows == k] for k in torch.unique(of_rows).tolist()]
+            del of_rows
+        size = max(g.numel() for g in groups)
+        for g in groups:
+            picks = torch.randint(g.numel(), (size,), generator=generator, device="cpu").to(g.device)
+            weight[g] = torch.bincount(picks, minlength=g.numel()).to(torch.int32)
+    return weight
+
+
+def _condition_means(sums: torch.Tensor, totals: torch.Tensor) -> torch.Tensor:
+    """Per-condition means [N, d] from the sums over condition groups; 0 / 0 = NaN marks a condition without cells."""
+    return (sums / totals[:, None]).float()
 
 
 def balanced_means(z: torch.Tensor, condition: torch.Tensor, context: torch.Tensor | None, n_conditions: int,
                    generator: torch.Generator) -> torch.Tensor:
     """Per-condition mean [N, d] after resampling each context to equal size (with replacement)."""
-    means = torch.full((n_conditions, z.shape[1]), float("nan"), device=z.device)
-    context = torch.zeros_like(condition) if context is None else context
-    for c in range(n_conditions):
-        rows = torch.nonzero(condition == c).flatten()
-        if rows.numel() == 0:
-            continue
-        groups = [rows[context[rows] == k] for k in torch.unique(context[rows]).tolist()]
-        size = max(g.numel() for g in groups)
-        picks = [g[torch.randint(g.numel(), (size,), generator=generator, device="cpu").to(g.device)] for g in groups]
-        means[c] = z[torch.cat(picks)].double().mean(0).float()
-    return means
+    plan = GroupPlan(condition, n_conditions, balanced_weights(condition, context, n_conditions, generator))
+    return _condition_means(*plan.sums(z))
 
 
 def plain_means(z: torch.Tensor, condition: torch.Tensor, n_conditions: int) -> torch.Tensor:
     """Per-condition mean [N, d] of every cell (no resampling); NaN rows for conditions without cells."""
-    sums = torch.zeros(n_conditions, z.shape[1], dtype=torch.float64, device=z.device)
-    sums.index_add_(0, condition.long(), z.double())
-    counts = torch.bincount(condition.long(), minlength=n_conditions).to(torch.float64)
-    means = sums / counts[:, None]            # 0 / 0 = NaN marks a condition without cells
-    return means.float()
+    return _condition_means(*GroupPlan(condition, n_conditions).sums(z))
 
 
-class LatentArithmeticManipulator(Manipulator):
+class LatentArithmeticManipulator(GroupSumsManipulator):
     """scGen's vector arithmetic in any representation, with seeded balancing across contexts.
 
     Args:
@@ -54,12 +67,16 @@ class LatentArithmeticManipulator(Manipulator):
         super().__init__()
         self.register_buffer("condition_means", torch.zeros(0, 0))  # [N, d]
 
-    def _fit(self, z: torch.Tensor, labels: Condition, *, seed: int = 0, **kwargs: Any) -> None:
+    def group_plan(self, labels: Condition, *, n_conditions: int, n_contexts: int, seed: int = 0) -> GroupPlan:
+        """One group per condition; balanced: each cell weighted by how often the resampling picks it."""
         if not self.config["balance"]:
-            self.condition_means = plain_means(z, labels.target, self.n_conditions)
-            return
+            return GroupPlan(labels.target, n_conditions)
         generator = torch.Generator().manual_seed(seed)
-        self.condition_means = balanced_means(z, labels.target, labels.context, self.n_conditions, generator)
+        return GroupPlan(labels.target, n_conditions, balanced_weights(labels.target, labels.context, n_conditions,
+                                                                       generator))
+
+    def _fit_sums(self, sums: torch.Tensor, totals: torch.Tensor, labels: Condition) -> None:
+        self.condition_means = _condition_means(sums, totals)
 
     def delta(self, source: int, target: int) -> torch.Tensor:
         """The latent shift [d] from ``source`` to ``target``."""

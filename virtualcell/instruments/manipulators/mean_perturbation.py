@@ -15,19 +15,18 @@ perturbation" baseline that a method for unseen perturbations must beat (PERT ta
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from ...component import Condition, Manipulator
-from ...nn.group_means import group_means, repeat_samples
+from ...component import Condition
+from ...nn.group_means import GroupPlan, means_from_sums, repeat_samples
+from .group_sums import GroupSumsManipulator, context_condition_plan
 
 __all__ = ["MeanPerturbationManipulator"]
 
 CONTROL = 0
 
 
-class MeanPerturbationManipulator(Manipulator):
+class MeanPerturbationManipulator(GroupSumsManipulator):
     """Adds the mean response over all training perturbations, whatever the target (control = id 0)."""
 
     def __init__(self) -> None:
@@ -36,9 +35,15 @@ class MeanPerturbationManipulator(Manipulator):
         self.register_buffer("has_shift", torch.zeros(0, dtype=torch.bool))  # [K]
         self.register_buffer("pooled_shift", torch.zeros(0))      # [d]
 
-    def _fit(self, z: torch.Tensor, labels: Condition, **kwargs: Any) -> None:
-        means, counts = group_means(z, labels.target, labels.context, self.n_conditions, self.n_contexts)
-        means, counts = means.double(), counts.double()                       # [K, N, d], [K, N]
+    def group_plan(self, labels: Condition, *, n_conditions: int, n_contexts: int, seed: int = 0) -> GroupPlan:
+        return context_condition_plan(labels, n_conditions, n_contexts)
+
+    def _fit_sums(self, sums: torch.Tensor, totals: torch.Tensor, labels: Condition) -> None:
+        means, counts = means_from_sums(sums, totals, self.n_conditions)
+        self._fit_means(means.double(), counts.double())
+
+    def _fit_means(self, means: torch.Tensor, counts: torch.Tensor) -> None:
+        """The shifts from the per-(context, condition) ``means`` [K, N, d] and ``counts`` [K, N] (float64)."""
         present = counts > 0
         perturbed = present.clone()
         perturbed[:, CONTROL] = False

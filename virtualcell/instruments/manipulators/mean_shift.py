@@ -7,17 +7,16 @@ gene space (``identity`` encoder) it is docs/evaluation.md's additive baseline t
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from ...component import Condition, Manipulator
-from ...nn.group_means import group_means, pooled_mean, repeat_samples
+from ...component import Condition
+from ...nn.group_means import GroupPlan, means_from_sums, pooled_mean, repeat_samples
+from .group_sums import GroupSumsManipulator, context_condition_plan
 
 __all__ = ["MeanShiftManipulator"]
 
 
-class MeanShiftManipulator(Manipulator):
+class MeanShiftManipulator(GroupSumsManipulator):
     """Additive shift by the pooled difference of condition means (contexts seen in both)."""
 
     def __init__(self) -> None:
@@ -25,8 +24,11 @@ class MeanShiftManipulator(Manipulator):
         self.register_buffer("means", torch.zeros(0, 0, 0))   # [K, N, d]
         self.register_buffer("counts", torch.zeros(0, 0))     # [K, N]
 
-    def _fit(self, z: torch.Tensor, labels: Condition, **kwargs: Any) -> None:
-        self.means, self.counts = group_means(z, labels.target, labels.context, self.n_conditions, self.n_contexts)
+    def group_plan(self, labels: Condition, *, n_conditions: int, n_contexts: int, seed: int = 0) -> GroupPlan:
+        return context_condition_plan(labels, n_conditions, n_contexts)
+
+    def _fit_sums(self, sums: torch.Tensor, totals: torch.Tensor, labels: Condition) -> None:
+        self.means, self.counts = means_from_sums(sums, totals, self.n_conditions)
 
     def delta(self, source: int, target: int) -> torch.Tensor:
         """The shift [d] from ``source`` to ``target``."""

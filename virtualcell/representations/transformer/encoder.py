@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,9 +10,10 @@ from typing import Any, ClassVar
 import torch
 
 from ...component import Encoder
-from ...execution import autocast, make_generator, progress_bar, resolve_device, seeded
+from ...execution import autocast, progress_bar, resolve_device, seeded
 from .model import POOLINGS, GeneTokenModel, bert_config_dict
-from .tokenize import MODES, SPECIAL_TOKENS, TokenBatch, gene_medians, tokenize
+from .pretrain import use_amp
+from .tokenize import MODES, SPECIAL_TOKENS, TokenBatch, check_values, gene_medians, tokenize
 from .vocabulary import check_coverage
 
 __all__ = ["TransformerEncoder"]
@@ -50,6 +50,11 @@ class TransformerEncoder(Encoder):
         device: where training runs (None: where the data is); mixed_precision: bf16 autocast
             (None: on for CUDA, off on CPU, where bf16 is slower without AMX).
         min_coverage: ``align_genes`` refuses data covering less of its genes than this.
+        median_cells: a fit from disk takes rank mode's per-gene medians from a seeded sample of at most
+            this many cells (every cell when the file has no more: then exactly the in-memory medians,
+            which use every cell); the sample's non-zero values are held, 8 bytes each.
+        checkpoint_dir: write a resumable checkpoint every epoch (and, from disk, every
+            ``checkpoint_every_steps`` steps within one) and resume from it when present.
     """
 
     test_config: ClassVar[dict[str, Any]] = {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "max_tokens": 16,
@@ -59,7 +64,7 @@ class TransformerEncoder(Encoder):
                  num_layers: int = 2, num_heads: int = 4, pooling: str = "mean", dropout: float = 0.0,
                  mask_fraction: float = 0.15, lr: float = 1e-3, weight_decay: float = 0.01, max_epochs: int = 10,
                  batch_size: int | None = None, device: str | None = None, mixed_precision: bool | None = None,
-                 min_coverage: float = 0.5) -> None:
+                 min_coverage: float = 0.5, median_cells: int = 100_000, checkpoint_dir: str | None = None) -> None:
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}; got {mode!r}.")
@@ -70,7 +75,7 @@ class TransformerEncoder(Encoder):
         if not 0 < mask_fraction < 1:
             raise ValueError(f"mask_fraction must lie in (0, 1); got {mask_fraction}.")
         for name, value in (("max_tokens", max_tokens), ("n_bins", n_bins), ("num_layers", num_layers),
-                            ("max_epochs", max_epochs)):
+                            ("max_epochs", max_epochs), ("median_cells", median_cells)):
             if int(value) < 1:
                 raise ValueError(f"{name} must be >= 1; got {value}.")
         self.model: GeneTokenModel | None = None
@@ -159,53 +164,47 @@ class TransformerEncoder(Encoder):
     def _batch_size(self, device: torch.device) -> int:
         return int(self.config["batch_size"] or (256 if device.type == "cuda" else 64))
 
+    def _medians(self, x: Any, seed: int) -> torch.Tensor:
+        """Rank mode's per-gene divisors [genes] (all cells in memory; a sample of ``median_cells`` from disk);
+        ones in binned mode."""
+        if self.mode != "rank":
+            return torch.ones(x.shape[1])
+        if isinstance(x, torch.Tensor):
+            return gene_medians(x)
+        from .disk_medians import disk_gene_medians
+
+        return disk_gene_medians(x, at_most=self.config["median_cells"], seed=seed)
+
     def fit(self, x: torch.Tensor, features: Sequence[str], *, seed: int = 0, progress: bool = True,
             **kwargs: Any) -> "TransformerEncoder":
-        """Pretrain on ``x`` [n, genes] (log-normalised, non-negative; columns named by ``features``)."""
-        from ...train import TrainingLoop
+        """Pretrain on ``x`` [n, genes] (log-normalised, non-negative; columns named by ``features``).
+
+        ``x`` may be on-disk rows (``train.disk_loader.DiskRows``): the values are then checked per batch
+        read, rank mode's medians come from a seeded sample of at most ``median_cells`` cells
+        (:mod:`.disk_medians`), and the minibatches are read from disk in the in-memory order (the same
+        fit) or, with the rows' ``loader_options``, in shuffled blocks (each process its shard under
+        torchrun, DistributedDataParallel); see :mod:`.pretrain`.
+        """
+        from .pretrain import pretrain
 
         c = self.config
         if x.ndim != 2 or x.shape[1] != len(features):
             raise ValueError(f"x has shape {tuple(x.shape)} but {len(features)} feature names were given.")
-        _check_values(x)
+        if isinstance(x, torch.Tensor):         # else DiskRows: checked per batch as it is read
+            check_values(x)
         device = x.device if c["device"] is None else resolve_device(c["device"])
         x = x.to(device=device, dtype=torch.float32)
         self.features, self.vocabulary = list(features), list(features)
         self.special = dict(SPECIAL_TOKENS)
         n_special = len(SPECIAL_TOKENS)
         self.vocab_token_ids = torch.arange(n_special, n_special + len(features), device=device)
-        self.vocab_medians = gene_medians(x).to(device) if self.mode == "rank" else torch.ones(len(features), device=device)
+        self.vocab_medians = self._medians(x, seed).to(device)
         self._positions = None
         self.bert_config = bert_config_dict(vocab_size=n_special + len(features), hidden_size=c["hidden_size"],
                                             num_layers=c["num_layers"], num_heads=c["num_heads"],
                                             max_tokens=c["max_tokens"], dropout=c["dropout"])
         self.model = self._build_model(self.bert_config, seed).to(device)
-        batch_size = self._batch_size(device)
-        steps = max(1, math.ceil(x.shape[0] / batch_size)) * c["max_epochs"]
-        optimizer = torch.optim.AdamW(self.model.parameters(), lr=c["lr"], weight_decay=c["weight_decay"])
-        warmup = max(1, steps // 20)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(steps - warmup, 1))))
-        amp = _use_amp(device, c["mixed_precision"])
-        masks = make_generator(seed, "cpu")
-        model = self.model
-
-        def step(rows: torch.Tensor) -> dict[str, torch.Tensor]:
-            batch = self.tokenize(x[rows])
-            with autocast(device, amp):
-                losses = model.pretraining_losses(batch, c["mask_fraction"], masks, int(self.special["mask"]))
-            optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            return {k: v.detach() for k, v in losses.items()}
-
-        loop = TrainingLoop(max_epochs=c["max_epochs"], batch_size=batch_size, seed=seed, progress=progress,
-                            desc="transformer")
-        with seeded(seed, device):                      # dropout draws: same seed, same weights
-            history = loop.run(x.shape[0], step, device=device, modules={"model": model},
-                               optimizers={"adamw": optimizer}, generators={"masks": masks})
+        history = pretrain(self, x, batch_size=self._batch_size(device), device=device, seed=seed, progress=progress)
         last = history.epochs[-1] if history.epochs else {}
         self.training_summary = {"epochs": len(history.epochs), "seconds": round(history.seconds, 2),
                                  "cells_per_second": round(x.shape[0] * len(history.epochs) / max(history.seconds, 1e-9), 1),
@@ -223,9 +222,9 @@ class TransformerEncoder(Encoder):
         n_genes = len(self.features or [])
         if x.ndim != 2 or x.shape[1] != n_genes:
             raise ValueError(f"TransformerEncoder expects x [cells, {n_genes}] in input_features order; got {tuple(x.shape)}.")
-        _check_values(x)
+        check_values(x)
         device = self.device
-        amp = _use_amp(device, self.config["mixed_precision"])
+        amp = use_amp(device, self.config["mixed_precision"])
         size = batch_size or self._batch_size(device) * 4
         was_training = self.model.training
         self.model.eval()
@@ -249,16 +248,3 @@ class TransformerEncoder(Encoder):
 
         return load_pretrained(cls, path, token_table=token_table, gene_medians=gene_medians, **kwargs)
 
-
-def _use_amp(device: torch.device, setting: bool | None) -> bool:
-    """bf16 autocast: on CUDA by default (where bf16 is supported: fp16 would need a GradScaler), off on CPU."""
-    bf16 = device.type != "cuda" or torch.cuda.is_bf16_supported()
-    return bf16 and (device.type == "cuda" if setting is None else bool(setting))
-
-
-def _check_values(x: torch.Tensor) -> None:
-    if not torch.isfinite(x).all():
-        raise ValueError("x has NaN or infinite values; clean or impute the data before the transformer.")
-    if x.numel() and float(x.min()) < 0:
-        raise ValueError(f"x has negative values (min {float(x.min()):.3g}); gene tokens need non-negative, "
-                         "log-normalised expression (not scaled data).")

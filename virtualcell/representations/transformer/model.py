@@ -101,6 +101,14 @@ class GeneTokenModel(nn.Module):
     def forward(self, batch: TokenBatch) -> torch.Tensor:
         return self.pool(self.hidden_states(batch), batch)
 
+    def unused_in_pretraining(self) -> list[nn.Parameter]:
+        """Parameters :meth:`pretraining_losses` never reaches: in binned mode BERT's masked-LM head (its
+        transform and bias; the decoder is tied to the gene embeddings); none in rank mode."""
+        if not self.n_bins:
+            return []
+        shared = {id(p) for p in self.mlm.bert.parameters()}
+        return [p for p in self.mlm.cls.parameters() if id(p) not in shared]
+
     def pretraining_losses(self, batch: TokenBatch, mask_fraction: float, generator: torch.Generator,
                            mask_id: int) -> dict[str, torch.Tensor]:
         """Masked-expression losses of one batch (see the module docstring); ``loss`` is their sum."""

@@ -21,7 +21,7 @@ import dataclasses
 
 import torch
 
-__all__ = ["TokenBatch", "tokenize", "SPECIAL_TOKENS", "MODES", "gene_medians"]
+__all__ = ["TokenBatch", "tokenize", "SPECIAL_TOKENS", "MODES", "gene_medians", "median_factors", "check_values"]
 
 MODES = ("binned", "rank")
 #: token ids of our own vocabularies (a pretrained table brings its own)
@@ -57,8 +57,21 @@ def gene_medians(x: torch.Tensor, *, log_input: bool = True) -> torch.Tensor:
     """
     values = torch.expm1(x.float()) if log_input else x.float()
     values = torch.where(values > 0, values, torch.full_like(values, float("nan")))
-    medians = torch.nanmedian(values, dim=0).values
+    return median_factors(torch.nanmedian(values, dim=0).values)   # the lower median of an even count
+
+
+def median_factors(medians: torch.Tensor) -> torch.Tensor:
+    """Per-gene medians [genes] (NaN for a gene never expressed) as rank-mode divisors: NaN -> 1, at least 1e-6."""
     return torch.nan_to_num(medians, nan=1.0).clamp_min(1e-6)
+
+
+def check_values(x: torch.Tensor) -> None:
+    """Refuse NaN, infinite or negative values in ``x`` [n, genes]: gene tokens need log-normalised expression."""
+    if not torch.isfinite(x).all():
+        raise ValueError("x has NaN or infinite values; clean or impute the data before the transformer.")
+    if x.numel() and float(x.min()) < 0:
+        raise ValueError(f"x has negative values (min {float(x.min()):.3g}); gene tokens need non-negative, "
+                         "log-normalised expression (not scaled data).")
 
 
 def tokenize(x: torch.Tensor, gene_tokens: torch.Tensor, *, mode: str, max_tokens: int, n_bins: int = 51,

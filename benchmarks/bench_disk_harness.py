@@ -4,6 +4,7 @@ Each run is a fresh process (peak RSS = its VmHWM); results go to benchmarks/res
 rendered into RESULTS.md by benchmarks/report_scale.py:
 
     .venv/bin/python benchmarks/bench_disk_harness.py kang-full papalexi-pert     # both, ~10 min on 2 cores
+    .venv/bin/python benchmarks/bench_disk_harness.py --atlas 200000 1000000      # from disk only, ~15 min
 
 Method: pca + latent-arithmetic (defaults) beside the mean-shift and control baselines (and mean-perturbation for
 PERT), seed 0, 1 torch thread. In memory: ``run_benchmark(path)`` reads the file and preprocesses it whole. From
@@ -23,6 +24,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 RESULTS = Path(__file__).parent / "results" / "scale"
 DATA = Path(os.environ.get("VC_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
@@ -54,16 +57,21 @@ print(json.dumps({"seconds": round(seconds, 1), "peak_rss_mb": round(peak, 1), "
 """
 
 
-def run_one(name: str, from_disk: bool) -> dict:
-    """One benchmark in a fresh process: its means, seconds and peak RSS."""
-    spec = dict(RUNS[name])
-    args = {**spec, "data": str(DATA / spec.pop("data")), "from_disk": from_disk,
-            "out": f"/tmp/vc_harness/{name}-{'disk' if from_disk else 'memory'}", "overwrite": True}
+def _child(args: dict, what: str) -> dict:
+    """``run_benchmark(**args)`` in a fresh process (1 thread): its means, results, seconds and peak RSS."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "VIRTUALCELL_PROGRESS": "0", "PYTHONWARNINGS": "ignore"}
     done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(args)], capture_output=True, text=True, env=env)
     if done.returncode != 0:
-        raise SystemExit(f"{name} ({'disk' if from_disk else 'memory'}) failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"{what} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_one(name: str, from_disk: bool) -> dict:
+    """One benchmark of RUNS in a fresh process, in memory or from disk."""
+    spec = dict(RUNS[name])
+    args = {**spec, "data": str(DATA / spec.pop("data")), "from_disk": from_disk,
+            "out": f"/tmp/vc_harness/{name}-{'disk' if from_disk else 'memory'}", "overwrite": True}
+    return _child(args, f"{name} ({'disk' if from_disk else 'memory'})")
 
 
 def compare(memory: dict, disk: dict) -> dict:
@@ -85,11 +93,46 @@ def compare(memory: dict, disk: dict) -> dict:
     return out
 
 
+#: cells of a simulated atlas per cell type: the held-out units stay this size whatever the atlas's (a unit's truth,
+#: its predictions and its Wilcoxon test are held in memory, in memory and from disk alike)
+CELLS_PER_TYPE = 5000
+
+
+def run_atlas(n_cells: int) -> dict:
+    """The OOS benchmark from disk on bench_scale.py's simulated counts store of ``n_cells`` x 2,000 genes and
+    ``n_cells / CELLS_PER_TYPE`` cell types (``log1p`` recipe by a streamed copy; units type0 and type1 held out
+    in turn): seconds and peak RSS."""
+    from bench_scale import GENES, simulated_store
+
+    store = simulated_store(n_cells, n_types=max(4, n_cells // CELLS_PER_TYPE))
+    args = {"data": str(store), "protocol": "oos", "context_key": "cell_type", "preprocess": "log1p",
+            "contexts": ["type0", "type1"], "from_disk": True, "out": f"/tmp/vc_harness/atlas-{n_cells}",
+            "overwrite": True}
+    run = _child(args, f"atlas {n_cells}")
+    return {"name": f"atlas_{n_cells}", "cells": n_cells, "genes": GENES, "units": len(run["contexts"]),
+            "cell_types": max(4, n_cells // CELLS_PER_TYPE),
+            "command": f"python benchmarks/bench_disk_harness.py --atlas {n_cells}", "threads": 1,
+            "settings": {k: v for k, v in args.items() if k not in ("data", "out", "overwrite")},
+            "seconds": run["seconds"], "peak_rss_mb": run["peak_rss_mb"],
+            "dense_x_in_memory_mb": round(n_cells * GENES * 4 / 2**20), "means": run["means"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="+", choices=sorted(RUNS))
-    names = parser.parse_args().names
+    parser.add_argument("names", nargs="*", help=f"real-data runs: {', '.join(sorted(RUNS))}")
+    parser.add_argument("--atlas", nargs="*", type=int, default=[], metavar="CELLS",
+                        help="benchmark from disk on simulated stores of these sizes (memory and time only)")
+    options = parser.parse_args()
+    names = options.names
+    unknown = sorted(set(names) - set(RUNS))
+    if unknown:
+        parser.error(f"unknown run(s) {unknown}; choose from {sorted(RUNS)}")
     RESULTS.mkdir(parents=True, exist_ok=True)
+    for n_cells in options.atlas:
+        result = run_atlas(n_cells)
+        (RESULTS / f"harness_atlas_{n_cells}.json").write_text(json.dumps(result, indent=2))
+        print(f"atlas {n_cells}: {result['seconds']} s, peak RSS {result['peak_rss_mb']} MB "
+              f"(X dense in memory alone: {result['dense_x_in_memory_mb']} MB)")
     for name in names:
         memory, disk = run_one(name, False), run_one(name, True)
         result = {"name": name, "settings": RUNS[name], "method": "pca + latent-arithmetic (defaults), seed 0",

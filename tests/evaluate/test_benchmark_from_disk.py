@@ -55,8 +55,8 @@ def test_benchmark_from_disk_matches_memory_and_never_reads_the_store_whole(stor
     assert disk["dataset"]["from_disk"] and disk["contexts"] == memory["contexts"]
     for label, means in _means(memory).items():
         for metric, value in means.items():
-            # PCA from streamed covariance and block-shuffled loader: equal up to float rounding
-            assert disk["means"][label][metric] == pytest.approx(value, abs=2e-3), (label, metric)
+            # the PCA encoder streamed, the metrics' PCA from a covariance: equal up to float rounding
+            assert disk["means"][label][metric] == pytest.approx(value, abs=1e-4), (label, metric)
 
 
 def test_benchmark_from_disk_applies_a_recipe_through_a_streamed_copy(tmp_path):
@@ -101,10 +101,10 @@ def test_select_from_disk_chooses_and_scores_as_in_memory(store):
         disk = select_pipeline(str(path), **options)
     assert disk.report["winner"] == memory.report["winner"]
     for a, b in zip(memory.report["table"], disk.report["table"]):
-        assert a["entry"] == b["entry"] and b["score"] == pytest.approx(a["score"], abs=2e-3)
+        assert a["entry"] == b["entry"] and b["score"] == pytest.approx(a["score"], abs=1e-4)
     control = adata[(adata.obs["condition"] == "control").to_numpy()][:50]
     np.testing.assert_allclose(disk.pipeline.predict(control, target="stimulated").X,
-                               memory.pipeline.predict(control, target="stimulated").X, atol=1e-3)
+                               memory.pipeline.predict(control, target="stimulated").X, atol=1e-4)
 
 
 def _cli(*args):

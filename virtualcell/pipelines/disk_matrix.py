@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..data.streaming import StreamingPCA
 from ..data.preprocess import Preprocessing
+from ..data.streaming import StreamingPCA
 from ..errors import DataError
 from ..metrics.distribution import PCASpace
 from ..metrics.pca_from_covariance import pca_space_from_covariance

@@ -94,7 +94,7 @@ def test_small_file_rule_is_a_priori_and_gives_the_in_memory_fit(store):
 
 def test_refusals_name_the_fix(store):
     _, path, _ = store
-    with pytest.raises(DataError, match="encoder='vae' or encoder='pca'.*pass it fitted"):
+    with pytest.raises(DataError, match="encoder='vae', 'pca' or 'transformer'.*pass it fitted"):
         _fit(str(path), encoder={"name": "graph", "n_latent": 4, "max_steps": 1}, disk={"exact": True})
     with pytest.raises(DataError, match="decoder='mlp-decoder'"):
         _fit(str(path), decoder={"name": "label-decoder"}, disk={"exact": True})

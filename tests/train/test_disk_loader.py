@@ -11,8 +11,8 @@ import torch
 from virtualcell.data.checks import DataError
 from virtualcell.data.preprocess import Preprocessing
 from virtualcell.data.simulate_perturbation import simulate_perturbation
-from virtualcell.data.streaming import (StreamingGroupMeans, StreamingMoments, StreamingPCA, batch_recipe,
-                                        hvg_seurat)
+from virtualcell.data.streaming import StreamingMoments, StreamingPCA, batch_recipe, hvg_seurat
+from virtualcell.nn.group_means import group_index, group_sums, means_from_sums
 from virtualcell.train.disk_loader import DiskLoader, DiskRows
 
 
@@ -86,17 +86,19 @@ def test_streaming_statistics_match_in_memory(stores):
     rows = DiskRows(folder / "csr.h5ad")
     x = adata.X.toarray().astype(np.float64)
     moments, pca = StreamingMoments(), StreamingPCA(3)
-    groups = StreamingGroupMeans(2, 3, 40)
+    sums, totals = torch.zeros(6, 40, dtype=torch.float64), torch.zeros(6, dtype=torch.float64)
     condition = (adata.obs["condition"] != "control").to_numpy().astype(int)
     context = adata.obs["cell_type"].cat.codes.to_numpy()
     for begin in range(0, 360, 77):
         index = np.arange(begin, min(begin + 77, 360))
         moments.update(rows[index])
         pca.update(rows[index])
-        groups.update(rows[index], condition[index], context[index])
+        group = group_index(torch.as_tensor(condition[index]), torch.as_tensor(context[index]).long(), 2)
+        chunk_sums, chunk_totals = group_sums(rows[index], group, 6)
+        sums, totals = sums + chunk_sums, totals + chunk_totals
     np.testing.assert_allclose(moments.mean, x.mean(0), rtol=1e-10)
     np.testing.assert_allclose(moments.var, x.var(0, ddof=1), rtol=1e-9)
-    means, counts = groups.result()
+    means, counts = means_from_sums(sums, totals, 2)
     in_group = (context == 1) & (condition == 1)
     np.testing.assert_allclose(means[1, 1].numpy(), x[in_group].mean(0), rtol=1e-5)
     assert counts[1, 1] == in_group.sum()

@@ -17,9 +17,9 @@ from typing import Annotated, Any, Optional
 import click
 import typer
 
-from .benchmark_app import (ConditionKey, Conformal, Control, CountsPreprocess, Data,
-                            FromDisk, DecoderName, DecoderOptions,
-                            Device, DropConditions, EncoderName, EncoderOptions, ManipulatorName, ManipulatorOptions,
+from .benchmark_app import (ConditionKey, Conformal, Control, CountsPreprocess, Data, DecoderName, DecoderOptions,
+                            Device, DropConditions, EncoderName, EncoderOptions, FromDisk, ManipulatorName,
+                            ManipulatorOptions,
                             NoBaselines, NoPlots, NSamples, NTop, Out, Overwrite, Quiet, Seed, Threads, benchmark_app,
                             command_line, parse_list, parse_names)
 from .options import parse_options

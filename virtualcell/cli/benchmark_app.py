@@ -51,7 +51,7 @@ Conformal = Annotated[bool, typer.Option(
     "the training cells (K extra fits) and report conformal_coverage80/90/95 (docs/uncertainty.md).")]
 FromDisk = Annotated[bool, typer.Option(
     "--from-disk", help="Never read --data whole: fit each method from disk on its training cells, read only each "
-    "unit's cells (X must be log-normalised: --preprocess none; docs/scale.md).")]
+    "unit's cells; a --preprocess recipe is applied once by a streamed copy (docs/scale.md).")]
 NSamples = Annotated[int, typer.Option(
     "--n-samples", help="With N >= 2, also predict N populations per unit and report coverage90 and interval width.")]
 

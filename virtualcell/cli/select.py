@@ -76,7 +76,7 @@ def select(
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads of this process."),
     from_disk: bool = typer.Option(False, "--from-disk", help="Never read --data whole (an .h5ad, a .zarr or a folder of "
                                    "shards): every inner and final fit trains from disk, only each inner unit's cells "
-                                   "are read (X log-normalised: --preprocess none; docs/scale.md)."),
+                                   "are read; a --preprocess recipe is applied once by a streamed copy (docs/scale.md)."),
     seed: SeedOption = 0,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),

@@ -4,8 +4,8 @@ Each accumulator takes batches ``[b, genes]`` (numpy or torch) one at a time, in
 any batch size, and merges them exactly (float64 sums; Chan et al.'s pairwise update for the
 variance): per-gene mean / variance (:class:`StreamingMoments`), the Seurat highly-variable genes
 computed from them (:func:`hvg_seurat`, the same genes as ``scanpy.pp.highly_variable_genes``), a
-PCA from the streamed covariance (:class:`StreamingPCA`, :func:`pca_in_passes`) and per-(context, condition) means
-(:class:`StreamingGroupMeans`). :func:`batch_recipe` applies a ``Preprocessing`` recipe to one batch
+PCA from the streamed covariance (:class:`StreamingPCA`, :func:`pca_in_passes`); per-(context, condition)
+means are streamed as sums (:func:`virtualcell.nn.group_means.group_sums`). :func:`batch_recipe` applies a ``Preprocessing`` recipe to one batch
 of raw rows, which is how a loader preprocesses per batch.
 """
 
@@ -21,7 +21,7 @@ import torch
 
 from .checks import DataError
 
-__all__ = ["batch_recipe", "StreamingMoments", "StreamingGroupMeans", "StreamingPCA", "pca_in_passes", "hvg_seurat"]
+__all__ = ["batch_recipe", "StreamingMoments", "StreamingPCA", "pca_in_passes", "hvg_seurat"]
 
 
 def _dense64(x: Any) -> np.ndarray:
@@ -131,28 +131,6 @@ def hvg_seurat(mean: np.ndarray, var: np.ndarray, var_names: Sequence[str], n_to
     cutoff = finite[min(n_top_genes, finite.size) - 1]
     keep = np.nan_to_num(norm, nan=-np.inf) >= cutoff
     return [str(g) for g, k in zip(var_names, keep) if k]
-
-
-class StreamingGroupMeans:
-    """Means [K, N, g] and counts [K, N] of batches per (context, condition), summed in float64."""
-
-    def __init__(self, n_conditions: int, n_contexts: int, n_features: int) -> None:
-        self.n_conditions, self.k = n_conditions, max(n_contexts, 1)
-        self.sums = np.zeros((self.k * n_conditions, n_features), dtype=np.float64)
-        self.counts = np.zeros(self.k * n_conditions, dtype=np.float64)
-
-    def update(self, x: Any, condition: np.ndarray, context: np.ndarray | None = None) -> "StreamingGroupMeans":
-        condition = np.asarray(condition, dtype=np.int64)
-        context = np.zeros_like(condition) if context is None else np.asarray(context, dtype=np.int64)
-        group = context * self.n_conditions + condition
-        np.add.at(self.sums, group, _dense64(x))
-        self.counts += np.bincount(group, minlength=self.counts.size)
-        return self
-
-    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
-        means = self.sums / np.maximum(self.counts, 1)[:, None]
-        return (torch.from_numpy(means).float().view(self.k, self.n_conditions, -1),
-                torch.from_numpy(self.counts).view(self.k, self.n_conditions))
 
 
 class StreamingPCA:

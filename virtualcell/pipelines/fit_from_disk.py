@@ -3,7 +3,7 @@
 The expression matrix is never read whole: ``var`` and the ``obs`` columns the fit needs are read into
 memory without the cell names (``train.disk_annotations``; conditions stay categorical), the
 preprocessing recipe (and its HVGs), the per-(context, condition) means and the latent codes are
-computed in streaming passes (``virtualcell.data.streaming``), and the encoder (VAE, PCA) and a learned
+computed in streaming passes (``virtualcell.data.streaming``), and the encoder (VAE, PCA, transformer) and a learned
 decoder (mlp) train from :class:`~virtualcell.train.disk_loader.DiskRows` (``fit_from_disk_components``;
 ``docs/scale.md``). Memory is bounded by the batch, the model and, unless the manipulator is fitted on group
 sums of the codes (``fit_from_disk_codes``: they are streamed), the latent codes [n_cells, n_latent]. A file
@@ -26,8 +26,8 @@ from ..data.streaming import batch_recipe
 from ..train.disk_cells import DiskCells
 from ..train.disk_loader import DiskRows
 from .fit_from_disk_codes import CodesPass, int32_labels
-from .fit_from_disk_components import (DEFAULT_BLOCKS, fit_decoder_from_disk, fit_encoder_from_disk, read_whole,
-                                       reads_whole, streams_codes)
+from .fit_from_disk_components import (DEFAULT_BLOCKS, fit_decoder_from_disk, fit_encoder_from_disk, reads_whole,
+                                       streams_codes)
 from .fit_labels import fit_targets, training_labels
 from .preprocess_on_disk import recipe_genes
 
@@ -83,8 +83,7 @@ def fit_from_disk(pipe: Any, source: Any, *, condition_key: str = "condition", c
     cells = source if isinstance(source, DiskCells) else DiskCells.open(source, keys, layer=layer)
     annotations, layer = cells.annotations, cells.layer
     if reads_whole(disk, annotations.n_obs):   # small file: one pool holds it all, so read it and fit in memory
-        whole = cells.to_memory() if isinstance(source, DiskCells) else read_whole(
-            source, read_annotations(source, names=True), layer)
+        whole = (cells if isinstance(source, DiskCells) else DiskCells.open(source, layer=layer, names=True)).to_memory()
         pipe.fit(whole, condition_key=condition_key, control=control, context_key=context_key,
                  covariate_keys=covariate_keys, layer=layer, seed=seed, progress=progress,
                  extra_conditions=extra_conditions)

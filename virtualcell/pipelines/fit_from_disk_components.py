@@ -1,9 +1,9 @@
 """Which components train from disk, how, and the small-file rule (used by ``fit_from_disk``).
 
-Encoders: ``vae`` (minibatches from the loader) and ``pca`` (exact streamed covariance, two sequential
-passes) train from :class:`~virtualcell.train.disk_loader.DiskRows`; ``identity-encoder`` when the codes
-are streamed (:func:`streams_codes`); a fitted encoder of any kind only encodes. Decoders: the encoder's paired one, or an ``mlp-decoder`` trained on (latent code of the
-row, the row read from disk) pairs; the identity decoder only names its genes. Anything else is
+Encoders: ``vae`` and ``transformer`` (minibatches from the loader) and ``pca`` (exact streamed covariance,
+two sequential passes) train from :class:`~virtualcell.train.disk_loader.DiskRows`; ``identity-encoder``
+when the codes are streamed (:func:`streams_codes`); a fitted encoder of any kind only encodes. Decoders:
+the encoder's paired one, or an ``mlp-decoder`` trained on (latent code of the row, the row read from disk) pairs; the identity decoder only names its genes. Anything else is
 refused with the fix. Small files (every cell fits in one loader pool) are read whole and fitted as in
 memory: :func:`reads_whole`.
 """
@@ -12,14 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import anndata as ad
-import numpy as np
 import torch
 
 from ..data.checks import DataError
 from ..train.disk_loader import DiskRows
 
-__all__ = ["reads_whole", "read_whole", "fit_encoder_from_disk", "fit_decoder_from_disk", "disk_decoder", "disk_refusal",
+__all__ = ["reads_whole", "fit_encoder_from_disk", "fit_decoder_from_disk", "disk_decoder", "disk_refusal",
            "streams_codes", "DEFAULT_BLOCKS"]
 
 #: the loader's default ``(block_size, pool_blocks)``: one pool is 64 x 64 = 4,096 cells
@@ -39,18 +37,6 @@ def reads_whole(disk: dict[str, Any], n_cells: int) -> bool:
     block = int(disk.get("block_size", DEFAULT_BLOCKS[0]))
     pool = int(disk.get("pool_blocks", DEFAULT_BLOCKS[1]))
     return block * pool >= n_cells
-
-
-def read_whole(source: Any, annotations: ad.AnnData, layer: str | None) -> ad.AnnData:
-    """The store as an in-memory AnnData (``obs``, ``var`` and the matrix, sparse stays sparse)."""
-    rows = DiskRows(source, layer=layer)
-    matrix = rows.read(np.arange(len(rows)))
-    adata = ad.AnnData(obs=annotations.obs, var=annotations.var)
-    if layer is None:
-        adata.X = matrix
-    else:
-        adata.layers[layer] = matrix
-    return adata
 
 
 def streams_codes(pipe: Any) -> bool:
@@ -84,7 +70,7 @@ def disk_refusal(pipe: Any) -> tuple[str, str] | None:
                 "own decoder, or encoder='vae' / 'pca' (a small latent space), or fit on an in-memory AnnData.")
     if not encoder.is_fitted and not isinstance(encoder, (VAEEncoder, PCAEncoder, IdentityEncoder, TransformerEncoder)):
         return "encoder", (f"{type(encoder).__name__} trains in memory only, so it cannot be fitted from disk. Either use "
-                "encoder='vae' or encoder='pca' (both train from disk), or fit this encoder on an in-memory AnnData "
+                "encoder='vae', 'pca' or 'transformer' (they train from disk), or fit this encoder on an in-memory AnnData "
                 "(a subsample is enough to pretrain it) and pass it fitted: from disk it then only encodes, and an "
                 "mlp-decoder trains from disk when it has no paired decoder.")
     if decoder is not None and not decoder.is_fitted and not isinstance(decoder, (MLPDecoder, IdentityDecoder)):

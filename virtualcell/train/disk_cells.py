@@ -24,7 +24,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .disk_annotations import Annotations, read_annotations
-from .disk_loader import DiskRows
+from .disk_loader import DiskRows, sorted_rows
 
 __all__ = ["DiskCells"]
 
@@ -43,9 +43,10 @@ class DiskCells:
 
     @classmethod
     def open(cls, source: Any, columns: Sequence[str] | None = None, *, layer: str | None = None,
-             owner: Any = None) -> "DiskCells":
-        """Every cell of ``source`` with the ``obs`` ``columns`` (all when None); reads no expression."""
-        return cls(source, read_annotations(source, columns), None, layer, owner)
+             names: bool = False, owner: Any = None) -> "DiskCells":
+        """Every cell of ``source`` with the ``obs`` ``columns`` (all when None; with ``names``, the whole ``obs``
+        indexed by cell name, as anndata reads it); reads no expression."""
+        return cls(source, read_annotations(source, columns, names=names), None, layer, owner)
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled (e.g. for worker processes) without ``owner``: the process that made it keeps that alive."""
@@ -85,9 +86,7 @@ class DiskCells:
             if positions.shape != (self.n_obs,):
                 raise IndexError(f"A boolean mask of these cells needs {self.n_obs} values; got {positions.shape}.")
             positions = np.flatnonzero(positions)
-        positions = positions.astype(np.int64).ravel()
-        if positions.size > 1 and not (np.diff(positions) > 0).all():
-            raise IndexError("DiskCells takes sorted, distinct positions (file order), or a boolean mask.")
+        positions = sorted_rows(positions, self.n_obs, what="DiskCells takes")
         obs = self.obs.iloc[positions].reset_index(drop=True)
         head = [self.annotations.head_names[p] for p in positions[:1000] if p < len(self.annotations.head_names)]
         annotations = Annotations(obs, self.annotations.var, head)

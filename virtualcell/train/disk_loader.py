@@ -29,7 +29,7 @@ import torch
 
 from .disk_shards import DiskDataError, Shard, check_same_genes, open_matrix, shard_paths
 
-__all__ = ["DiskRows", "DiskLoader", "Batch", "LoaderBatches", "open_matrix", "epoch_order", "sorted_indices",
+__all__ = ["DiskRows", "DiskLoader", "Batch", "LoaderBatches", "open_matrix", "epoch_order", "sorted_indices", "sorted_rows",
            "cut_batches", "loader_batches"]
 
 #: per-batch transform: raw rows (CSR or dense ndarray [b, all genes]) -> dense float32 [b, genes]
@@ -58,7 +58,7 @@ class DiskRows:
             check_same_genes([str(s.path) for s in self.shards], [s.var_names() for s in self.shards])
         self.offsets = np.cumsum([0] + [len(s) for s in self.shards])
         self.sparse = any(s.sparse for s in self.shards)
-        self.selection = None if rows is None else _sorted_rows(rows, int(self.offsets[-1]))
+        self.selection = None if rows is None else sorted_rows(rows, int(self.offsets[-1]))
         n_rows = int(self.offsets[-1]) if self.selection is None else int(self.selection.size)
         self.shape_on_disk = (n_rows, self.shards[0].shape[1])
         self.transform = transform
@@ -161,13 +161,14 @@ class DiskRows:
         return torch.from_numpy(self.transformed(self.read(np.asarray(rows)))).to(self.device)
 
 
-def _sorted_rows(rows: Sequence[int], n_rows: int) -> np.ndarray:
-    """``rows`` as sorted, distinct int64 file rows, each in ``[0, n_rows)`` (else IndexError / ValueError)."""
+def sorted_rows(rows: Sequence[int], n_rows: int, *, what: str = "rows must be") -> np.ndarray:
+    """``rows`` as sorted, distinct int64 positions, each in ``[0, n_rows)``; else IndexError (``what`` heads
+    the message on order)."""
     rows = np.asarray(rows, dtype=np.int64).ravel()
     if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
         raise IndexError(f"row index out of range for {n_rows} cells.")
     if rows.size > 1 and not (np.diff(rows) > 0).all():
-        raise ValueError("rows must be sorted and distinct (the file rows to read, in file order).")
+        raise IndexError(f"{what} sorted, distinct positions (file order), or a boolean mask.")
     return rows
 
 
